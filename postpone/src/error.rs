@@ -1,0 +1,224 @@
+//! The one public error type of the library.
+//!
+//! Every variant either prints its own message and exposes its cause through
+//! [`std::error::Error::source`], or is transparent: no chain prints a cause twice.
+//! Messages say what went wrong, where, and how to fix it, on one line.
+
+use std::fmt;
+
+/// Everything that can go wrong in Postpone.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A `todo` job with the same queueing lock already exists (Procrastinate's `AlreadyEnqueued`).
+    #[error(
+        "job not deferred: a job with queueing lock {queueing_lock:?} is already waiting (status todo); \
+         wait for it to start, or defer without that queueing lock"
+    )]
+    AlreadyEnqueued {
+        /// The queueing lock that collided.
+        queueing_lock: String,
+    },
+    /// The input given by a caller is invalid; nothing was changed.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// No task with this name (or alias) is registered in the app.
+    #[error("unknown task {name:?}: register it in the app, or defer it by name as an unknown task")]
+    UnknownTask {
+        /// The task name that was looked up.
+        name: String,
+    },
+    /// The arguments do not fit the task's argument type.
+    #[error("arguments for task {task:?} do not fit its type: {message}")]
+    InvalidArgs {
+        /// The task name.
+        task: String,
+        /// What serde said, naming the field.
+        message: String,
+    },
+    /// No job has this id.
+    #[error("job {id} not found")]
+    JobNotFound {
+        /// The job id.
+        id: i64,
+    },
+    /// The job exists but is not in a status that allows the operation.
+    #[error("job {id} cannot be {action}: its status is {status}")]
+    InvalidJobStatus {
+        /// The job id.
+        id: i64,
+        /// What was attempted ("retried", "cancelled", ...).
+        action: &'static str,
+        /// The job's current status.
+        status: String,
+    },
+    /// The database has no Procrastinate/Postpone schema.
+    #[error("the database has no Postpone schema (table procrastinate_jobs not found): run `postpone schema apply`")]
+    SchemaMissing,
+    /// The database's schema is not complete or not current.
+    #[error("the database schema is not up to date ({pending}): run `postpone schema apply`")]
+    SchemaOutdated {
+        /// What is pending, in words.
+        pending: String,
+    },
+    /// The database was migrated by a newer Postpone than this one.
+    #[error(
+        "the database schema was migrated by a newer Postpone (it has migration {found:?}, this build knows up to {known:?}): upgrade postpone"
+    )]
+    SchemaTooNew {
+        /// The newest migration recorded in the database.
+        found: String,
+        /// The newest migration this build knows.
+        known: String,
+    },
+    /// Could not connect to PostgreSQL.
+    #[error("could not connect to PostgreSQL at {target}")]
+    Connect {
+        /// Where we tried to connect, without password.
+        target: String,
+        /// Why it failed.
+        #[source]
+        source: DbError,
+    },
+    /// A database operation failed.
+    #[error(transparent)]
+    Database(#[from] DbError),
+}
+
+/// A convenient alias for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error from the database driver, kept opaque; ask it questions with its predicates.
+pub struct DbError {
+    inner: Box<dyn std::error::Error + Send + Sync + 'static>,
+    code: Option<String>,
+    constraint: Option<String>,
+    detail: Option<String>,
+}
+
+impl DbError {
+    /// The SQLSTATE code, if the server sent one.
+    #[must_use]
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    /// The constraint (or unique index) involved, if the server named one.
+    #[must_use]
+    pub fn constraint(&self) -> Option<&str> {
+        self.constraint.as_deref()
+    }
+
+    /// The server's detail line, if any.
+    #[must_use]
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+
+    /// True for a unique violation (SQLSTATE 23505).
+    #[must_use]
+    pub fn is_unique_violation(&self) -> bool {
+        self.code() == Some("23505")
+    }
+
+    /// True when the connection is gone or could not be made.
+    #[must_use]
+    pub fn is_connection(&self) -> bool {
+        match self.code() {
+            Some(code) => code.starts_with("08") || code.starts_with("57P"),
+            None => true,
+        }
+    }
+
+    /// Wraps any other error (pool, I/O) as a database error.
+    pub fn other(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            inner: Box::new(error),
+            code: None,
+            constraint: None,
+            detail: None,
+        }
+    }
+}
+
+impl fmt::Debug for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.inner, f)
+    }
+}
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // tokio-postgres' Display of a server error is only its severity and message;
+        // the message is what people need, with the cause chain printed by the caller.
+        fmt::Display::fmt(&self.inner, f)?;
+        if let Some(source) = self.inner.source() {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DbError {}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        let db = error.as_db_error();
+        let code = error.code().map(|c| c.code().to_owned());
+        let constraint = db.and_then(|d| d.constraint()).map(str::to_owned);
+        let detail = db.and_then(|d| d.detail()).map(str::to_owned);
+        Self {
+            inner: Box::new(error),
+            code,
+            constraint,
+            detail,
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for DbError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        match error {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => Self::other(other),
+        }
+    }
+}
+
+#[cfg(feature = "sqlx")]
+impl From<sqlx::Error> for DbError {
+    fn from(error: sqlx::Error) -> Self {
+        let (code, constraint) = match &error {
+            sqlx::Error::Database(db) => (
+                db.code().map(|c| c.into_owned()),
+                db.constraint().map(str::to_owned),
+            ),
+            _ => (None, None),
+        };
+        Self {
+            inner: Box::new(error),
+            code,
+            constraint,
+            detail: None,
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::Database(error.into())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        Self::Database(error.into())
+    }
+}
+
+#[cfg(feature = "sqlx")]
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error.into())
+    }
+}

@@ -1,0 +1,21 @@
+#![doc = include_str!("../../README.md")]
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod connect;
+pub mod defer;
+pub mod error;
+pub mod job;
+pub mod manager;
+pub mod protocol;
+pub mod retry;
+pub mod schema;
+pub mod store;
+pub mod task;
+
+pub use app::{App, AppBuilder};
+pub use defer::{Configured, JobSpec};
+pub use error::{DbError, Error, Result};
+pub use job::{Job, JobStatus};
+pub use manager::{JobFilter, JobManager};
+pub use task::{Task, TaskConfig};

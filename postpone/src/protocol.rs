@@ -1,0 +1,94 @@
+//! What Postpone shares with Procrastinate (Python) on the wire: channel names, NOTIFY
+//! payloads, status names and name limits.
+//!
+//! Corresponds to `procrastinate/sql/schema.sql` (the notify trigger functions) and
+//! `procrastinate/jobs.py`. Nothing here may change without breaking mixed fleets.
+
+use serde::{Deserialize, Serialize};
+
+/// The channel every `job_inserted` and `abort_job_requested` notification goes to.
+pub const ANY_QUEUE_CHANNEL: &str = "procrastinate_any_queue_v1";
+
+/// The queue used when a task names none (Procrastinate's `DEFAULT_QUEUE`).
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// Longest queue or task name the schema accepts (`character varying(128)`).
+pub const MAX_NAME_LEN: usize = 128;
+
+/// The per-queue channel: `procrastinate_queue_v1#<queue>`.
+#[must_use]
+pub fn queue_channel(queue: &str) -> String {
+    format!("procrastinate_queue_v1#{queue}")
+}
+
+/// A NOTIFY payload sent by the schema's triggers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Notification {
+    /// A `todo` job was inserted.
+    JobInserted {
+        /// Its id.
+        job_id: i64,
+    },
+    /// Abort was requested for a `doing` job.
+    AbortJobRequested {
+        /// Its id.
+        job_id: i64,
+    },
+}
+
+impl Notification {
+    /// Parses a payload; `None` for anything this version does not understand.
+    #[must_use]
+    pub fn parse(payload: &str) -> Option<Self> {
+        serde_json::from_str(payload).ok()
+    }
+}
+
+/// Checks a queue or task name: not empty, at most [`MAX_NAME_LEN`] characters.
+///
+/// # Errors
+/// [`crate::Error::InvalidInput`] naming `what` and the limit.
+pub fn check_name(what: &str, name: &str) -> crate::Result<()> {
+    if name.is_empty() {
+        return Err(crate::Error::InvalidInput(format!(
+            "{what} name is empty: give a non-empty name"
+        )));
+    }
+    let len = name.chars().count();
+    if len > MAX_NAME_LEN {
+        return Err(crate::Error::InvalidInput(format!(
+            "{what} name {:?}... is {len} characters long: the limit is {MAX_NAME_LEN}",
+            name.chars().take(32).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_match_the_triggers() {
+        assert_eq!(
+            Notification::parse(r#"{"type": "job_inserted", "job_id": 12}"#),
+            Some(Notification::JobInserted { job_id: 12 })
+        );
+        assert_eq!(
+            Notification::parse(r#"{"type" : "abort_job_requested", "job_id" : 3}"#),
+            Some(Notification::AbortJobRequested { job_id: 3 })
+        );
+        assert_eq!(Notification::parse(r#"{"type": "other"}"#), None);
+        assert_eq!(queue_channel("emails"), "procrastinate_queue_v1#emails");
+    }
+
+    #[test]
+    fn names_are_limited() {
+        assert!(check_name("queue", "a").is_ok());
+        assert!(check_name("queue", &"é".repeat(128)).is_ok());
+        let err = check_name("queue", &"q".repeat(129)).unwrap_err().to_string();
+        assert!(err.contains("129 characters"), "{err}");
+        assert!(check_name("task", "").is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! Postpone's integration tests: one binary, one module per area.
+//!
+//! Every test gets its own database, cloned from a template (see `harness`), so tests run
+//! in parallel. A test never passes without a database: when none can be found or started,
+//! the harness panics with one line saying what to install.
+
+mod harness;
+mod schema;
