@@ -71,6 +71,25 @@ pub enum Error {
         /// The newest migration this build knows.
         known: String,
     },
+    /// The database holds a Procrastinate schema older than 3.10 (or not fully migrated),
+    /// which Postpone will not adopt.
+    #[error(
+        "the database has a Procrastinate schema older than 3.10 ({missing}): upgrade it first with \
+         Procrastinate's own migrations (`procrastinate schema --migrations-path`) up to 3.10, then run `postpone schema apply`"
+    )]
+    ProcrastinateSchemaTooOld {
+        /// What is missing or left over, in words.
+        missing: String,
+    },
+    /// A migration failed; its transaction was rolled back, nothing of it remains.
+    #[error("schema migration {migration} failed and was rolled back")]
+    MigrationFailed {
+        /// The migration, as `version_phase_name`.
+        migration: String,
+        /// Why it failed.
+        #[source]
+        source: DbError,
+    },
     /// Could not connect to PostgreSQL.
     #[error("could not connect to PostgreSQL at {target}")]
     Connect {
@@ -128,6 +147,15 @@ impl DbError {
             Some(code) => code.starts_with("08") || code.starts_with("57P"),
             None => true,
         }
+    }
+
+    /// Sets the detail line when the driver did not keep it.
+    #[cfg(feature = "sqlx")]
+    pub(crate) fn with_detail(mut self, detail: Option<String>) -> Self {
+        if self.detail.is_none() {
+            self.detail = detail;
+        }
+        self
     }
 
     /// Wraps any other error (pool, I/O) as a database error.

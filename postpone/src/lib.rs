@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod connect;
+pub mod context;
 pub mod defer;
 pub mod error;
 pub mod job;

@@ -1,0 +1,208 @@
+//! The entry point: an [`App`] knows its tasks and its store (Procrastinate's `App`).
+//!
+//! Build one with [`App::builder`]: register tasks, say where the database is, `build()`.
+//! Building checks the registry (names, aliases, duplicates) and touches no database; the
+//! first query does. An `App` is cheap to clone and share.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::connect::ConnectConfig;
+use crate::manager::JobManager;
+use crate::protocol::check_name;
+use crate::store::Store;
+use crate::store::postgres::PgStore;
+use crate::task::{Task, TaskEntry};
+use crate::{Error, Result};
+
+/// Connections kept by an app's pool unless told otherwise.
+pub const POOL_SIZE_DEFAULT: usize = 10;
+
+/// A task queue application: its tasks, and the store its jobs live in.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<AppInner>,
+}
+
+struct AppInner {
+    store: Arc<dyn Store>,
+    pg: Option<PgStore>,
+    connect: Option<ConnectConfig>,
+    /// Task names and aliases to their entry.
+    tasks: HashMap<String, Arc<TaskEntry>>,
+    /// Registered task names (not aliases), sorted.
+    task_names: Vec<String>,
+}
+
+impl fmt::Debug for App {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("App")
+            .field("store", &self.inner.store)
+            .field("tasks", &self.inner.task_names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Starts building an app.
+    #[must_use]
+    pub fn builder() -> AppBuilder {
+        AppBuilder::default()
+    }
+
+    /// The store jobs live in.
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The PostgreSQL store, when the app runs on PostgreSQL.
+    #[must_use]
+    pub fn pg(&self) -> Option<&PgStore> {
+        self.inner.pg.as_ref()
+    }
+
+    /// Where the app connects, when it runs on PostgreSQL.
+    #[must_use]
+    pub fn connect_config(&self) -> Option<&ConnectConfig> {
+        self.inner.connect.as_ref()
+    }
+
+    /// The job manager: status, lists, cancel, retry, stalled jobs, cleanup.
+    #[must_use]
+    pub fn job_manager(&self) -> JobManager {
+        JobManager::new(self.inner.store.clone())
+    }
+
+    /// Registered task names (aliases left out), sorted.
+    #[must_use]
+    pub fn task_names(&self) -> &[String] {
+        &self.inner.task_names
+    }
+
+    /// The task registered under this name or alias.
+    pub(crate) fn task(&self, name: &str) -> Option<&Arc<TaskEntry>> {
+        self.inner.tasks.get(name)
+    }
+
+    /// Checks the database schema is installed and current; returns its version.
+    ///
+    /// # Errors
+    /// [`Error::SchemaMissing`], [`Error::SchemaOutdated`], [`Error::SchemaTooNew`], or a
+    /// connection error naming where it tried.
+    pub async fn check_schema(&self) -> Result<String> {
+        let pg = self.inner.pg.as_ref().ok_or_else(|| {
+            Error::InvalidInput("this app has no PostgreSQL database to check".to_owned())
+        })?;
+        let client = pg.get().await?;
+        crate::schema::ensure_ready(&client).await
+    }
+}
+
+/// Builds an [`App`].
+#[derive(Default)]
+pub struct AppBuilder {
+    tasks: Vec<TaskEntry>,
+    connect: Option<ConnectConfig>,
+    pool_size: Option<usize>,
+    store: Option<Arc<dyn Store>>,
+}
+
+impl fmt::Debug for AppBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppBuilder")
+            .field("tasks", &self.tasks)
+            .field("connect", &self.connect)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppBuilder {
+    /// Registers a task.
+    #[must_use]
+    pub fn task<T: Task>(mut self) -> Self {
+        self.tasks.push(TaskEntry::of::<T>());
+        self
+    }
+
+    /// Connects to this database (a URL or `key=value` conninfo) when jobs are first used.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the URL does not parse.
+    pub fn database_url(mut self, url: &str) -> Result<Self> {
+        self.connect = Some(ConnectConfig::parse(url)?);
+        Ok(self)
+    }
+
+    /// Connects as `config` says.
+    #[must_use]
+    pub fn connect(mut self, config: ConnectConfig) -> Self {
+        self.connect = Some(config);
+        self
+    }
+
+    /// Keeps at most this many connections (default [`POOL_SIZE_DEFAULT`]).
+    #[must_use]
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = Some(size);
+        self
+    }
+
+    /// Uses this store instead of PostgreSQL.
+    #[must_use]
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Checks the registry and builds the app. Without a database URL, connects as
+    /// [`ConnectConfig::resolve`] says (`DATABASE_URL`, libpq variables, local server).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a task name that is empty, too long, or registered twice.
+    pub fn build(self) -> Result<App> {
+        let mut tasks: HashMap<String, Arc<TaskEntry>> = HashMap::new();
+        let mut task_names = Vec::new();
+        for entry in self.tasks {
+            check_name("task", &entry.name)?;
+            let entry = Arc::new(entry);
+            let names = std::iter::once(&entry.name).chain(entry.config.aliases.iter());
+            for name in names {
+                check_name("task", name)?;
+                if let Some(previous) = tasks.insert(name.clone(), entry.clone()) {
+                    return Err(Error::InvalidInput(format!(
+                        "task name {name:?} is registered twice (by {:?} and {:?}): give each task its own name and aliases",
+                        previous.name, entry.name
+                    )));
+                }
+            }
+            if let Some(queue) = &entry.config.queue {
+                check_name("queue", queue)?;
+            }
+            task_names.push(entry.name.clone());
+        }
+        task_names.sort();
+        let (store, pg, connect): (Arc<dyn Store>, _, _) = match self.store {
+            Some(store) => (store, None, self.connect),
+            None => {
+                let connect = match self.connect {
+                    Some(connect) => connect,
+                    None => ConnectConfig::resolve(None)?,
+                };
+                let pool = connect.pool(self.pool_size.unwrap_or(POOL_SIZE_DEFAULT))?;
+                let pg = PgStore::new(pool, connect.target());
+                (Arc::new(pg.clone()), Some(pg), Some(connect))
+            }
+        };
+        Ok(App {
+            inner: Arc::new(AppInner {
+                store,
+                pg,
+                connect,
+                tasks,
+                task_names,
+            }),
+        })
+    }
+}

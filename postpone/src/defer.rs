@@ -1,0 +1,284 @@
+//! Deferring jobs: one, configured, in a batch, or inside the caller's transaction.
+//!
+//! Options overlay in this order: per-call ([`Configured`]'s `with_*` setters) over the
+//! task's [`crate::TaskConfig`] over the app's defaults (queue `"default"`, priority 0).
+//! Every path validates before anything is written: names at most 128 characters, args a
+//! JSON object that fits the task's type, `schedule_at` and `schedule_in` not both.
+//! Corresponds to Procrastinate's `task.defer`, `task.configure(...).defer`,
+//! `batch_defer` and `JobManager.defer_job`.
+//!
+//! ```no_run
+//! # use postpone::{App, Task, task::{JobContext, TaskError}};
+//! # #[derive(serde::Serialize, serde::Deserialize)] struct Resize { image: String }
+//! # impl Task for Resize { async fn run(self, _: JobContext) -> Result<(), TaskError> { Ok(()) } }
+//! # async fn f(app: App) -> postpone::Result<()> {
+//! let id = app.defer(Resize { image: "a.png".into() }).await?;
+//! let id = app
+//!     .configure(Resize { image: "b.png".into() })
+//!     .with_queue("images")
+//!     .with_lock("user-42")
+//!     .schedule_in(std::time::Duration::from_secs(60))
+//!     .defer()
+//!     .await?;
+//! let ids = app
+//!     .batch_defer((0..3).map(|i| app.configure(Resize { image: format!("{i}.png") })))
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::app::App;
+use crate::protocol::{DEFAULT_QUEUE, check_name};
+use crate::store::DeferJobParams;
+use crate::store::postgres::Transaction;
+use crate::task::{Task, encode_args, json_kind};
+use crate::{Error, Result};
+
+/// A job ready to be inserted: task name, args and resolved options.
+pub type JobSpec = DeferJobParams;
+
+/// A job being configured before it is deferred (Procrastinate's `task.configure(...)`).
+#[derive(Debug)]
+#[must_use = "a configured job does nothing until .defer() is awaited"]
+pub struct Configured<'a> {
+    app: &'a App,
+    task_name: String,
+    args: Result<serde_json::Value>,
+    queue: Option<String>,
+    priority: Option<i32>,
+    lock: Option<String>,
+    queueing_lock: Option<String>,
+    schedule_at: Option<DateTime<Utc>>,
+    schedule_in: Option<Duration>,
+    task_kwargs: Option<serde_json::Map<String, serde_json::Value>>,
+    allow_unknown: bool,
+}
+
+impl App {
+    /// Defers one job of a task with its default options; returns the job id.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyEnqueued`] on a queueing-lock collision, [`Error::InvalidInput`]
+    /// for bad names, or a database error.
+    pub async fn defer<T: Task>(&self, args: T) -> Result<i64> {
+        self.configure(args).defer().await
+    }
+
+    /// Starts configuring a job of a task.
+    pub fn configure<T: Task>(&self, args: T) -> Configured<'_> {
+        let name = T::name().into_owned();
+        let args = encode_args(&name, &args);
+        Configured::new(self, name, args)
+    }
+
+    /// Starts configuring a job by task name with JSON args (as the CLI does).
+    ///
+    /// A registered task's args are checked against its type; an unregistered name is
+    /// refused unless [`Configured::allow_unknown`] is called.
+    pub fn configure_by_name(&self, task_name: &str, args: serde_json::Value) -> Configured<'_> {
+        let args = match args {
+            serde_json::Value::Object(_) => Ok(args),
+            other => Err(Error::InvalidArgs {
+                task: task_name.to_owned(),
+                message: format!(
+                    "they are {}, not a JSON object of keyword arguments like {{\"a\": 1}}",
+                    json_kind(&other)
+                ),
+            }),
+        };
+        Configured::new(self, task_name.to_owned(), args)
+    }
+
+    /// Defers many jobs in one round trip, all or nothing; ids in input order.
+    ///
+    /// # Errors
+    /// As [`App::defer`]; on any error no job is inserted.
+    pub async fn batch_defer<'a, I>(&'a self, jobs: I) -> Result<Vec<i64>>
+    where
+        I: IntoIterator<Item = Configured<'a>>,
+    {
+        let specs = jobs
+            .into_iter()
+            .map(Configured::into_spec)
+            .collect::<Result<Vec<_>>>()?;
+        self.store().defer_jobs(&specs).await
+    }
+
+    /// Defers many jobs inside the caller's transaction, all or nothing.
+    ///
+    /// # Errors
+    /// As [`App::batch_defer`].
+    pub async fn batch_defer_in<'a, I, Tx>(&'a self, tx: &mut Tx, jobs: I) -> Result<Vec<i64>>
+    where
+        I: IntoIterator<Item = Configured<'a>>,
+        Tx: Transaction,
+    {
+        let specs = jobs
+            .into_iter()
+            .map(Configured::into_spec)
+            .collect::<Result<Vec<_>>>()?;
+        tx.defer_jobs(&specs).await
+    }
+}
+
+impl<'a> Configured<'a> {
+    fn new(app: &'a App, task_name: String, args: Result<serde_json::Value>) -> Self {
+        Self {
+            app,
+            task_name,
+            args,
+            queue: None,
+            priority: None,
+            lock: None,
+            queueing_lock: None,
+            schedule_at: None,
+            schedule_in: None,
+            task_kwargs: None,
+            allow_unknown: false,
+        }
+    }
+
+    /// Runs on this queue.
+    pub fn with_queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Runs with this priority (higher first).
+    pub fn with_priority(mut self, priority: i32) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// Never runs while another job with this lock runs.
+    pub fn with_lock(mut self, lock: impl Into<String>) -> Self {
+        self.lock = Some(lock.into());
+        self
+    }
+
+    /// Refused while another job with this queueing lock waits.
+    pub fn with_queueing_lock(mut self, queueing_lock: impl Into<String>) -> Self {
+        self.queueing_lock = Some(queueing_lock.into());
+        self
+    }
+
+    /// Not run before `at`.
+    pub fn schedule_at(mut self, at: DateTime<Utc>) -> Self {
+        self.schedule_at = Some(at);
+        self
+    }
+
+    /// Not run before `delay` from now.
+    pub fn schedule_in(mut self, delay: Duration) -> Self {
+        self.schedule_in = Some(delay);
+        self
+    }
+
+    /// Overrides some keyword arguments (checked against the task's type again).
+    pub fn with_task_kwargs(mut self, kwargs: serde_json::Map<String, serde_json::Value>) -> Self {
+        self.task_kwargs = Some(kwargs);
+        self
+    }
+
+    /// Accepts a task name this app does not know (Procrastinate's `--unknown`).
+    pub fn allow_unknown(mut self) -> Self {
+        self.allow_unknown = true;
+        self
+    }
+
+    /// Validates and resolves the options into the row to insert.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`], [`Error::InvalidArgs`] or [`Error::UnknownTask`].
+    pub fn into_spec(self) -> Result<JobSpec> {
+        check_name("task", &self.task_name)?;
+        let mut args = self.args?;
+        if let Some(kwargs) = self.task_kwargs {
+            if let serde_json::Value::Object(map) = &mut args {
+                map.extend(kwargs);
+            }
+        }
+        let entry = self.app.task(&self.task_name);
+        match entry {
+            Some(entry) => (entry.validate)(&args).map_err(|message| Error::InvalidArgs {
+                task: self.task_name.clone(),
+                message,
+            })?,
+            None if self.allow_unknown => {}
+            None => {
+                return Err(Error::UnknownTask {
+                    name: self.task_name,
+                });
+            }
+        }
+        let config = entry.map(|e| &e.config);
+        let queue = self
+            .queue
+            .or_else(|| config.and_then(|c| c.queue.clone()))
+            .unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
+        check_name("queue", &queue)?;
+        let scheduled_at = match (self.schedule_at, self.schedule_in) {
+            (Some(_), Some(_)) => {
+                return Err(Error::InvalidInput(
+                    "both schedule_at and schedule_in are set: give one of them".to_owned(),
+                ));
+            }
+            (Some(at), None) => Some(at),
+            (None, Some(delay)) => {
+                let delay = chrono::Duration::from_std(delay)
+                    .ok()
+                    .and_then(|d| Utc::now().checked_add_signed(d))
+                    .ok_or_else(|| {
+                        Error::InvalidInput(format!(
+                            "schedule_in of {delay:?} is too far in the future"
+                        ))
+                    })?;
+                Some(delay)
+            }
+            (None, None) => None,
+        };
+        Ok(JobSpec {
+            queue_name: queue,
+            task_name: self.task_name,
+            priority: self
+                .priority
+                .or_else(|| config.and_then(|c| c.priority))
+                .unwrap_or(0),
+            lock: self.lock.or_else(|| config.and_then(|c| c.lock.clone())),
+            queueing_lock: self
+                .queueing_lock
+                .or_else(|| config.and_then(|c| c.queueing_lock.clone())),
+            args,
+            scheduled_at,
+        })
+    }
+
+    /// Defers the job; returns its id.
+    ///
+    /// # Errors
+    /// As [`App::defer`].
+    pub async fn defer(self) -> Result<i64> {
+        let app = self.app;
+        let spec = self.into_spec()?;
+        let ids = app.store().defer_jobs(std::slice::from_ref(&spec)).await?;
+        ids.first().copied().ok_or_else(|| {
+            Error::InvalidInput("the database returned no id for the deferred job".to_owned())
+        })
+    }
+
+    /// Defers the job inside the caller's transaction: visible, and announced by NOTIFY,
+    /// only when it commits.
+    ///
+    /// # Errors
+    /// As [`App::defer`].
+    pub async fn defer_in<Tx: Transaction>(self, tx: &mut Tx) -> Result<i64> {
+        let spec = self.into_spec()?;
+        let ids = tx.defer_jobs(std::slice::from_ref(&spec)).await?;
+        ids.first().copied().ok_or_else(|| {
+            Error::InvalidInput("the database returned no id for the deferred job".to_owned())
+        })
+    }
+}

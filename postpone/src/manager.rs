@@ -1,0 +1,225 @@
+//! The job manager: look at jobs and act on them (Procrastinate's `JobManager`).
+//!
+//! Status, lists with filters, counts per queue / task / lock, cancel (with abort and
+//! delete), retry of a failed job, stalled jobs (by worker heartbeat, as
+//! `get_stalled_jobs` does), and deletion of old finished jobs.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::job::{Job, JobStatus};
+use crate::protocol::check_name;
+use crate::store::{
+    CountBy, DeleteOldJobsParams, JobCounts, RetryJobParams, StalledJobsParams, Store,
+};
+use crate::{Error, Result};
+
+/// How long a worker may go without heartbeat before its jobs count as stalled
+/// (Procrastinate's `stalled_worker_timeout` default, in seconds).
+pub const STALLED_WORKER_TIMEOUT_DEFAULT: f64 = 30.0;
+
+/// Which jobs to list or count; `None` fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// This job only.
+    pub id: Option<i64>,
+    /// Jobs of this queue.
+    pub queue_name: Option<String>,
+    /// Jobs of this task.
+    pub task_name: Option<String>,
+    /// Jobs in this status.
+    pub status: Option<JobStatus>,
+    /// Jobs with this lock.
+    pub lock: Option<String>,
+    /// Jobs with this queueing lock.
+    pub queueing_lock: Option<String>,
+    /// Jobs run by this worker.
+    pub worker_id: Option<i64>,
+    /// At most this many jobs (lists only).
+    pub limit: Option<i64>,
+}
+
+/// How to retry a failed job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetryOptions {
+    /// When (now if `None`).
+    pub retry_at: Option<DateTime<Utc>>,
+    /// New priority.
+    pub priority: Option<i32>,
+    /// New queue.
+    pub queue: Option<String>,
+    /// New lock.
+    pub lock: Option<String>,
+}
+
+/// Which old jobs to delete.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteOldJobsOptions {
+    /// Jobs whose last event is older than this many hours.
+    pub nb_hours: u32,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Also failed jobs.
+    pub include_failed: bool,
+    /// Also cancelled jobs.
+    pub include_cancelled: bool,
+    /// Also aborted jobs.
+    pub include_aborted: bool,
+}
+
+/// Looks at jobs and acts on them.
+#[derive(Debug, Clone)]
+pub struct JobManager {
+    store: Arc<dyn Store>,
+}
+
+impl JobManager {
+    /// A manager over a store (usually from [`crate::App::job_manager`]).
+    #[must_use]
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// One job.
+    ///
+    /// # Errors
+    /// [`Error::JobNotFound`], or a database error.
+    pub async fn get_job(&self, id: i64) -> Result<Job> {
+        self.store
+            .get_job(id)
+            .await?
+            .ok_or(Error::JobNotFound { id })
+    }
+
+    /// A job's status.
+    ///
+    /// # Errors
+    /// [`Error::JobNotFound`], or a database error.
+    pub async fn get_job_status(&self, id: i64) -> Result<JobStatus> {
+        Ok(self.get_job(id).await?.status)
+    }
+
+    /// Jobs matching the filter, by id.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
+        self.store.list_jobs(filter).await
+    }
+
+    /// Queues with their job counts per status.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn list_queues(&self, filter: &JobFilter) -> Result<Vec<JobCounts>> {
+        self.store.count_jobs(CountBy::Queue, filter).await
+    }
+
+    /// Tasks with their job counts per status.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn list_tasks(&self, filter: &JobFilter) -> Result<Vec<JobCounts>> {
+        self.store.count_jobs(CountBy::Task, filter).await
+    }
+
+    /// Locks with their job counts per status.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn list_locks(&self, filter: &JobFilter) -> Result<Vec<JobCounts>> {
+        self.store.count_jobs(CountBy::Lock, filter).await
+    }
+
+    /// Cancels a job (Procrastinate's `cancel_job_by_id`): a `todo` job becomes
+    /// `cancelled` (or is deleted with `delete`); with `abort`, a `doing` job is asked to
+    /// stop. Returns false when nothing was done (no such job, or not todo/doing).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn cancel_job_by_id(&self, id: i64, abort: bool, delete: bool) -> Result<bool> {
+        Ok(self.store.cancel_job(id, abort, delete).await?.is_some())
+    }
+
+    /// Puts a `failed` job back in `todo` (Procrastinate's `retry_job_by_id`), optionally
+    /// at another time, priority, queue or lock.
+    ///
+    /// # Errors
+    /// [`Error::JobNotFound`], [`Error::InvalidJobStatus`] unless the job failed, or
+    /// [`Error::InvalidInput`] for a bad queue name.
+    pub async fn retry_job_by_id(&self, id: i64, options: RetryOptions) -> Result<()> {
+        if let Some(queue) = &options.queue {
+            check_name("queue", queue)?;
+        }
+        let job = self.get_job(id).await?;
+        if job.status != JobStatus::Failed {
+            return Err(Error::InvalidJobStatus {
+                id,
+                action: "retried",
+                status: job.status.to_string(),
+            });
+        }
+        self.store
+            .retry_job(
+                id,
+                &RetryJobParams {
+                    retry_at: options.retry_at,
+                    priority: options.priority,
+                    queue: options.queue,
+                    lock: options.lock,
+                },
+            )
+            .await
+    }
+
+    /// Running jobs whose worker has not sent a heartbeat for `seconds_since_heartbeat`
+    /// (or was pruned): Procrastinate's `get_stalled_jobs`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a negative or non-finite delay, or a database error.
+    pub async fn list_stalled_jobs(
+        &self,
+        seconds_since_heartbeat: f64,
+        queue: Option<&str>,
+        task_name: Option<&str>,
+    ) -> Result<Vec<Job>> {
+        if !seconds_since_heartbeat.is_finite() || seconds_since_heartbeat < 0.0 {
+            return Err(Error::InvalidInput(format!(
+                "seconds since heartbeat is {seconds_since_heartbeat}: give a number of seconds >= 0"
+            )));
+        }
+        self.store
+            .list_stalled_jobs(&StalledJobsParams {
+                seconds_since_heartbeat,
+                queue: queue.map(str::to_owned),
+                task_name: task_name.map(str::to_owned),
+            })
+            .await
+    }
+
+    /// Deletes jobs that finished more than `nb_hours` ago: succeeded ones, and failed,
+    /// cancelled or aborted ones when asked. Returns how many.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn delete_old_jobs(&self, options: &DeleteOldJobsOptions) -> Result<u64> {
+        let mut statuses = vec![JobStatus::Succeeded];
+        if options.include_failed {
+            statuses.push(JobStatus::Failed);
+        }
+        if options.include_cancelled {
+            statuses.push(JobStatus::Cancelled);
+        }
+        if options.include_aborted {
+            statuses.push(JobStatus::Aborted);
+        }
+        self.store
+            .delete_old_jobs(&DeleteOldJobsParams {
+                nb_hours: options.nb_hours,
+                queue: options.queue.clone(),
+                statuses,
+            })
+            .await
+    }
+}

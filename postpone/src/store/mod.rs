@@ -1,0 +1,123 @@
+//! The narrow storage boundary: everything Postpone asks of its database.
+//!
+//! [`Store`] is implemented by [`postgres::PgStore`] (the real thing, SQL in
+//! `postgres/queries/`, one named query per file, named after Procrastinate's
+//! `queries.sql`). Inputs are `...Params`, outputs are rows from [`crate::job`].
+//! The trait is object safe so an [`crate::App`] holds an `Arc<dyn Store>`.
+
+pub mod postgres;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::Result;
+use crate::job::{Job, JobStatus};
+use crate::manager::JobFilter;
+
+/// One job to insert (Procrastinate's `procrastinate_job_to_defer_v1`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeferJobParams {
+    /// Queue.
+    pub queue_name: String,
+    /// Task name.
+    pub task_name: String,
+    /// Priority.
+    pub priority: i32,
+    /// Lock.
+    pub lock: Option<String>,
+    /// Queueing lock.
+    pub queueing_lock: Option<String>,
+    /// Keyword arguments, a JSON object.
+    pub args: serde_json::Value,
+    /// Not before.
+    pub scheduled_at: Option<DateTime<Utc>>,
+}
+
+/// How to retry a job (`procrastinate_retry_job_v2`'s arguments).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetryJobParams {
+    /// Run again at this time (now if `None`).
+    pub retry_at: Option<DateTime<Utc>>,
+    /// New priority.
+    pub priority: Option<i32>,
+    /// New queue.
+    pub queue: Option<String>,
+    /// New lock.
+    pub lock: Option<String>,
+}
+
+/// Which running jobs count as stalled (`select_stalled_jobs_by_heartbeat`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StalledJobsParams {
+    /// A worker whose last heartbeat is older than this is stalled.
+    pub seconds_since_heartbeat: f64,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only this task.
+    pub task_name: Option<String>,
+}
+
+/// Which finished jobs to delete (`delete_old_jobs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteOldJobsParams {
+    /// Jobs whose last event is older than this many hours.
+    pub nb_hours: u32,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Statuses to delete (always includes succeeded).
+    pub statuses: Vec<JobStatus>,
+}
+
+/// What to count jobs by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountBy {
+    /// Per queue (`list_queues`).
+    Queue,
+    /// Per task (`list_tasks`).
+    Task,
+    /// Per lock (`list_locks`), jobs without a lock left out.
+    Lock,
+}
+
+/// Jobs counted per status for one queue, task or lock.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JobCounts {
+    /// The queue, task or lock name.
+    pub name: String,
+    /// All jobs.
+    pub jobs_count: i64,
+    /// Jobs per status (statuses with no job left out).
+    pub stats: BTreeMap<JobStatus, i64>,
+}
+
+impl JobCounts {
+    /// Jobs in this status.
+    #[must_use]
+    pub fn count(&self, status: JobStatus) -> i64 {
+        self.stats.get(&status).copied().unwrap_or(0)
+    }
+}
+
+/// Everything Postpone asks of its database.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Inserts jobs in one statement, all or nothing; ids in input order.
+    async fn defer_jobs(&self, jobs: &[DeferJobParams]) -> Result<Vec<i64>>;
+    /// One job.
+    async fn get_job(&self, id: i64) -> Result<Option<Job>>;
+    /// Jobs matching a filter, by id.
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>>;
+    /// Jobs counted per queue, task or lock, and per status.
+    async fn count_jobs(&self, by: CountBy, filter: &JobFilter) -> Result<Vec<JobCounts>>;
+    /// `procrastinate_cancel_job_v1`: the id when something was done.
+    async fn cancel_job(&self, id: i64, abort: bool, delete: bool) -> Result<Option<i64>>;
+    /// `procrastinate_retry_job_v2`.
+    async fn retry_job(&self, id: i64, params: &RetryJobParams) -> Result<()>;
+    /// Running jobs of stalled (or pruned) workers.
+    async fn list_stalled_jobs(&self, params: &StalledJobsParams) -> Result<Vec<Job>>;
+    /// Deletes old finished jobs; how many.
+    async fn delete_old_jobs(&self, params: &DeleteOldJobsParams) -> Result<u64>;
+}

@@ -1,0 +1,300 @@
+//! The PostgreSQL store: a deadpool pool of tokio-postgres connections, prepared
+//! statements cached per connection, one named query per operation (see [`queries`]).
+//!
+//! Database errors are translated here into the typed errors users act on:
+//! a queueing-lock collision becomes [`Error::AlreadyEnqueued`], a missing
+//! `procrastinate_*` relation becomes [`Error::SchemaMissing`].
+
+pub mod queries;
+mod rows;
+mod tx;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use deadpool_postgres::Pool;
+
+pub use tx::Transaction;
+
+use super::{
+    CountBy, DeferJobParams, DeleteOldJobsParams, JobCounts, RetryJobParams, StalledJobsParams,
+    Store,
+};
+use crate::job::{Job, JobStatus};
+use crate::manager::JobFilter;
+use crate::{DbError, Error, Result};
+
+/// The PostgreSQL implementation of [`Store`].
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: Pool,
+    target: String,
+}
+
+impl PgStore {
+    /// A store over this pool; `target` says where it connects, for error messages.
+    #[must_use]
+    pub fn new(pool: Pool, target: impl Into<String>) -> Self {
+        Self {
+            pool,
+            target: target.into(),
+        }
+    }
+
+    /// The pool, for the worker's own connections.
+    #[must_use]
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        match self.pool.get().await {
+            Ok(client) => Ok(client),
+            Err(deadpool_postgres::PoolError::Backend(e)) if e.as_db_error().is_none() => {
+                Err(Error::Connect {
+                    target: self.target.clone(),
+                    source: e.into(),
+                })
+            }
+            Err(e) => Err(map_db_error(e.into())),
+        }
+    }
+
+    /// A pooled connection, with connection failures saying where we tried.
+    ///
+    /// # Errors
+    /// [`Error::Connect`] when no connection can be made.
+    pub async fn get(&self) -> Result<deadpool_postgres::Object> {
+        self.client().await
+    }
+}
+
+/// Turns a driver error into the typed error a user acts on.
+pub(crate) fn map_db_error(error: DbError) -> Error {
+    if error.is_unique_violation()
+        && error.constraint() == Some("procrastinate_jobs_queueing_lock_idx_v1")
+    {
+        // Detail reads: Key (queueing_lock)=(the lock) already exists.
+        let queueing_lock = error
+            .detail()
+            .and_then(|d| d.split_once(")=("))
+            .and_then(|(_, rest)| rest.rsplit_once(") already exists"))
+            .map_or_else(|| "?".to_owned(), |(lock, _)| lock.to_owned());
+        return Error::AlreadyEnqueued { queueing_lock };
+    }
+    // undefined_table / undefined_function on one of our objects: no schema.
+    if matches!(error.code(), Some("42P01" | "42883" | "42704"))
+        && error.to_string().contains("procrastinate_")
+    {
+        return Error::SchemaMissing;
+    }
+    Error::Database(error)
+}
+
+fn db<E: Into<DbError>>(error: E) -> Error {
+    map_db_error(error.into())
+}
+
+/// The columns of `defer_jobs`, one array each.
+pub(crate) struct DeferColumns {
+    pub(crate) queue_names: Vec<String>,
+    pub(crate) task_names: Vec<String>,
+    pub(crate) priorities: Vec<i32>,
+    pub(crate) locks: Vec<Option<String>>,
+    pub(crate) queueing_locks: Vec<Option<String>>,
+    pub(crate) args: Vec<String>,
+    pub(crate) scheduled_ats: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+}
+
+impl DeferColumns {
+    pub(crate) fn new(jobs: &[DeferJobParams]) -> Self {
+        Self {
+            queue_names: jobs.iter().map(|j| j.queue_name.clone()).collect(),
+            task_names: jobs.iter().map(|j| j.task_name.clone()).collect(),
+            priorities: jobs.iter().map(|j| j.priority).collect(),
+            locks: jobs.iter().map(|j| j.lock.clone()).collect(),
+            queueing_locks: jobs.iter().map(|j| j.queueing_lock.clone()).collect(),
+            args: jobs.iter().map(|j| j.args.to_string()).collect(),
+            scheduled_ats: jobs.iter().map(|j| j.scheduled_at).collect(),
+        }
+    }
+}
+
+/// Runs `defer_jobs` (`statement` is its text or its prepared statement) on any
+/// tokio-postgres client or transaction.
+pub(crate) async fn defer_jobs_on<C, S>(
+    client: &C,
+    statement: &S,
+    jobs: &[DeferJobParams],
+) -> Result<Vec<i64>>
+where
+    C: tokio_postgres::GenericClient + Sync,
+    S: tokio_postgres::ToStatement + Send + Sync + ?Sized,
+{
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let c = DeferColumns::new(jobs);
+    let rows = client
+        .query(
+            statement,
+            &[
+                &c.queue_names,
+                &c.task_names,
+                &c.priorities,
+                &c.locks,
+                &c.queueing_locks,
+                &c.args,
+                &c.scheduled_ats,
+            ],
+        )
+        .await
+        .map_err(db)?;
+    rows.iter()
+        .map(|row| row.try_get::<_, i64>(0).map_err(db))
+        .collect()
+}
+
+fn status_text(status: Option<JobStatus>) -> Option<&'static str> {
+    status.map(JobStatus::as_str)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn defer_jobs(&self, jobs: &[DeferJobParams]) -> Result<Vec<i64>> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(queries::DEFER_JOBS).await.map_err(db)?;
+        defer_jobs_on(&**client, &statement, jobs).await
+    }
+
+    async fn get_job(&self, id: i64) -> Result<Option<Job>> {
+        let filter = JobFilter {
+            id: Some(id),
+            ..JobFilter::default()
+        };
+        Ok(self.list_jobs(&filter).await?.into_iter().next())
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(queries::LIST_JOBS).await.map_err(db)?;
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &filter.id,
+                    &filter.queue_name,
+                    &filter.task_name,
+                    &status_text(filter.status),
+                    &filter.lock,
+                    &filter.queueing_lock,
+                    &filter.worker_id,
+                    &filter.limit,
+                ],
+            )
+            .await
+            .map_err(db)?;
+        rows.iter().map(rows::job).collect()
+    }
+
+    async fn count_jobs(&self, by: CountBy, filter: &JobFilter) -> Result<Vec<JobCounts>> {
+        let query = match by {
+            CountBy::Queue => queries::LIST_QUEUES,
+            CountBy::Task => queries::LIST_TASKS,
+            CountBy::Lock => queries::LIST_LOCKS,
+        };
+        let client = self.client().await?;
+        let statement = client.prepare_cached(query).await.map_err(db)?;
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &filter.queue_name,
+                    &filter.task_name,
+                    &status_text(filter.status),
+                    &filter.lock,
+                ],
+            )
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let stats: serde_json::Value = row.try_get("stats").map_err(db)?;
+                let mut per_status = BTreeMap::new();
+                if let serde_json::Value::Object(map) = stats {
+                    for (status, n) in map {
+                        per_status.insert(status.parse()?, n.as_i64().unwrap_or(0));
+                    }
+                }
+                Ok(JobCounts {
+                    name: row.try_get("name").map_err(db)?,
+                    jobs_count: row.try_get("jobs_count").map_err(db)?,
+                    stats: per_status,
+                })
+            })
+            .collect()
+    }
+
+    async fn cancel_job(&self, id: i64, abort: bool, delete: bool) -> Result<Option<i64>> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(queries::CANCEL_JOB).await.map_err(db)?;
+        let row = client
+            .query_one(&statement, &[&id, &abort, &delete])
+            .await
+            .map_err(db)?;
+        row.try_get("id").map_err(db)
+    }
+
+    async fn retry_job(&self, id: i64, params: &RetryJobParams) -> Result<()> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(queries::RETRY_JOB).await.map_err(db)?;
+        client
+            .execute(
+                &statement,
+                &[
+                    &id,
+                    &params.retry_at,
+                    &params.priority,
+                    &params.queue,
+                    &params.lock,
+                ],
+            )
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn list_stalled_jobs(&self, params: &StalledJobsParams) -> Result<Vec<Job>> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(queries::SELECT_STALLED_JOBS_BY_HEARTBEAT)
+            .await
+            .map_err(db)?;
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &params.seconds_since_heartbeat,
+                    &params.queue,
+                    &params.task_name,
+                ],
+            )
+            .await
+            .map_err(db)?;
+        rows.iter().map(rows::job).collect()
+    }
+
+    async fn delete_old_jobs(&self, params: &DeleteOldJobsParams) -> Result<u64> {
+        let statuses: Vec<&str> = params.statuses.iter().map(|s| s.as_str()).collect();
+        let hours = i32::try_from(params.nb_hours).unwrap_or(i32::MAX);
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(queries::DELETE_OLD_JOBS)
+            .await
+            .map_err(db)?;
+        client
+            .execute(&statement, &[&statuses, &params.queue, &hours])
+            .await
+            .map_err(db)
+    }
+}

@@ -1,0 +1,23 @@
+//! Every SQL statement the PostgreSQL store runs, one named file each, named after
+//! Procrastinate's `queries.sql` entries so one name greps across Python and Rust.
+//! No SQL is assembled from strings anywhere else.
+
+/// Inserts a batch of jobs.
+pub const DEFER_JOBS: &str = include_str!("queries/defer_jobs.sql");
+/// Lists jobs with filters.
+pub const LIST_JOBS: &str = include_str!("queries/list_jobs.sql");
+/// Counts jobs per queue and status.
+pub const LIST_QUEUES: &str = include_str!("queries/list_queues.sql");
+/// Counts jobs per task and status.
+pub const LIST_TASKS: &str = include_str!("queries/list_tasks.sql");
+/// Counts jobs per lock and status.
+pub const LIST_LOCKS: &str = include_str!("queries/list_locks.sql");
+/// Cancels (or aborts, or deletes) a job.
+pub const CANCEL_JOB: &str = include_str!("queries/cancel_job.sql");
+/// Retries a doing or failed job.
+pub const RETRY_JOB: &str = include_str!("queries/retry_job.sql");
+/// Lists jobs of stalled workers.
+pub const SELECT_STALLED_JOBS_BY_HEARTBEAT: &str =
+    include_str!("queries/select_stalled_jobs_by_heartbeat.sql");
+/// Deletes old finished jobs.
+pub const DELETE_OLD_JOBS: &str = include_str!("queries/delete_old_jobs.sql");

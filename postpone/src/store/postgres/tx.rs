@@ -1,0 +1,96 @@
+//! Deferring inside the caller's own transaction.
+//!
+//! [`Transaction`] is sealed and implemented for transactions only: a tokio-postgres
+//! `Transaction`, a deadpool-postgres `Transaction`, and (feature `sqlx`) an sqlx
+//! `Transaction<'_, Postgres>`. The jobs become visible, and their NOTIFY is sent,
+//! only when the caller commits; a rollback leaves no trace. A bare connection is
+//! refused at compile time, so a defer can never silently autocommit:
+//!
+//! ```compile_fail
+//! # async fn f(app: postpone::App, client: tokio_postgres::Client) {
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Ping;
+//! # impl postpone::Task for Ping {
+//! #     async fn run(self, _: postpone::task::JobContext) -> Result<(), postpone::task::TaskError> { Ok(()) }
+//! # }
+//! let mut client = client;
+//! app.configure(Ping).defer_in(&mut client).await;
+//! # }
+//! ```
+
+use futures_util::future::BoxFuture;
+
+use crate::Result;
+use crate::store::DeferJobParams;
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A database transaction Postpone can defer jobs in. Sealed: see the module docs.
+pub trait Transaction: sealed::Sealed + Send {
+    /// Inserts the jobs in this transaction (the `defer_jobs` query); ids in input order.
+    #[doc(hidden)]
+    fn defer_jobs<'a>(&'a mut self, jobs: &'a [DeferJobParams]) -> BoxFuture<'a, Result<Vec<i64>>>;
+}
+
+impl sealed::Sealed for tokio_postgres::Transaction<'_> {}
+
+impl Transaction for tokio_postgres::Transaction<'_> {
+    fn defer_jobs<'a>(&'a mut self, jobs: &'a [DeferJobParams]) -> BoxFuture<'a, Result<Vec<i64>>> {
+        Box::pin(super::defer_jobs_on(&*self, super::queries::DEFER_JOBS, jobs))
+    }
+}
+
+impl sealed::Sealed for deadpool_postgres::Transaction<'_> {}
+
+impl Transaction for deadpool_postgres::Transaction<'_> {
+    fn defer_jobs<'a>(&'a mut self, jobs: &'a [DeferJobParams]) -> BoxFuture<'a, Result<Vec<i64>>> {
+        Box::pin(async move {
+            let statement = self
+                .prepare_cached(super::queries::DEFER_JOBS)
+                .await
+                .map_err(|e| super::map_db_error(e.into()))?;
+            super::defer_jobs_on(&**self, &statement, jobs).await
+        })
+    }
+}
+
+#[cfg(feature = "sqlx")]
+impl sealed::Sealed for sqlx::Transaction<'_, sqlx::Postgres> {}
+
+#[cfg(feature = "sqlx")]
+impl Transaction for sqlx::Transaction<'_, sqlx::Postgres> {
+    fn defer_jobs<'a>(&'a mut self, jobs: &'a [DeferJobParams]) -> BoxFuture<'a, Result<Vec<i64>>> {
+        Box::pin(async move {
+            if jobs.is_empty() {
+                return Ok(Vec::new());
+            }
+            let c = super::DeferColumns::new(jobs);
+            let ids: Vec<i64> = sqlx::query_scalar(super::queries::DEFER_JOBS)
+                .bind(&c.queue_names)
+                .bind(&c.task_names)
+                .bind(&c.priorities)
+                .bind(&c.locks)
+                .bind(&c.queueing_locks)
+                .bind(&c.args)
+                .bind(&c.scheduled_ats)
+                .fetch_all(&mut **self)
+                .await
+                .map_err(|e| super::map_db_error(sqlx_error(e)))?;
+            Ok(ids)
+        })
+    }
+}
+
+/// Keeps the server's detail line, which names the colliding queueing lock.
+#[cfg(feature = "sqlx")]
+fn sqlx_error(error: sqlx::Error) -> crate::DbError {
+    let detail = match &error {
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .and_then(|pg| pg.detail().map(str::to_owned)),
+        _ => None,
+    };
+    crate::DbError::from(error).with_detail(detail)
+}

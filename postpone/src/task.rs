@@ -1,0 +1,323 @@
+//! Tasks: what a job runs, declared once with its name, typed arguments and defaults.
+//!
+//! A task is a serde type (its fields are the job's keyword arguments, stored as the JSON
+//! object in `procrastinate_jobs.args`) that implements [`Task`]. Corresponds to
+//! Procrastinate's `@app.task(...)` decorator and `procrastinate/tasks.py`.
+//!
+//! ```
+//! use postpone::{Task, TaskConfig, task::{JobContext, TaskError}};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct SendEmail {
+//!     to: String,
+//! }
+//!
+//! impl Task for SendEmail {
+//!     // Set the name explicitly to share the task with a Python service.
+//!     fn name() -> std::borrow::Cow<'static, str> {
+//!         "emails.send_email".into()
+//!     }
+//!     fn config() -> TaskConfig {
+//!         TaskConfig::default().with_queue("emails").with_priority(5)
+//!     }
+//!     async fn run(self, _ctx: JobContext) -> Result<(), TaskError> {
+//!         println!("sending to {}", self.to);
+//!         Ok(())
+//!     }
+//! }
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::retry::Retry;
+
+pub use crate::context::{AbortReason, JobContext};
+
+/// A task: typed arguments plus the code that runs them.
+pub trait Task: Serialize + DeserializeOwned + Send + 'static {
+    /// The task name stored in `procrastinate_jobs.task_name` (at most 128 characters).
+    ///
+    /// The default is the type's path as [`std::any::type_name`] gives it. Set it
+    /// explicitly for any task whose jobs outlive a deploy or cross to Python.
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed(std::any::type_name::<Self>())
+    }
+
+    /// Defaults for jobs of this task: queue, priority, locks, retry, aliases.
+    fn config() -> TaskConfig {
+        TaskConfig::default()
+    }
+
+    /// Runs one job of this task.
+    fn run(self, ctx: JobContext) -> impl Future<Output = Result<(), TaskError>> + Send;
+}
+
+/// Defaults for a task's jobs; each can be overridden per defer call.
+#[derive(Debug, Clone, Default)]
+pub struct TaskConfig {
+    /// Queue (default `"default"`).
+    pub queue: Option<String>,
+    /// Priority (default 0; higher runs first).
+    pub priority: Option<i32>,
+    /// Lock shared by jobs that must not run at the same time.
+    pub lock: Option<String>,
+    /// At most one waiting job per queueing lock.
+    pub queueing_lock: Option<String>,
+    /// What to do when a job fails.
+    pub retry: Retry,
+    /// Other names jobs of this task may carry (for renames, and Python names).
+    pub aliases: Vec<String>,
+}
+
+impl TaskConfig {
+    /// Sets the queue.
+    #[must_use]
+    pub fn with_queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Sets the priority.
+    #[must_use]
+    pub fn with_priority(mut self, priority: i32) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// Sets the lock.
+    #[must_use]
+    pub fn with_lock(mut self, lock: impl Into<String>) -> Self {
+        self.lock = Some(lock.into());
+        self
+    }
+
+    /// Sets the queueing lock.
+    #[must_use]
+    pub fn with_queueing_lock(mut self, queueing_lock: impl Into<String>) -> Self {
+        self.queueing_lock = Some(queueing_lock.into());
+        self
+    }
+
+    /// Sets the retry policy.
+    #[must_use]
+    pub fn with_retry(mut self, retry: impl Into<Retry>) -> Self {
+        self.retry = retry.into();
+        self
+    }
+
+    /// Adds an alias.
+    #[must_use]
+    pub fn with_alias(mut self, alias: impl Into<String>) -> Self {
+        self.aliases.push(alias.into());
+        self
+    }
+}
+
+/// Why a task failed: a kind (used by [`crate::retry::RetryStrategy::retry_on`]) and a message.
+///
+/// Any `std::error::Error` converts into it with `?`; its kind is the error type's name
+/// (the last path segment, e.g. `ParseIntError`).
+pub struct TaskError {
+    kind: Cow<'static, str>,
+    message: String,
+}
+
+impl TaskError {
+    /// An error with an explicit kind.
+    pub fn new(kind: impl Into<Cow<'static, str>>, message: impl fmt::Display) -> Self {
+        Self {
+            kind: kind.into(),
+            message: message.to_string(),
+        }
+    }
+
+    /// An error of kind `Error` with this message.
+    pub fn msg(message: impl fmt::Display) -> Self {
+        Self::new("Error", message)
+    }
+
+    /// The kind of error.
+    #[must_use]
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The message.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for TaskError {
+    fn from(error: E) -> Self {
+        let full = std::any::type_name::<E>();
+        let base = full.split('<').next().unwrap_or(full);
+        let kind = base.rsplit("::").next().unwrap_or(base);
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Self::new(kind.to_owned(), message)
+    }
+}
+
+impl fmt::Debug for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+/// The type-erased task, as the app's registry keeps it.
+pub(crate) type RunFn =
+    fn(serde_json::Value, JobContext) -> BoxFuture<'static, Result<(), TaskError>>;
+
+/// Checks that `args` fit the task's argument type.
+pub(crate) type ValidateFn = fn(&serde_json::Value) -> Result<(), String>;
+
+/// One registered task.
+#[derive(Clone)]
+pub(crate) struct TaskEntry {
+    pub(crate) name: String,
+    pub(crate) config: TaskConfig,
+    pub(crate) run: RunFn,
+    pub(crate) validate: ValidateFn,
+}
+
+impl fmt::Debug for TaskEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskEntry")
+            .field("name", &self.name)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TaskEntry {
+    pub(crate) fn of<T: Task>() -> Self {
+        Self {
+            name: T::name().into_owned(),
+            config: T::config(),
+            run: run_erased::<T>,
+            validate: validate_erased::<T>,
+        }
+    }
+}
+
+fn run_erased<T: Task>(
+    args: serde_json::Value,
+    ctx: JobContext,
+) -> BoxFuture<'static, Result<(), TaskError>> {
+    Box::pin(async move {
+        let task: T = decode_args(args).map_err(|m| TaskError::new("InvalidArgs", m))?;
+        task.run(ctx).await
+    })
+}
+
+fn validate_erased<T: Task>(args: &serde_json::Value) -> Result<(), String> {
+    decode_args::<T>(args.clone()).map(|_| ())
+}
+
+/// Deserialises job args into a task, with a message that names the failing field.
+pub(crate) fn decode_args<T: DeserializeOwned>(args: serde_json::Value) -> Result<T, String> {
+    // A unit struct serialises as null; Procrastinate stores `{}` for "no kwargs".
+    let args = match args {
+        serde_json::Value::Object(map) if map.is_empty() => {
+            serde_json::from_value::<T>(serde_json::Value::Null)
+                .or_else(|_| serde_json::from_value::<T>(serde_json::Value::Object(map)))
+        }
+        other => serde_json::from_value::<T>(other),
+    };
+    args.map_err(|e| e.to_string())
+}
+
+/// Serialises a task into its JSON object of keyword arguments.
+pub(crate) fn encode_args<T: Serialize>(task_name: &str, args: &T) -> crate::Result<serde_json::Value> {
+    match serde_json::to_value(args) {
+        Ok(serde_json::Value::Object(map)) => Ok(serde_json::Value::Object(map)),
+        Ok(serde_json::Value::Null) => Ok(serde_json::Value::Object(serde_json::Map::new())),
+        Ok(other) => Err(crate::Error::InvalidArgs {
+            task: task_name.to_owned(),
+            message: format!(
+                "they serialise to {}, not to a JSON object of keyword arguments; use a struct with named fields",
+                json_kind(&other)
+            ),
+        }),
+        Err(e) => Err(crate::Error::InvalidArgs {
+            task: task_name.to_owned(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// "an array", "a string", ... for messages.
+pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Add {
+        a: i64,
+        b: i64,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Ping;
+
+    #[test]
+    fn args_roundtrip_and_name_the_bad_field() {
+        let v = encode_args("add", &Add { a: 1, b: 2 }).unwrap();
+        assert_eq!(v, serde_json::json!({"a": 1, "b": 2}));
+        assert_eq!(decode_args::<Add>(v).unwrap(), Add { a: 1, b: 2 });
+        let err = decode_args::<Add>(serde_json::json!({"a": 1})).unwrap_err();
+        assert!(err.contains("missing field `b`"), "{err}");
+        let err = decode_args::<Add>(serde_json::json!({"a": "x", "b": 2})).unwrap_err();
+        assert!(err.contains("invalid type"), "{err}");
+    }
+
+    #[test]
+    fn unit_tasks_store_an_empty_object() {
+        assert_eq!(encode_args("ping", &Ping).unwrap(), serde_json::json!({}));
+        assert_eq!(decode_args::<Ping>(serde_json::json!({})).unwrap(), Ping);
+    }
+
+    #[test]
+    fn non_object_args_are_refused() {
+        let err = encode_args("t", &vec![1, 2]).unwrap_err().to_string();
+        assert!(err.contains("an array"), "{err}");
+    }
+
+    #[test]
+    fn error_kind_is_the_type_name() {
+        let e: TaskError = "x".parse::<i32>().unwrap_err().into();
+        assert_eq!(e.kind(), "ParseIntError");
+    }
+}
