@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::Result;
+
 use crate::job::{Job, JobStatus};
 use crate::manager::JobFilter;
 
@@ -101,6 +102,17 @@ impl JobCounts {
     }
 }
 
+/// How a job ends (`procrastinate_finish_job_v1`'s arguments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishJobParams {
+    /// The job.
+    pub id: i64,
+    /// `Succeeded`, `Failed` or `Aborted`.
+    pub status: JobStatus,
+    /// Delete the row instead.
+    pub delete_job: bool,
+}
+
 /// Everything Postpone asks of its database.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug {
@@ -120,4 +132,26 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn list_stalled_jobs(&self, params: &StalledJobsParams) -> Result<Vec<Job>>;
     /// Deletes old finished jobs; how many.
     async fn delete_old_jobs(&self, params: &DeleteOldJobsParams) -> Result<u64>;
+
+    /// Registers a worker; its id.
+    async fn register_worker(&self) -> Result<i64>;
+    /// Unregisters a worker.
+    async fn unregister_worker(&self, worker_id: i64) -> Result<()>;
+    /// Records a worker's heartbeat.
+    async fn update_heartbeat(&self, worker_id: i64) -> Result<()>;
+    /// Deletes workers silent for longer than this; their ids.
+    async fn prune_stalled_workers(&self, seconds_since_heartbeat: f64) -> Result<Vec<i64>>;
+    /// Claims up to `limit` jobs for a worker (`None` queues: all).
+    async fn fetch_jobs(
+        &self,
+        queues: Option<&[String]>,
+        worker_id: i64,
+        limit: usize,
+    ) -> Result<Vec<Job>>;
+    /// Finishes jobs; the ids written (jobs no longer todo/doing are left out).
+    async fn finish_jobs(&self, jobs: &[FinishJobParams]) -> Result<Vec<i64>>;
+    /// Sends doing jobs back to todo (or to failed when abort was requested); ids written.
+    async fn retry_jobs(&self, jobs: &[(i64, RetryJobParams)]) -> Result<Vec<i64>>;
+    /// Which of these jobs have an abort request.
+    async fn list_jobs_to_abort(&self, ids: &[i64]) -> Result<Vec<i64>>;
 }

@@ -17,8 +17,8 @@ use deadpool_postgres::Pool;
 pub use tx::Transaction;
 
 use super::{
-    CountBy, DeferJobParams, DeleteOldJobsParams, JobCounts, RetryJobParams, StalledJobsParams,
-    Store,
+    CountBy, DeferJobParams, DeleteOldJobsParams, FinishJobParams, JobCounts, RetryJobParams,
+    StalledJobsParams, Store,
 };
 use crate::job::{Job, JobStatus};
 use crate::manager::JobFilter;
@@ -296,5 +296,105 @@ impl Store for PgStore {
             .execute(&statement, &[&statuses, &params.queue, &hours])
             .await
             .map_err(db)
+    }
+
+    async fn register_worker(&self) -> Result<i64> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(queries::REGISTER_WORKER).await.map_err(db)?;
+        let row = client.query_one(&statement, &[]).await.map_err(db)?;
+        row.try_get(0).map_err(db)
+    }
+
+    async fn unregister_worker(&self, worker_id: i64) -> Result<()> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(queries::UNREGISTER_WORKER).await.map_err(db)?;
+        client.execute(&statement, &[&worker_id]).await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn update_heartbeat(&self, worker_id: i64) -> Result<()> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(queries::UPDATE_HEARTBEAT).await.map_err(db)?;
+        client.execute(&statement, &[&worker_id]).await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn prune_stalled_workers(&self, seconds_since_heartbeat: f64) -> Result<Vec<i64>> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(queries::PRUNE_STALLED_WORKERS)
+            .await
+            .map_err(db)?;
+        let rows = client
+            .query(&statement, &[&seconds_since_heartbeat])
+            .await
+            .map_err(db)?;
+        rows.iter().map(|r| r.try_get(0).map_err(db)).collect()
+    }
+
+    async fn fetch_jobs(
+        &self,
+        queues: Option<&[String]>,
+        worker_id: i64,
+        limit: usize,
+    ) -> Result<Vec<Job>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let statement = client.prepare_cached(queries::FETCH_JOBS).await.map_err(db)?;
+        let rows = client
+            .query(&statement, &[&queues, &worker_id, &limit])
+            .await
+            .map_err(db)?;
+        let mut jobs = rows.iter().map(rows::job).collect::<Result<Vec<_>>>()?;
+        // UPDATE ... RETURNING has no order: restore the fetch order.
+        jobs.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
+        Ok(jobs)
+    }
+
+    async fn finish_jobs(&self, jobs: &[FinishJobParams]) -> Result<Vec<i64>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
+        let statuses: Vec<&str> = jobs.iter().map(|j| j.status.as_str()).collect();
+        let deletes: Vec<bool> = jobs.iter().map(|j| j.delete_job).collect();
+        let client = self.client().await?;
+        let statement = client.prepare_cached(queries::FINISH_JOBS).await.map_err(db)?;
+        let rows = client
+            .query(&statement, &[&ids, &statuses, &deletes])
+            .await
+            .map_err(db)?;
+        rows.iter().map(|r| r.try_get(0).map_err(db)).collect()
+    }
+
+    async fn retry_jobs(&self, jobs: &[(i64, RetryJobParams)]) -> Result<Vec<i64>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = jobs.iter().map(|(id, _)| *id).collect();
+        let retry_ats: Vec<_> = jobs.iter().map(|(_, p)| p.retry_at).collect();
+        let priorities: Vec<Option<i32>> = jobs.iter().map(|(_, p)| p.priority).collect();
+        let queues: Vec<Option<&str>> = jobs.iter().map(|(_, p)| p.queue.as_deref()).collect();
+        let locks: Vec<Option<&str>> = jobs.iter().map(|(_, p)| p.lock.as_deref()).collect();
+        let client = self.client().await?;
+        let statement = client.prepare_cached(queries::RETRY_JOBS).await.map_err(db)?;
+        let rows = client
+            .query(&statement, &[&ids, &retry_ats, &priorities, &queues, &locks])
+            .await
+            .map_err(db)?;
+        rows.iter().map(|r| r.try_get(0).map_err(db)).collect()
+    }
+
+    async fn list_jobs_to_abort(&self, ids: &[i64]) -> Result<Vec<i64>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(queries::LIST_JOBS_TO_ABORT)
+            .await
+            .map_err(db)?;
+        let rows = client.query(&statement, &[&ids]).await.map_err(db)?;
+        rows.iter().map(|r| r.try_get(0).map_err(db)).collect()
     }
 }

@@ -21,3 +21,27 @@ pub const SELECT_STALLED_JOBS_BY_HEARTBEAT: &str =
     include_str!("queries/select_stalled_jobs_by_heartbeat.sql");
 /// Deletes old finished jobs.
 pub const DELETE_OLD_JOBS: &str = include_str!("queries/delete_old_jobs.sql");
+/// Registers a worker.
+pub const REGISTER_WORKER: &str = include_str!("queries/register_worker.sql");
+/// Unregisters a worker.
+pub const UNREGISTER_WORKER: &str = include_str!("queries/unregister_worker.sql");
+/// Records a worker's heartbeat.
+pub const UPDATE_HEARTBEAT: &str = include_str!("queries/update_heartbeat.sql");
+/// Deletes workers without a recent heartbeat.
+pub const PRUNE_STALLED_WORKERS: &str = include_str!("queries/prune_stalled_workers.sql");
+/// Claims a batch of jobs.
+pub const FETCH_JOBS: &str = include_str!("queries/fetch_jobs.sql");
+/// Finishes a batch of jobs.
+pub const FINISH_JOBS: &str = include_str!("queries/finish_jobs.sql");
+/// Sends a batch of failed jobs back to todo.
+pub const RETRY_JOBS: &str = include_str!("queries/retry_jobs.sql");
+/// Which running jobs have an abort request.
+pub const LIST_JOBS_TO_ABORT: &str = include_str!("queries/list_jobs_to_abort.sql");
+
+/// `LISTEN "<channel>"`: the one statement whose text depends on input, because
+/// LISTEN takes an identifier, not a parameter (Procrastinate's `listen_queue`).
+/// The channel is quoted as an identifier, inner quotes doubled.
+#[must_use]
+pub fn listen(channel: &str) -> String {
+    format!("LISTEN \"{}\"", channel.replace('"', "\"\""))
+}

@@ -1,0 +1,169 @@
+//! The executor: runs one attempt of one job, and decides how it ends.
+//!
+//! Each job runs in its own tokio task, so a panic is caught as a failure (its message
+//! recorded) and never kills the worker. An abort request cancels the task's future at
+//! its next await point; the job ends `aborted`, or is retried when the abort came from
+//! shutdown and the task's retry policy allows it (Procrastinate's rule). The outcome is
+//! handed to the completer over a bounded channel, then the job's slot is released.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
+use tokio_util::task::TaskTracker;
+
+use super::completer::{Completion, Write};
+use super::config::DeleteJobs;
+use super::running::Running;
+use crate::app::App;
+use crate::context::{AbortReason, JobContext};
+use crate::job::{Job, JobStatus};
+use crate::store::RetryJobParams;
+use crate::task::TaskError;
+
+/// How an attempt ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Succeeded,
+    Failed(TaskError),
+    Aborted(AbortReason),
+}
+
+/// What the executor needs: the app, the worker's identity, and its stage handles.
+#[derive(Clone)]
+pub(crate) struct Executor {
+    pub(crate) app: App,
+    pub(crate) worker_name: Arc<str>,
+    pub(crate) worker_queues: Option<Arc<[String]>>,
+    pub(crate) additional_context: Option<Arc<dyn Any + Send + Sync>>,
+    pub(crate) delete_jobs: DeleteJobs,
+    pub(crate) running: Running,
+    pub(crate) completions: mpsc::Sender<Completion>,
+    pub(crate) tracker: TaskTracker,
+    /// Wakes the producer when a slot frees.
+    pub(crate) slot_freed: Arc<Notify>,
+}
+
+impl Executor {
+    /// Starts a job; its slot (`permit`) is held until its outcome is queued.
+    pub(crate) fn spawn(&self, job: Job, permit: OwnedSemaphorePermit) {
+        let this = self.clone();
+        self.tracker.spawn(async move {
+            let id = job.id;
+            let write = this.run(job.clone()).await;
+            this.running.remove(id);
+            // Back-pressure: when the completer is behind, the slot stays taken.
+            if this.completions.send(Completion { job, write }).await.is_err() {
+                tracing::error!(job_id = id, "completer gone: job stays doing, it will be found stalled");
+            }
+            drop(permit);
+            this.slot_freed.notify_one();
+        });
+    }
+
+    async fn run(&self, job: Job) -> Write {
+        let abort = self.running.insert(job.id);
+        let started = Instant::now();
+        let Some(entry) = self.app.task(&job.task_name).cloned() else {
+            let error = TaskError::new(
+                "TaskNotFound",
+                format!(
+                    "no task named {:?} is registered in this worker (known: {})",
+                    job.task_name,
+                    self.app.task_names().join(", ")
+                ),
+            );
+            tracing::error!(job_id = job.id, task = %job.task_name, %error, "job failed: unknown task");
+            return self.finish(JobStatus::Failed);
+        };
+        let ctx = JobContext::new(
+            self.app.clone(),
+            job.clone(),
+            self.worker_name.clone(),
+            self.worker_queues.clone(),
+            self.additional_context.clone(),
+            abort.clone(),
+        );
+        tracing::debug!(job_id = job.id, task = %job.task_name, "job started");
+        let mut handle = tokio::spawn((entry.run)(job.args.clone(), ctx));
+        let outcome = tokio::select! {
+            joined = &mut handle => match joined {
+                Ok(Ok(())) => Outcome::Succeeded,
+                Ok(Err(error)) => Outcome::Failed(error),
+                Err(join) => Outcome::Failed(TaskError::new("Panic", panic_message(join))),
+            },
+            () = abort.aborted() => {
+                handle.abort();
+                let _ = handle.await;
+                Outcome::Aborted(abort.reason().unwrap_or(AbortReason::UserRequest))
+            }
+        };
+        let elapsed = started.elapsed();
+        match outcome {
+            Outcome::Succeeded => {
+                tracing::info!(job_id = job.id, task = %job.task_name, ?elapsed, "job succeeded");
+                self.finish(JobStatus::Succeeded)
+            }
+            Outcome::Failed(error) => match entry.config.retry.decide(&job, &error) {
+                Some(decision) => {
+                    tracing::warn!(job_id = job.id, task = %job.task_name, %error, retry_at = ?decision.retry_at, "job failed, will retry");
+                    Write::Retry(RetryJobParams {
+                        retry_at: decision.retry_at,
+                        priority: decision.priority,
+                        queue: decision.queue,
+                        lock: decision.lock,
+                    })
+                }
+                None => {
+                    tracing::error!(job_id = job.id, task = %job.task_name, %error, "job failed");
+                    self.finish(JobStatus::Failed)
+                }
+            },
+            Outcome::Aborted(reason) => {
+                let error = TaskError::new("JobAborted", format!("aborted: {reason:?}"));
+                let retry = (reason == AbortReason::Shutdown)
+                    .then(|| entry.config.retry.decide(&job, &error))
+                    .flatten();
+                match retry {
+                    Some(decision) => {
+                        tracing::warn!(job_id = job.id, task = %job.task_name, "job aborted by shutdown, will retry");
+                        Write::Retry(RetryJobParams {
+                            retry_at: decision.retry_at,
+                            priority: decision.priority,
+                            queue: decision.queue,
+                            lock: decision.lock,
+                        })
+                    }
+                    None => {
+                        tracing::warn!(job_id = job.id, task = %job.task_name, ?reason, "job aborted");
+                        self.finish(JobStatus::Aborted)
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(&self, status: JobStatus) -> Write {
+        let delete_job = match self.delete_jobs {
+            DeleteJobs::Never => false,
+            DeleteJobs::Successful => status == JobStatus::Succeeded,
+            DeleteJobs::Always => true,
+        };
+        Write::Finish { status, delete_job }
+    }
+}
+
+fn panic_message(join: tokio::task::JoinError) -> String {
+    if !join.is_panic() {
+        return "the task was cancelled".to_owned();
+    }
+    let payload = join.into_panic();
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        format!("task panicked: {s}")
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        format!("task panicked: {s}")
+    } else {
+        "task panicked".to_owned()
+    }
+}

@@ -1,0 +1,298 @@
+//! The worker: takes jobs from the database, runs them, writes their outcomes.
+//!
+//! Its parts, one file each, joined by channels and sharing one start/stop lifecycle:
+//! - [`producer`]: claims jobs in batches when slots are free and something woke it;
+//! - [`executor`]: runs one attempt per job in its own task (panics caught, aborts honoured);
+//! - [`completer`]: writes outcomes in batches, retrying what it cannot write yet;
+//! - [`notifier`]: LISTEN/NOTIFY wake-ups and abort requests, reconnecting on its own;
+//! - `aborter`: polls abort requests NOTIFY may have missed;
+//! - [`crate::maintenance::heartbeat`]: keeps the worker row alive.
+//!
+//! Lifecycle (Procrastinate's `Worker.run`): prune stalled workers, register, start the
+//! parts; on stop, claim nothing more, wait for running jobs up to the graceful timeout,
+//! abort the rest (reason [`AbortReason::Shutdown`]), write every outcome, unregister.
+//! A forced stop (second signal, [`WorkerHandle::abort`]) aborts running jobs at once.
+//! A worker killed outright leaves its jobs `doing` with its id: its heartbeat stops,
+//! and `get_stalled_jobs` (ours or Python's) finds them.
+
+mod aborter;
+pub mod completer;
+pub mod config;
+mod executor;
+pub mod notifier;
+pub mod producer;
+mod running;
+
+use std::sync::Arc;
+
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use completer::WorkerStats;
+pub use config::{DeleteJobs, WorkerConfig};
+
+use crate::app::App;
+use crate::context::AbortReason;
+use crate::{Error, Result};
+
+/// A running worker: stop it, force it, watch it, wait for it.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    worker_id: i64,
+    stop: CancellationToken,
+    abort: CancellationToken,
+    stats: Arc<WorkerStats>,
+    done: JoinHandle<Result<()>>,
+}
+
+impl WorkerHandle {
+    /// The worker's id in `procrastinate_workers`.
+    #[must_use]
+    pub fn worker_id(&self) -> i64 {
+        self.worker_id
+    }
+
+    /// Graceful stop: claim nothing more, let running jobs finish (up to the graceful
+    /// timeout), write their outcomes, unregister.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Forced stop: abort running jobs now (reason shutdown), then as [`Self::stop`].
+    pub fn abort(&self) {
+        self.stop.cancel();
+        self.abort.cancel();
+    }
+
+    /// A token that stops the worker gracefully when cancelled.
+    #[must_use]
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Outcomes written so far.
+    #[must_use]
+    pub fn stats(&self) -> Arc<WorkerStats> {
+        self.stats.clone()
+    }
+
+    /// Waits until the worker has stopped and unregistered.
+    ///
+    /// # Errors
+    /// A database error from unregistering.
+    pub async fn join(self) -> Result<()> {
+        self.done
+            .await
+            .map_err(|e| Error::InvalidInput(format!("the worker task failed: {e}")))?
+    }
+}
+
+impl App {
+    /// Runs a worker until it stops: from code ([`WorkerConfig::install_signal_handlers`]
+    /// false and one-shot), or on SIGINT/SIGTERM (first graceful, second forced).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for bad settings (nothing starts), or a database error.
+    pub async fn run_worker(&self, config: WorkerConfig) -> Result<()> {
+        let signals = config.install_signal_handlers;
+        let handle = self.start_worker(config).await?;
+        if signals {
+            let (stop, abort) = (handle.stop.clone(), handle.abort.clone());
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("stop requested: finishing running jobs (signal again to abort them)");
+                stop.cancel();
+                wait_for_signal().await;
+                tracing::warn!("second stop request: aborting running jobs");
+                abort.cancel();
+            });
+        }
+        handle.join().await
+    }
+
+    /// Starts a worker in the background.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for bad settings (nothing starts), or a database error
+    /// while registering.
+    pub async fn start_worker(&self, config: WorkerConfig) -> Result<WorkerHandle> {
+        config.validate()?;
+        let store = self.store().clone();
+        let pruned = store
+            .prune_stalled_workers(config.stalled_worker_timeout.as_secs_f64())
+            .await?;
+        if !pruned.is_empty() {
+            tracing::info!(?pruned, "pruned stalled workers");
+        }
+        let worker_id = store.register_worker().await?;
+        let stop = CancellationToken::new();
+        let abort = CancellationToken::new();
+        let stats = Arc::new(WorkerStats::default());
+        let done = tokio::spawn(run(
+            self.clone(),
+            config,
+            worker_id,
+            stop.clone(),
+            abort.clone(),
+            stats.clone(),
+        ));
+        Ok(WorkerHandle {
+            worker_id,
+            stop,
+            abort,
+            stats,
+            done,
+        })
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn run(
+    app: App,
+    config: WorkerConfig,
+    worker_id: i64,
+    stop: CancellationToken,
+    abort: CancellationToken,
+    stats: Arc<WorkerStats>,
+) -> Result<()> {
+    let store = app.store().clone();
+    let name: Arc<str> = Arc::from(config.name.clone().unwrap_or_else(|| "worker".to_owned()));
+    tracing::info!(worker_id, name = %name, queues = ?config.queues, concurrency = config.concurrency, "worker started");
+    let services = CancellationToken::new();
+    let running = running::Running::default();
+    let wake = Arc::new(Notify::new());
+    let tracker = TaskTracker::new();
+    let (completions_tx, completions_rx) = mpsc::channel(config.concurrency.max(64) * 2);
+
+    let completer = tokio::spawn(
+        completer::Completer {
+            store: store.clone(),
+            completions: completions_rx,
+            stats,
+            wake_producer: wake.clone(),
+            give_up: abort.clone(),
+        }
+        .run(),
+    );
+    let mut side = Vec::new();
+    if config.listen_notify {
+        if let Some(connect) = app.connect_config() {
+            side.push(tokio::spawn(
+                notifier::Notifier {
+                    connect: connect.clone(),
+                    queues: config.queues.clone(),
+                    wake: wake.clone(),
+                    running: running.clone(),
+                    stop: services.clone(),
+                }
+                .run(),
+            ));
+        }
+    }
+    side.push(tokio::spawn(
+        aborter::Aborter {
+            store: store.clone(),
+            running: running.clone(),
+            interval: config.abort_job_polling_interval,
+            stop: services.clone(),
+        }
+        .run(),
+    ));
+    {
+        let store = store.clone();
+        side.push(tokio::spawn(crate::maintenance::run_every(
+            config.heartbeat_interval,
+            services.clone(),
+            move || {
+                let store = store.clone();
+                async move { crate::maintenance::heartbeat::run_once(&store, worker_id).await }
+            },
+        )));
+    }
+
+    let executor = executor::Executor {
+        app: app.clone(),
+        worker_name: name.clone(),
+        worker_queues: config.queues.clone().map(Arc::from),
+        additional_context: config.additional_context.clone(),
+        delete_jobs: config.delete_jobs,
+        running: running.clone(),
+        completions: completions_tx,
+        tracker: tracker.clone(),
+        slot_freed: wake.clone(),
+    };
+    let producer = producer::Producer {
+        store: store.clone(),
+        worker_id,
+        queues: config.queues.clone(),
+        slots: Arc::new(Semaphore::new(config.concurrency)),
+        executor,
+        wake,
+        polling_interval: config.fetch_job_polling_interval,
+        wait: config.wait,
+        stop: stop.clone(),
+    };
+    producer.run().await;
+
+    // Shutdown: no new job; let the running ones end, up to the graceful timeout.
+    tracker.close();
+    if !tracker.is_empty() {
+        tracing::info!(running = running.len(), "waiting for running jobs");
+    }
+    let graceful = async {
+        match config.shutdown_graceful_timeout {
+            Some(timeout) => tokio::time::sleep(timeout).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = tracker.wait() => {}
+        () = graceful => {
+            tracing::warn!(running = running.len(), "graceful timeout over: aborting running jobs");
+            running.abort_all(AbortReason::Shutdown);
+        }
+        () = abort.cancelled() => running.abort_all(AbortReason::Shutdown),
+    }
+    // A forced stop may still come while aborted jobs wind down.
+    tokio::select! {
+        () = tracker.wait() => {}
+        () = abort.cancelled() => {
+            running.abort_all(AbortReason::Shutdown);
+            tracker.wait().await;
+        }
+    }
+    // Every executor task is done, so the completions channel is closed: flush it.
+    if let Err(error) = completer.await {
+        tracing::error!(%error, "completer task failed");
+    }
+    services.cancel();
+    for task in side {
+        let _ = task.await;
+    }
+    store.unregister_worker(worker_id).await?;
+    tracing::info!(worker_id, "worker stopped");
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! The producer: claims jobs in batches and hands them to the executor.
+//!
+//! It claims as many jobs as there are free slots (up to [`FETCH_BATCH_MAX`]) in one
+//! round trip (`fetch_jobs`, same rules as `procrastinate_fetch_job_v2`). After a full
+//! batch it fetches again as soon as a slot frees; after a short or empty one it sleeps
+//! until woken: by a NOTIFY (through the notifier), by the completer (a lock freed, a job
+//! retried), or by the polling interval. Wake-ups coalesce: a burst of a thousand
+//! notifications while it fetches leads to one more fetch, not a thousand. In one-shot
+//! mode it returns when a fetch with free slots finds nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::executor::Executor;
+use crate::store::Store;
+
+/// Most jobs claimed by one fetch.
+pub const FETCH_BATCH_MAX: usize = 500;
+
+/// The producer's handles.
+pub(crate) struct Producer {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) worker_id: i64,
+    pub(crate) queues: Option<Vec<String>>,
+    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) executor: Executor,
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) polling_interval: Duration,
+    pub(crate) wait: bool,
+    pub(crate) stop: CancellationToken,
+}
+
+impl Producer {
+    /// Runs until stopped (or, one-shot, until no job is left).
+    pub(crate) async fn run(self) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let first = tokio::select! {
+                biased;
+                () = self.stop.cancelled() => return,
+                permit = self.slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+            };
+            let mut permits = vec![first];
+            while permits.len() < FETCH_BATCH_MAX {
+                match self.slots.clone().try_acquire_owned() {
+                    Ok(permit) => permits.push(permit),
+                    Err(_) => break,
+                }
+            }
+            let wanted = permits.len();
+            let jobs = match self
+                .store
+                .fetch_jobs(self.queues.as_deref(), self.worker_id, wanted)
+                .await
+            {
+                Ok(jobs) => {
+                    backoff = Duration::from_millis(100);
+                    jobs
+                }
+                Err(error) => {
+                    drop(permits);
+                    tracing::warn!(%error, ?backoff, "fetching jobs failed; retrying");
+                    tokio::select! {
+                        () = self.stop.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            let found = jobs.len();
+            tracing::trace!(wanted, found, "fetched jobs");
+            for (job, permit) in jobs.into_iter().zip(permits.drain(..)) {
+                self.executor.spawn(job, permit);
+            }
+            drop(permits);
+            if found == wanted {
+                continue;
+            }
+            if found == 0 && !self.wait {
+                tracing::info!("no job left: stopping (one-shot)");
+                return;
+            }
+            if !self.wait {
+                continue;
+            }
+            tokio::select! {
+                () = self.stop.cancelled() => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.polling_interval) => {}
+            }
+        }
+    }
+}
