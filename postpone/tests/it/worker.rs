@@ -1,0 +1,594 @@
+//! The worker against a real database: order, locks, queues, retries, failures, abort,
+//! shutdown and delete policies. Each test defers jobs, runs an in-process worker, and
+//! checks both what the tasks saw and what the database says.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use postpone::task::{AbortReason, JobContext, TaskError};
+use postpone::worker::{DeleteJobs, WorkerConfig};
+use postpone::{App, JobStatus, Task, TaskConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::harness::{TestDb, schema_db, wait_for};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// What the tasks saw, shared through the worker's additional context.
+#[derive(Debug, Default)]
+struct Log {
+    events: Mutex<Vec<String>>,
+}
+
+impl Log {
+    fn push(&self, event: String) {
+        self.events.lock().expect("log lock").push(event);
+    }
+    fn events(&self) -> Vec<String> {
+        self.events.lock().expect("log lock").clone()
+    }
+}
+
+fn log(ctx: &JobContext) -> &Log {
+    ctx.additional_context::<Log>()
+        .expect("tests run workers with a Log as additional context")
+}
+
+/// Records its label.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    label: String,
+}
+
+impl Task for Record {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "tests.record".into()
+    }
+    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
+        log(&ctx).push(self.label);
+        Ok(())
+    }
+}
+
+/// Records start and end around a short pause, to see overlaps.
+#[derive(Serialize, Deserialize)]
+struct Slow {
+    label: String,
+    millis: u64,
+}
+
+impl Task for Slow {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "tests.slow".into()
+    }
+    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
+        log(&ctx).push(format!("start {}", self.label));
+        tokio::time::sleep(Duration::from_millis(self.millis)).await;
+        log(&ctx).push(format!("end {}", self.label));
+        Ok(())
+    }
+}
+
+/// Always fails; retried twice.
+#[derive(Serialize, Deserialize)]
+struct Flaky;
+
+impl Task for Flaky {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "tests.flaky".into()
+    }
+    fn config() -> TaskConfig {
+        TaskConfig::default().with_retry(postpone::retry::RetryStrategy::max_attempts(2))
+    }
+    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
+        log(&ctx).push(format!("attempt {}", ctx.job().attempts));
+        Err(TaskError::new("Boom", "always fails"))
+    }
+}
+
+/// Panics.
+#[derive(Serialize, Deserialize)]
+struct Panics;
+
+impl Task for Panics {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "tests.panics".into()
+    }
+    async fn run(self, _ctx: JobContext) -> Result<(), TaskError> {
+        panic!("the task blew up")
+    }
+}
+
+/// Waits until aborted (async: cancelled at its await point).
+#[derive(Serialize, Deserialize)]
+struct Forever;
+
+impl Task for Forever {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "tests.forever".into()
+    }
+    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
+        log(&ctx).push("started".to_owned());
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+}
+
+/// Polls `should_abort` and reports the reason it saw.
+#[derive(Serialize, Deserialize)]
+struct Polling;
+
+impl Task for Polling {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "tests.polling".into()
+    }
+    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
+        log(&ctx).push("started".to_owned());
+        let seen = ctx.clone();
+        // Blocking work is not at an await point: it polls, and reports what it saw
+        // (the async wrapper around it is cancelled when the abort comes).
+        tokio::task::spawn_blocking(move || {
+            while !seen.should_abort() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            log(&seen).push(format!("reason {:?}", seen.abort_reason()));
+        })
+        .await
+        .map_err(TaskError::msg)?;
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Add {
+    a: i64,
+    b: i64,
+}
+
+impl Task for Add {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "tests.add".into()
+    }
+    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
+        log(&ctx).push(format!("{}", self.a + self.b));
+        Ok(())
+    }
+}
+
+fn app(db: &TestDb) -> App {
+    App::builder()
+        .database_url(&db.url)
+        .expect("test url parses")
+        .task::<Record>()
+        .task::<Slow>()
+        .task::<Flaky>()
+        .task::<Panics>()
+        .task::<Forever>()
+        .task::<Polling>()
+        .task::<Add>()
+        .build()
+        .expect("test app builds")
+}
+
+fn config(log: &Arc<Log>) -> WorkerConfig {
+    WorkerConfig {
+        additional_context: Some(log.clone()),
+        fetch_job_polling_interval: Duration::from_millis(100),
+        abort_job_polling_interval: Duration::from_millis(100),
+        ..WorkerConfig::default()
+    }
+}
+
+async fn status(app: &App, id: i64) -> JobStatus {
+    app.job_manager()
+        .get_job_status(id)
+        .await
+        .expect("job status")
+}
+
+async fn events(db: &TestDb, id: i64) -> Vec<String> {
+    let client = db.client().await;
+    client
+        .query(
+            "SELECT type::text FROM procrastinate_events WHERE job_id = $1 ORDER BY id",
+            &[&id],
+        )
+        .await
+        .expect("events")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn one_shot_worker_runs_every_job_once_and_records_the_contract_events() {
+    let db = schema_db().await;
+    let app = app(&db);
+    let ids = app
+        .batch_defer((0..50).map(|i| app.configure(Record { label: format!("{i}") })))
+        .await
+        .expect("defer");
+    let log = Arc::new(Log::default());
+    app.run_worker(config(&log).with_concurrency(7).one_shot())
+        .await
+        .expect("worker");
+    let mut seen = log.events();
+    seen.sort_by_key(|s| s.parse::<i32>().unwrap_or(-1));
+    assert_eq!(seen, (0..50).map(|i| i.to_string()).collect::<Vec<_>>());
+    for id in [ids[0], ids[49]] {
+        let job = app.job_manager().get_job(id).await.expect("job");
+        assert_eq!(job.status, JobStatus::Succeeded);
+        assert_eq!(job.attempts, 1);
+        assert_eq!(events(&db, id).await, ["deferred", "started", "succeeded"]);
+    }
+    let client = db.client().await;
+    let workers: i64 = client
+        .query_one("SELECT count(*) FROM procrastinate_workers", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(workers, 0, "the worker unregisters when it stops");
+}
+
+#[tokio::test]
+async fn jobs_run_by_priority_then_id() {
+    let db = schema_db().await;
+    let app = app(&db);
+    for (label, priority) in [("low", -1), ("a", 0), ("high", 5), ("b", 0), ("top", 9)] {
+        app.configure(Record {
+            label: label.to_owned(),
+        })
+        .with_priority(priority)
+        .defer()
+        .await
+        .expect("defer");
+    }
+    let log = Arc::new(Log::default());
+    app.run_worker(config(&log).one_shot()).await.expect("worker");
+    assert_eq!(log.events(), ["top", "high", "a", "b", "low"]);
+}
+
+#[tokio::test]
+async fn a_worker_takes_only_its_queues_and_future_jobs_wait() {
+    let db = schema_db().await;
+    let app = app(&db);
+    for queue in ["a", "b", "c"] {
+        app.configure(Record {
+            label: queue.to_owned(),
+        })
+        .with_queue(queue)
+        .defer()
+        .await
+        .expect("defer");
+    }
+    let later = app
+        .configure(Record {
+            label: "later".to_owned(),
+        })
+        .with_queue("a")
+        .schedule_in(Duration::from_secs(3600))
+        .defer()
+        .await
+        .expect("defer");
+    let log = Arc::new(Log::default());
+    app.run_worker(config(&log).with_queues(["a", "c"]).one_shot())
+        .await
+        .expect("worker");
+    let mut seen = log.events();
+    seen.sort();
+    assert_eq!(seen, ["a", "c"]);
+    assert_eq!(status(&app, later).await, JobStatus::Todo);
+}
+
+#[tokio::test]
+async fn jobs_sharing_a_lock_never_overlap_and_keep_their_order() {
+    let db = schema_db().await;
+    let app = app(&db);
+    for i in 0..6 {
+        app.configure(Slow {
+            label: format!("L{i}"),
+            millis: 20,
+        })
+        .with_lock("the-lock")
+        .defer()
+        .await
+        .expect("defer");
+    }
+    app.configure(Slow {
+        label: "free".to_owned(),
+        millis: 20,
+    })
+    .defer()
+    .await
+    .expect("defer");
+    let log = Arc::new(Log::default());
+    let handle = app
+        .start_worker(config(&log).with_concurrency(5))
+        .await
+        .expect("worker");
+    let manager = app.job_manager();
+    wait_for("every job to succeed", DEADLINE, || async {
+        let jobs = manager
+            .list_jobs(&postpone::JobFilter::default())
+            .await
+            .expect("list");
+        jobs.iter().all(|j| j.status == JobStatus::Succeeded)
+    })
+    .await;
+    handle.stop();
+    handle.join().await.expect("worker stops");
+    let locked: Vec<String> = log
+        .events()
+        .into_iter()
+        .filter(|e| e.contains(" L"))
+        .collect();
+    let expected: Vec<String> = (0..6)
+        .flat_map(|i| [format!("start L{i}"), format!("end L{i}")])
+        .collect();
+    assert_eq!(locked, expected, "same-lock jobs ran one at a time, in id order");
+}
+
+#[tokio::test]
+async fn failures_are_retried_by_the_strategy_then_fail() {
+    let db = schema_db().await;
+    let app = app(&db);
+    let id = app.defer(Flaky).await.expect("defer");
+    let log = Arc::new(Log::default());
+    let handle = app.start_worker(config(&log)).await.expect("worker");
+    let manager = app.job_manager();
+    wait_for("the job to fail for good", DEADLINE, || async {
+        manager.get_job_status(id).await.expect("status") == JobStatus::Failed
+    })
+    .await;
+    handle.stop();
+    handle.join().await.expect("worker stops");
+    assert_eq!(log.events(), ["attempt 0", "attempt 1", "attempt 2"]);
+    let job = manager.get_job(id).await.expect("job");
+    assert_eq!(job.attempts, 3);
+    assert_eq!(
+        events(&db, id).await,
+        [
+            "deferred",
+            "started",
+            // Triggers fire in name order: scheduled_events before status_events.
+            "scheduled",
+            "deferred_for_retry",
+            "started",
+            "scheduled",
+            "deferred_for_retry",
+            "started",
+            "failed"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn panics_unknown_tasks_and_bad_args_fail_the_job_not_the_worker() {
+    let db = schema_db().await;
+    let app = app(&db);
+    let panics = app.defer(Panics).await.expect("defer");
+    let unknown = app
+        .configure_by_name("tests.nobody", serde_json::json!({}))
+        .allow_unknown()
+        .defer()
+        .await
+        .expect("defer");
+    let bad_args = app
+        .configure_by_name("tests.nobody", serde_json::json!({"a": "x"}))
+        .allow_unknown()
+        .defer()
+        .await
+        .expect("defer");
+    // Rename the last job to a known task whose args it does not fit.
+    db.client()
+        .await
+        .execute(
+            "UPDATE procrastinate_jobs SET task_name = 'tests.add' WHERE id = $1",
+            &[&bad_args],
+        )
+        .await
+        .expect("update");
+    let after = app
+        .defer(Add { a: 2, b: 3 })
+        .await
+        .expect("defer");
+    let log = Arc::new(Log::default());
+    app.run_worker(config(&log).one_shot()).await.expect("worker");
+    for id in [panics, unknown, bad_args] {
+        assert_eq!(status(&app, id).await, JobStatus::Failed, "job {id}");
+    }
+    assert_eq!(status(&app, after).await, JobStatus::Succeeded);
+    assert_eq!(log.events(), ["5"]);
+}
+
+async fn abort_a_running_job(listen_notify: bool) {
+    let db = schema_db().await;
+    let app = app(&db);
+    let id = app.defer(Forever).await.expect("defer");
+    let log = Arc::new(Log::default());
+    let handle = app
+        .start_worker(WorkerConfig {
+            listen_notify,
+            ..config(&log)
+        })
+        .await
+        .expect("worker");
+    let manager = app.job_manager();
+    wait_for("the job to start", DEADLINE, || async {
+        log.events() == ["started"]
+    })
+    .await;
+    assert!(manager.cancel_job_by_id(id, true, false).await.expect("abort"));
+    wait_for("the job to be aborted", DEADLINE, || async {
+        manager.get_job_status(id).await.expect("status") == JobStatus::Aborted
+    })
+    .await;
+    handle.stop();
+    handle.join().await.expect("worker stops");
+    let job = manager.get_job(id).await.expect("job");
+    assert!(!job.abort_requested, "finishing clears abort_requested");
+    assert_eq!(
+        events(&db, id).await,
+        ["deferred", "started", "abort_requested", "aborted"]
+    );
+}
+
+#[tokio::test]
+async fn abort_reaches_a_running_job_through_notify() {
+    abort_a_running_job(true).await;
+}
+
+#[tokio::test]
+async fn abort_reaches_a_running_job_by_polling() {
+    abort_a_running_job(false).await;
+}
+
+#[tokio::test]
+async fn graceful_stop_waits_for_running_jobs() {
+    let db = schema_db().await;
+    let app = app(&db);
+    let id = app
+        .defer(Slow {
+            label: "s".to_owned(),
+            millis: 300,
+        })
+        .await
+        .expect("defer");
+    let log = Arc::new(Log::default());
+    let handle = app.start_worker(config(&log)).await.expect("worker");
+    wait_for("the job to start", DEADLINE, || async {
+        log.events() == ["start s"]
+    })
+    .await;
+    handle.stop();
+    handle.join().await.expect("worker stops");
+    assert_eq!(log.events(), ["start s", "end s"]);
+    assert_eq!(status(&app, id).await, JobStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn graceful_timeout_aborts_with_reason_shutdown() {
+    let db = schema_db().await;
+    let app = app(&db);
+    let id = app.defer(Polling).await.expect("defer");
+    let log = Arc::new(Log::default());
+    let handle = app
+        .start_worker(WorkerConfig {
+            shutdown_graceful_timeout: Some(Duration::from_millis(100)),
+            ..config(&log)
+        })
+        .await
+        .expect("worker");
+    wait_for("the job to start", DEADLINE, || async {
+        log.events() == ["started"]
+    })
+    .await;
+    handle.stop();
+    handle.join().await.expect("worker stops");
+    assert_eq!(status(&app, id).await, JobStatus::Aborted);
+    wait_for("the task to see the reason", DEADLINE, || async {
+        log.events().contains(&format!("reason {:?}", Some(AbortReason::Shutdown)))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn forced_stop_aborts_at_once() {
+    let db = schema_db().await;
+    let app = app(&db);
+    let id = app.defer(Forever).await.expect("defer");
+    let log = Arc::new(Log::default());
+    let handle = app.start_worker(config(&log)).await.expect("worker");
+    wait_for("the job to start", DEADLINE, || async {
+        log.events() == ["started"]
+    })
+    .await;
+    handle.abort();
+    handle.join().await.expect("worker stops");
+    assert_eq!(status(&app, id).await, JobStatus::Aborted);
+}
+
+#[tokio::test]
+async fn delete_jobs_policies() {
+    for (policy, kept_ok, kept_failed) in [
+        (DeleteJobs::Never, true, true),
+        (DeleteJobs::Successful, false, true),
+        (DeleteJobs::Always, false, false),
+    ] {
+        let db = schema_db().await;
+        let app = app(&db);
+        let ok = app
+            .defer(Record {
+                label: "ok".to_owned(),
+            })
+            .await
+            .expect("defer");
+        let failed = app.defer(Panics).await.expect("defer");
+        let log = Arc::new(Log::default());
+        app.run_worker(WorkerConfig {
+            delete_jobs: policy,
+            ..config(&log).one_shot()
+        })
+        .await
+        .expect("worker");
+        let manager = app.job_manager();
+        assert_eq!(manager.get_job(ok).await.is_ok(), kept_ok, "{policy:?}");
+        assert_eq!(manager.get_job(failed).await.is_ok(), kept_failed, "{policy:?}");
+    }
+}
+
+#[tokio::test]
+async fn notify_wakes_an_idle_worker() {
+    let db = schema_db().await;
+    let app = app(&db);
+    let log = Arc::new(Log::default());
+    // Polling alone would take an hour: only NOTIFY can wake it.
+    let handle = app
+        .start_worker(WorkerConfig {
+            fetch_job_polling_interval: Duration::from_secs(3600),
+            ..config(&log)
+        })
+        .await
+        .expect("worker");
+    // Let the listener connect before deferring.
+    let client = db.client().await;
+    wait_for("the listener to connect", DEADLINE, || async {
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        n > 0
+    })
+    .await;
+    app.defer(Record {
+        label: "woken".to_owned(),
+    })
+    .await
+    .expect("defer");
+    wait_for("the job to run", DEADLINE, || async { log.events() == ["woken"] }).await;
+    handle.stop();
+    handle.join().await.expect("worker stops");
+}
+
+#[tokio::test]
+async fn bad_settings_start_nothing() {
+    let db = schema_db().await;
+    let app = app(&db);
+    let err = app
+        .start_worker(WorkerConfig::default().with_concurrency(0))
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("concurrency is 0"), "{err}");
+    let workers: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM procrastinate_workers", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(workers, 0);
+}
