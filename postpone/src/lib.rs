@@ -9,6 +9,7 @@ pub mod error;
 pub mod job;
 pub mod maintenance;
 pub mod manager;
+pub mod middleware;
 pub mod protocol;
 pub mod retry;
 pub mod schema;

@@ -60,7 +60,7 @@ pub trait Task: Serialize + DeserializeOwned + Send + 'static {
 }
 
 /// Defaults for a task's jobs; each can be overridden per defer call.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct TaskConfig {
     /// Queue (default `"default"`).
     pub queue: Option<String>,
@@ -74,6 +74,22 @@ pub struct TaskConfig {
     pub retry: Retry,
     /// Other names jobs of this task may carry (for renames, and Python names).
     pub aliases: Vec<String>,
+    /// Middleware around each attempt of this task (inside the worker's).
+    pub middleware: Vec<std::sync::Arc<dyn crate::middleware::Middleware>>,
+}
+
+impl fmt::Debug for TaskConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskConfig")
+            .field("queue", &self.queue)
+            .field("priority", &self.priority)
+            .field("lock", &self.lock)
+            .field("queueing_lock", &self.queueing_lock)
+            .field("retry", &self.retry)
+            .field("aliases", &self.aliases)
+            .field("middleware", &self.middleware.len())
+            .finish()
+    }
 }
 
 impl TaskConfig {
@@ -109,6 +125,13 @@ impl TaskConfig {
     #[must_use]
     pub fn with_retry(mut self, retry: impl Into<Retry>) -> Self {
         self.retry = retry.into();
+        self
+    }
+
+    /// Adds a middleware around each attempt (the first added is the outermost).
+    #[must_use]
+    pub fn with_middleware(mut self, middleware: std::sync::Arc<dyn crate::middleware::Middleware>) -> Self {
+        self.middleware.push(middleware);
         self
     }
 

@@ -79,6 +79,8 @@ pub struct WorkerConfig {
     pub additional_context: Option<Arc<dyn Any + Send + Sync>>,
     /// First SIGINT/SIGTERM stops gracefully, the second aborts (used by `run_worker`).
     pub install_signal_handlers: bool,
+    /// Middleware around every attempt (outside each task's own).
+    pub middleware: Vec<Arc<dyn crate::middleware::Middleware>>,
 }
 
 impl Default for WorkerConfig {
@@ -97,6 +99,7 @@ impl Default for WorkerConfig {
             stalled_worker_timeout: STALLED_WORKER_TIMEOUT_DEFAULT,
             additional_context: None,
             install_signal_handlers: false,
+            middleware: Vec::new(),
         }
     }
 }
@@ -115,6 +118,7 @@ impl fmt::Debug for WorkerConfig {
             .field("delete_jobs", &self.delete_jobs)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("stalled_worker_timeout", &self.stalled_worker_timeout)
+            .field("middleware", &self.middleware.len())
             .finish_non_exhaustive()
     }
 }

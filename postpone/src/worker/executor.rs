@@ -19,6 +19,7 @@ use super::running::Running;
 use crate::app::App;
 use crate::context::{AbortReason, JobContext};
 use crate::job::{Job, JobStatus};
+use crate::middleware::{self, Middleware};
 use crate::store::RetryJobParams;
 use crate::task::TaskError;
 
@@ -38,6 +39,7 @@ pub(crate) struct Executor {
     pub(crate) worker_queues: Option<Arc<[String]>>,
     pub(crate) additional_context: Option<Arc<dyn Any + Send + Sync>>,
     pub(crate) delete_jobs: DeleteJobs,
+    pub(crate) middleware: Arc<[Arc<dyn Middleware>]>,
     pub(crate) running: Running,
     pub(crate) completions: mpsc::Sender<Completion>,
     pub(crate) tracker: TaskTracker,
@@ -86,7 +88,10 @@ impl Executor {
             abort.clone(),
         );
         tracing::debug!(job_id = job.id, task = %job.task_name, "job started");
-        let mut handle = tokio::spawn((entry.run)(job.args.clone(), ctx));
+        let attempt = (entry.run)(job.args.clone(), ctx.clone());
+        let attempt = middleware::wrap(&entry.config.middleware, &ctx, attempt);
+        let attempt = middleware::wrap(&self.middleware, &ctx, attempt);
+        let mut handle = tokio::spawn(attempt);
         let outcome = tokio::select! {
             joined = &mut handle => match joined {
                 Ok(Ok(())) => Outcome::Succeeded,

@@ -239,6 +239,7 @@ async fn run(
         worker_queues: config.queues.clone().map(Arc::from),
         additional_context: config.additional_context.clone(),
         delete_jobs: config.delete_jobs,
+        middleware: config.middleware.clone().into(),
         running: running.clone(),
         completions: completions_tx,
         tracker: tracker.clone(),

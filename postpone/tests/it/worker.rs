@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use postpone::middleware::Next;
 use postpone::task::{AbortReason, JobContext, TaskError};
 use postpone::worker::{DeleteJobs, WorkerConfig};
 use postpone::{App, JobStatus, Task, TaskConfig};
@@ -155,6 +156,28 @@ impl Task for Add {
     }
 }
 
+/// Runs inside a task-level middleware.
+#[derive(Serialize, Deserialize)]
+struct Wrapped;
+
+impl Task for Wrapped {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "tests.wrapped".into()
+    }
+    fn config() -> TaskConfig {
+        TaskConfig::default().with_middleware(Arc::new(|ctx: JobContext, next: Next| async move {
+            log(&ctx).push("task before".to_owned());
+            let result = next.await;
+            log(&ctx).push("task after".to_owned());
+            result
+        }))
+    }
+    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
+        log(&ctx).push("run".to_owned());
+        Ok(())
+    }
+}
+
 fn app(db: &TestDb) -> App {
     App::builder()
         .database_url(&db.url)
@@ -166,6 +189,7 @@ fn app(db: &TestDb) -> App {
         .task::<Forever>()
         .task::<Polling>()
         .task::<Add>()
+        .task::<Wrapped>()
         .build()
         .expect("test app builds")
 }
@@ -591,4 +615,38 @@ async fn bad_settings_start_nothing() {
         .expect("count")
         .get(0);
     assert_eq!(workers, 0);
+}
+
+#[tokio::test]
+async fn worker_middleware_wraps_task_middleware_which_wraps_the_task() {
+    let db = schema_db().await;
+    let app = app(&db);
+    app.defer(Wrapped).await.expect("defer");
+    let failing = app.defer(Panics).await.expect("defer");
+    let seen = Arc::new(Log::default());
+    let worker_mw = |ctx: JobContext, next: Next| async move {
+        log(&ctx).push(format!("worker before {}", ctx.job().task_name));
+        let result = next.await;
+        log(&ctx).push(format!("worker after ok={}", result.is_ok()));
+        result
+    };
+    app.run_worker(WorkerConfig {
+        middleware: vec![Arc::new(worker_mw)],
+        ..config(&seen).one_shot()
+    })
+    .await
+    .expect("worker");
+    assert_eq!(
+        seen.events(),
+        [
+            "worker before tests.wrapped",
+            "task before",
+            "run",
+            "task after",
+            "worker after ok=true",
+            "worker before tests.panics",
+        ]
+    );
+    // A panic inside the layers still fails the job, and the worker goes on.
+    assert_eq!(status(&app, failing).await, JobStatus::Failed);
 }
