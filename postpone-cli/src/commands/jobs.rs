@@ -1,0 +1,260 @@
+//! The job manager on the command line (Procrastinate's `procrastinate shell` commands and
+//! `JobManager`): `jobs list | stalled | delete-old`, `queues`, `tasks`, `locks`, `retry`,
+//! `cancel`, `abort`.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use postpone::manager::{DeleteOldJobsOptions, RetryOptions};
+use postpone::{Job, JobFilter, JobStatus};
+use serde_json::json;
+
+use crate::flags::{
+    AbortFlags, CancelFlags, CountFlags, JobsCommand, JobsDeleteOldFlags, JobsListFlags,
+    JobsStalledFlags, RetryFlags,
+};
+use crate::output::{self, Format, Table, or_dash};
+use crate::{Context, values};
+
+pub(crate) async fn run(command: JobsCommand, context: Context) -> anyhow::Result<ExitCode> {
+    match command {
+        JobsCommand::List(flags) => list(flags, context).await,
+        JobsCommand::Stalled(flags) => stalled(flags, context).await,
+        JobsCommand::DeleteOld(flags) => delete_old(flags, context).await,
+    }
+}
+
+async fn list(flags: JobsListFlags, context: Context) -> anyhow::Result<ExitCode> {
+    let filter = JobFilter {
+        id: flags.id,
+        queue_name: flags.queue,
+        task_name: flags.task,
+        status: values::parse_status(flags.status.as_deref())?,
+        lock: flags.lock,
+        queueing_lock: flags.queueing_lock,
+        worker_id: flags.worker,
+        limit: flags.limit,
+    };
+    if let Some(limit) = filter.limit.filter(|l| *l < 0) {
+        bail!("--limit {limit} is negative: give a number of jobs >= 0");
+    }
+    let (app, format) = context.app()?;
+    let jobs = app.job_manager().list_jobs(&filter).await?;
+    print_jobs(&jobs, flags.details, format)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn stalled(flags: JobsStalledFlags, context: Context) -> anyhow::Result<ExitCode> {
+    let (app, format) = context.app()?;
+    let jobs = app
+        .job_manager()
+        .list_stalled_jobs(
+            flags.seconds_since_heartbeat,
+            flags.queue.as_deref(),
+            flags.task.as_deref(),
+        )
+        .await?;
+    print_jobs(&jobs, true, format)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn delete_old(flags: JobsDeleteOldFlags, context: Context) -> anyhow::Result<ExitCode> {
+    let (app, format) = context.app()?;
+    let deleted = app
+        .job_manager()
+        .delete_old_jobs(&DeleteOldJobsOptions {
+            nb_hours: flags.hours,
+            queue: flags.queue,
+            include_failed: flags.include_failed,
+            include_cancelled: flags.include_cancelled,
+            include_aborted: flags.include_aborted,
+        })
+        .await?;
+    if format.is_json() {
+        output::print_json(&json!({ "deleted": deleted }))?;
+    } else {
+        output::print(&format!(
+            "deleted {deleted} job{} finished more than {} hours ago\n",
+            if deleted == 1 { "" } else { "s" },
+            flags.hours
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `queues`, `tasks` and `locks` count by.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CountBy {
+    Queue,
+    Task,
+    Lock,
+}
+
+pub(crate) async fn counts(
+    by: CountBy,
+    flags: CountFlags,
+    context: Context,
+) -> anyhow::Result<ExitCode> {
+    let filter = JobFilter {
+        queue_name: flags.queue,
+        task_name: flags.task,
+        status: values::parse_status(flags.status.as_deref())?,
+        lock: flags.lock,
+        ..JobFilter::default()
+    };
+    let (app, format) = context.app()?;
+    let manager = app.job_manager();
+    let (counts, name, none) = match by {
+        CountBy::Queue => (manager.list_queues(&filter).await?, "queue", "no queues"),
+        CountBy::Task => (manager.list_tasks(&filter).await?, "task", "no tasks"),
+        CountBy::Lock => (manager.list_locks(&filter).await?, "lock", "no locks"),
+    };
+    if format.is_json() {
+        output::print_json(&output::counts_json(&counts))?;
+    } else if counts.is_empty() {
+        output::print(&format!("({none} with jobs)\n"))?;
+    } else {
+        output::print(&output::counts_table(name, &counts).render())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn retry(flags: RetryFlags, context: Context) -> anyhow::Result<ExitCode> {
+    let (at, delay) = values::at_or_in(flags.at.as_deref(), flags.in_.as_deref())?;
+    let retry_at = match (at, delay) {
+        (Some(at), _) => Some(at),
+        (None, Some(delay)) => Some(values::after(delay)?),
+        (None, None) => None,
+    };
+    let (app, format) = context.app()?;
+    let manager = app.job_manager();
+    manager
+        .retry_job_by_id(
+            flags.id,
+            RetryOptions {
+                retry_at,
+                priority: flags.priority,
+                queue: flags.queue,
+                lock: flags.lock,
+            },
+        )
+        .await?;
+    let job = manager.get_job(flags.id).await?;
+    if format.is_json() {
+        output::print_json(&job)?;
+    } else {
+        let mut line = format!(
+            "job {} retried: status {} on queue {:?}",
+            job.id, job.status, job.queue_name
+        );
+        if let Some(at) = retry_at {
+            line.push_str(&format!(
+                ", not before {}",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ));
+        }
+        line.push('\n');
+        output::print(&line)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn cancel(flags: CancelFlags, context: Context) -> anyhow::Result<ExitCode> {
+    let (app, format) = context.app()?;
+    let manager = app.job_manager();
+    let id = flags.id;
+    if !manager.cancel_job_by_id(id, false, flags.delete).await? {
+        let status = manager.get_job_status(id).await?;
+        let hint = if status == JobStatus::Doing {
+            format!(": it is running; use `postpone abort {id}` to stop it")
+        } else {
+            " (only a todo job can be cancelled)".to_owned()
+        };
+        bail!("job {id} cannot be cancelled: its status is {status}{hint}");
+    }
+    let outcome = if flags.delete { "deleted" } else { "cancelled" };
+    if format.is_json() {
+        output::print_json(&json!({ "id": id, "outcome": outcome }))?;
+    } else {
+        output::print(&format!("job {id} {outcome}\n"))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn abort(flags: AbortFlags, context: Context) -> anyhow::Result<ExitCode> {
+    let (app, format) = context.app()?;
+    let manager = app.job_manager();
+    let id = flags.id;
+    if !manager.cancel_job_by_id(id, true, false).await? {
+        let status = manager.get_job_status(id).await?;
+        bail!("job {id} cannot be aborted: its status is {status} (only todo and doing jobs can)");
+    }
+    // Same rule as procrastinate_cancel_job_v1 with abort: a waiting job is cancelled, a
+    // running one gets abort_requested and its worker stops it.
+    let job = manager.get_job(id).await?;
+    let (outcome, text) = if job.status == JobStatus::Doing {
+        (
+            "abort_requested",
+            format!("abort requested for job {id}: its worker will stop it"),
+        )
+    } else {
+        (
+            "cancelled",
+            format!("job {id} cancelled (it had not started)"),
+        )
+    };
+    if format.is_json() {
+        output::print_json(&json!({ "id": id, "outcome": outcome, "status": job.status }))?;
+    } else {
+        output::print(&format!("{text}\n"))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_jobs(jobs: &[Job], details: bool, format: Format) -> anyhow::Result<()> {
+    if format.is_json() {
+        return output::print_json(jobs);
+    }
+    if jobs.is_empty() {
+        return output::print("(no jobs)\n");
+    }
+    let mut headers = vec![
+        "id",
+        "queue",
+        "task",
+        "status",
+        "priority",
+        "lock",
+        "queueing_lock",
+        "scheduled_at",
+    ];
+    if details {
+        headers.extend(["attempts", "worker", "abort_requested", "args"]);
+    }
+    let mut table = Table::new(&headers, &["id", "priority", "attempts", "worker"]);
+    for job in jobs {
+        let mut row = vec![
+            job.id.to_string(),
+            job.queue_name.clone(),
+            job.task_name.clone(),
+            job.status.to_string(),
+            job.priority.to_string(),
+            or_dash(job.lock.as_deref()),
+            or_dash(job.queueing_lock.as_deref()),
+            or_dash(
+                job.scheduled_at
+                    .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            ),
+        ];
+        if details {
+            row.extend([
+                job.attempts.to_string(),
+                or_dash(job.worker_id),
+                job.abort_requested.to_string(),
+                job.args.to_string(),
+            ]);
+        }
+        table.push(row);
+    }
+    output::print(&table.render())
+}

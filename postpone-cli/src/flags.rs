@@ -1,0 +1,313 @@
+//! Raw flags, as clap parses them: strings and numbers, nothing interpreted yet.
+//!
+//! Every option can also come from an environment variable (shown in `--help`): the global
+//! ones are `DATABASE_URL`, `POSTPONE_JSON` and `POSTPONE_LOG_LEVEL`; a command's option is
+//! `POSTPONE_<COMMAND>_<OPTION>` (`postpone defer --queue` reads `POSTPONE_DEFER_QUEUE`), the
+//! same scheme as Procrastinate's `PROCRASTINATE_DEFER_QUEUE`, so that a variable set for one
+//! command never filters another one by surprise.
+//!
+//! The commands in `commands/` turn these into typed library calls (ripgrep's
+//! `lowargs` -> `hiargs` split). Adding a command is one variant of [`Command`] plus one
+//! file under `commands/`.
+
+use std::path::PathBuf;
+
+use clap::builder::FalseyValueParser;
+use clap::{Args, Parser, Subcommand};
+
+/// `postpone`: a PostgreSQL task queue that shares Procrastinate's database.
+#[derive(Debug, Parser)]
+#[command(
+    name = "postpone",
+    version,
+    about = "A PostgreSQL task queue that shares Procrastinate 3.10's database contract.",
+    long_about = None,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Flags {
+    /// The database: a postgres:// URL or "key=value" conninfo. Without it: the libpq
+    /// variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE), then the local server.
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
+
+    /// Print one JSON document (object or array) instead of text for humans.
+    #[arg(long, global = true, env = "POSTPONE_JSON", value_parser = FalseyValueParser::new())]
+    pub json: bool,
+
+    /// Log level (error, warn, info, debug, trace) or a tracing filter; logs go to stderr.
+    /// Falls back to RUST_LOG, then warn.
+    #[arg(long, global = true, env = "POSTPONE_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install, inspect and check the database schema.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+    /// Defer a job of a task, with JSON keyword arguments.
+    Defer(DeferFlags),
+    /// Check that the database is reachable and its schema ready.
+    Healthchecks,
+    /// List jobs, stalled jobs, or delete old ones.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Queues with their job counts per status.
+    Queues(CountFlags),
+    /// Tasks with their job counts per status.
+    Tasks(CountFlags),
+    /// Locks with their job counts per status.
+    Locks(CountFlags),
+    /// Put a failed job back in the queue.
+    Retry(RetryFlags),
+    /// Cancel a job that has not started (todo -> cancelled).
+    Cancel(CancelFlags),
+    /// Abort a job: cancel it if it waits, ask its worker to stop it if it runs.
+    Abort(AbortFlags),
+}
+
+/// `postpone schema ...`
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Apply the pending migrations (both halves unless --pre or --post).
+    Apply(SchemaApplyFlags),
+    /// Print the whole schema SQL (what `apply` creates in a fresh database).
+    Read,
+    /// Compare the database with the expected schema; exit 1 if anything differs or is pending.
+    Check,
+    /// Print where the migration files are, or write them to a directory.
+    MigrationsPath(MigrationsPathFlags),
+}
+
+/// `postpone schema apply`
+#[derive(Debug, Args)]
+pub struct SchemaApplyFlags {
+    /// Only the pre halves: safe while workers of the previous version still run.
+    #[arg(long, conflicts_with = "post", env = "POSTPONE_SCHEMA_APPLY_PRE", value_parser = FalseyValueParser::new())]
+    pub pre: bool,
+    /// Only the post halves: once every worker runs this version.
+    #[arg(long, env = "POSTPONE_SCHEMA_APPLY_POST", value_parser = FalseyValueParser::new())]
+    pub post: bool,
+}
+
+/// `postpone schema migrations-path`
+#[derive(Debug, Args)]
+pub struct MigrationsPathFlags {
+    /// Write the migration files into this directory (created if needed) and list them.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "POSTPONE_SCHEMA_MIGRATIONS_PATH_WRITE"
+    )]
+    pub write: Option<PathBuf>,
+}
+
+/// `postpone defer`
+#[derive(Debug, Args)]
+pub struct DeferFlags {
+    /// The task name (as stored in procrastinate_jobs.task_name).
+    pub task: String,
+    /// The keyword arguments, a JSON object.
+    #[arg(default_value = "{}", value_name = "JSON")]
+    pub args: String,
+    /// Queue (default: the task's queue, else "default").
+    #[arg(short, long, env = "POSTPONE_DEFER_QUEUE")]
+    pub queue: Option<String>,
+    /// Lock: never run while another job with this lock runs.
+    #[arg(long, env = "POSTPONE_DEFER_LOCK")]
+    pub lock: Option<String>,
+    /// Queueing lock: refused while another job with it waits.
+    #[arg(long, env = "POSTPONE_DEFER_QUEUEING_LOCK")]
+    pub queueing_lock: Option<String>,
+    /// On a queueing-lock collision, say so and exit 0 instead of failing.
+    #[arg(short = 'i', long, env = "POSTPONE_DEFER_IGNORE_ALREADY_ENQUEUED", value_parser = FalseyValueParser::new())]
+    pub ignore_already_enqueued: bool,
+    /// Not before this time: ISO 8601 with a time zone, e.g. 2026-11-28T12:00:00+00:00.
+    #[arg(
+        long,
+        conflicts_with = "in_",
+        env = "POSTPONE_DEFER_AT",
+        value_name = "DATETIME"
+    )]
+    pub at: Option<String>,
+    /// Not before this delay from now: seconds, or 90s, 5m, 2h, 1d, 1h30m.
+    #[arg(
+        long = "in",
+        id = "in_",
+        env = "POSTPONE_DEFER_IN",
+        value_name = "DELAY"
+    )]
+    pub in_: Option<String>,
+    /// Priority: higher runs first (default: the task's, else 0).
+    #[arg(
+        short,
+        long,
+        env = "POSTPONE_DEFER_PRIORITY",
+        allow_negative_numbers = true
+    )]
+    pub priority: Option<i32>,
+    /// Defer even if this binary has no task of that name (its args are not checked).
+    #[arg(long, env = "POSTPONE_DEFER_UNKNOWN", value_parser = FalseyValueParser::new())]
+    pub unknown: bool,
+}
+
+/// `postpone jobs ...`
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs (by id), with filters.
+    List(JobsListFlags),
+    /// Running jobs whose worker stopped sending heartbeats.
+    Stalled(JobsStalledFlags),
+    /// Delete jobs that finished more than --hours ago (succeeded, plus what --include-* says).
+    DeleteOld(JobsDeleteOldFlags),
+}
+
+/// `postpone jobs list`
+#[derive(Debug, Args)]
+pub struct JobsListFlags {
+    /// Only this job.
+    #[arg(long, env = "POSTPONE_JOBS_LIST_ID")]
+    pub id: Option<i64>,
+    /// Only jobs of this queue.
+    #[arg(long, env = "POSTPONE_JOBS_LIST_QUEUE")]
+    pub queue: Option<String>,
+    /// Only jobs of this task.
+    #[arg(long, env = "POSTPONE_JOBS_LIST_TASK")]
+    pub task: Option<String>,
+    /// Only jobs in this status (todo, doing, succeeded, failed, cancelled, aborting, aborted).
+    #[arg(long, env = "POSTPONE_JOBS_LIST_STATUS")]
+    pub status: Option<String>,
+    /// Only jobs with this lock.
+    #[arg(long, env = "POSTPONE_JOBS_LIST_LOCK")]
+    pub lock: Option<String>,
+    /// Only jobs with this queueing lock.
+    #[arg(long, env = "POSTPONE_JOBS_LIST_QUEUEING_LOCK")]
+    pub queueing_lock: Option<String>,
+    /// Only jobs run by this worker id.
+    #[arg(long, env = "POSTPONE_JOBS_LIST_WORKER")]
+    pub worker: Option<i64>,
+    /// At most this many jobs.
+    #[arg(long, env = "POSTPONE_JOBS_LIST_LIMIT")]
+    pub limit: Option<i64>,
+    /// Also show args, attempts, worker and abort request.
+    #[arg(long, env = "POSTPONE_JOBS_LIST_DETAILS", value_parser = FalseyValueParser::new())]
+    pub details: bool,
+}
+
+/// `postpone jobs stalled`
+#[derive(Debug, Args)]
+pub struct JobsStalledFlags {
+    /// A worker silent for this many seconds is stalled.
+    #[arg(long, default_value_t = postpone::manager::STALLED_WORKER_TIMEOUT_DEFAULT, env = "POSTPONE_JOBS_STALLED_SECONDS_SINCE_HEARTBEAT")]
+    pub seconds_since_heartbeat: f64,
+    /// Only jobs of this queue.
+    #[arg(long, env = "POSTPONE_JOBS_STALLED_QUEUE")]
+    pub queue: Option<String>,
+    /// Only jobs of this task.
+    #[arg(long, env = "POSTPONE_JOBS_STALLED_TASK")]
+    pub task: Option<String>,
+}
+
+/// `postpone jobs delete-old`
+#[derive(Debug, Args)]
+pub struct JobsDeleteOldFlags {
+    /// Jobs whose last event is older than this many hours.
+    #[arg(long, env = "POSTPONE_JOBS_DELETE_OLD_HOURS")]
+    pub hours: u32,
+    /// Only jobs of this queue.
+    #[arg(long, env = "POSTPONE_JOBS_DELETE_OLD_QUEUE")]
+    pub queue: Option<String>,
+    /// Also delete failed jobs.
+    #[arg(long, env = "POSTPONE_JOBS_DELETE_OLD_INCLUDE_FAILED", value_parser = FalseyValueParser::new())]
+    pub include_failed: bool,
+    /// Also delete cancelled jobs.
+    #[arg(long, env = "POSTPONE_JOBS_DELETE_OLD_INCLUDE_CANCELLED", value_parser = FalseyValueParser::new())]
+    pub include_cancelled: bool,
+    /// Also delete aborted jobs.
+    #[arg(long, env = "POSTPONE_JOBS_DELETE_OLD_INCLUDE_ABORTED", value_parser = FalseyValueParser::new())]
+    pub include_aborted: bool,
+}
+
+/// Filters of `postpone queues`, `tasks` and `locks`. Their environment variables are
+/// `POSTPONE_COUNT_*`, shared by the three commands.
+#[derive(Debug, Args)]
+pub struct CountFlags {
+    /// Only jobs of this queue.
+    #[arg(long, env = "POSTPONE_COUNT_QUEUE")]
+    pub queue: Option<String>,
+    /// Only jobs of this task.
+    #[arg(long, env = "POSTPONE_COUNT_TASK")]
+    pub task: Option<String>,
+    /// Only jobs in this status.
+    #[arg(long, env = "POSTPONE_COUNT_STATUS")]
+    pub status: Option<String>,
+    /// Only jobs with this lock.
+    #[arg(long, env = "POSTPONE_COUNT_LOCK")]
+    pub lock: Option<String>,
+}
+
+/// `postpone retry`
+#[derive(Debug, Args)]
+pub struct RetryFlags {
+    /// The failed job's id.
+    pub id: i64,
+    /// Run it at this time (ISO 8601 with a time zone) instead of now.
+    #[arg(
+        long,
+        conflicts_with = "in_",
+        env = "POSTPONE_RETRY_AT",
+        value_name = "DATETIME"
+    )]
+    pub at: Option<String>,
+    /// Run it after this delay (seconds, or 90s, 5m, 2h, 1d) instead of now.
+    #[arg(
+        long = "in",
+        id = "in_",
+        env = "POSTPONE_RETRY_IN",
+        value_name = "DELAY"
+    )]
+    pub in_: Option<String>,
+    /// New priority.
+    #[arg(
+        short,
+        long,
+        env = "POSTPONE_RETRY_PRIORITY",
+        allow_negative_numbers = true
+    )]
+    pub priority: Option<i32>,
+    /// New queue.
+    #[arg(short, long, env = "POSTPONE_RETRY_QUEUE")]
+    pub queue: Option<String>,
+    /// New lock.
+    #[arg(long, env = "POSTPONE_RETRY_LOCK")]
+    pub lock: Option<String>,
+}
+
+/// `postpone cancel`
+#[derive(Debug, Args)]
+pub struct CancelFlags {
+    /// The job's id.
+    pub id: i64,
+    /// Delete the job instead of marking it cancelled.
+    #[arg(long, env = "POSTPONE_CANCEL_DELETE", value_parser = FalseyValueParser::new())]
+    pub delete: bool,
+}
+
+/// `postpone abort`
+#[derive(Debug, Args)]
+pub struct AbortFlags {
+    /// The job's id.
+    pub id: i64,
+}

@@ -1,0 +1,648 @@
+//! The `postpone` binary (and the `embedded` example, a user binary with the Rust task
+//! `tests.add`) run against real databases: one fresh database per test.
+//!
+//! Run with: `cargo test -p postpone-cli --test cli` (a PostgreSQL server is found or
+//! started by `postpone-testkit`; without one, the tests fail: they never skip).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{LazyLock, OnceLock};
+
+use serde_json::Value;
+
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+});
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    RUNTIME.block_on(future)
+}
+
+fn server() -> &'static postpone_testkit::Server {
+    block_on(postpone_testkit::server()).unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// A fresh database, dropped when the test ends (even when it fails).
+struct TestDb {
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    /// An empty database (no schema).
+    fn empty() -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "postpone_clitest_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let server = server();
+        block_on(async {
+            server.drop_database(&name).await?;
+            server.create_database(&name, None).await
+        })
+        .unwrap_or_else(|error| panic!("{error}"));
+        Self {
+            url: server.url(&name),
+            name,
+        }
+    }
+
+    /// A database with the schema, applied by `postpone schema apply`.
+    fn with_schema() -> Self {
+        let db = Self::empty();
+        let out = db.postpone(&["schema", "apply"]);
+        assert_eq!(out.code, 0, "schema apply failed: {out:?}");
+        db
+    }
+
+    fn command(&self, binary: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(binary);
+        command.args(args);
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy().into_owned();
+            if key.starts_with("POSTPONE_") || key.starts_with("PG") || key == "RUST_LOG" {
+                command.env_remove(key);
+            }
+        }
+        command.env("DATABASE_URL", &self.url);
+        command
+    }
+
+    /// Runs the `postpone` binary on this database.
+    fn postpone(&self, args: &[&str]) -> Output {
+        run(self.command(Path::new(env!("CARGO_BIN_EXE_postpone")), args))
+    }
+
+    /// Runs the `postpone` binary with extra environment variables.
+    fn postpone_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = self.command(Path::new(env!("CARGO_BIN_EXE_postpone")), args);
+        command.envs(env.iter().copied());
+        run(command)
+    }
+
+    /// Runs the `embedded` example (a user binary knowing the task `tests.add`).
+    fn embedded(&self, args: &[&str]) -> Output {
+        run(self.command(embedded_binary(), args))
+    }
+
+    fn sql(&self, statements: &str) {
+        let url = self.url.clone();
+        let statements = statements.to_owned();
+        block_on(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect to the test database");
+            tokio::spawn(connection);
+            client
+                .batch_execute(&statements)
+                .await
+                .expect("run test SQL");
+        });
+    }
+
+    fn count_jobs(&self) -> i64 {
+        let url = self.url.clone();
+        block_on(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect to the test database");
+            tokio::spawn(connection);
+            client
+                .query_one("SELECT count(*) FROM procrastinate_jobs", &[])
+                .await
+                .expect("count jobs")
+                .get(0)
+        })
+    }
+
+    /// Defers a job of an unknown task and returns its id.
+    fn defer(&self, args: &[&str]) -> i64 {
+        let mut all = vec!["--json", "defer", "--unknown"];
+        all.extend_from_slice(args);
+        let out = self.postpone(&all);
+        assert_eq!(out.code, 0, "{out:?}");
+        out.json()["id"].as_i64().expect("a job id")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Dropping runs on its own thread: this may be called inside a panicking test.
+        let _ = std::thread::spawn(move || {
+            let _ = block_on(server().drop_database(&name));
+        })
+        .join();
+    }
+}
+
+/// What a command did.
+#[derive(Debug)]
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|error| panic!("stdout is not JSON ({error}): {self:?}"))
+    }
+
+    /// Asserts a failure reported as exactly one line naming the problem.
+    fn assert_one_line_error(&self, needles: &[&str]) {
+        assert_ne!(self.code, 0, "expected a failure: {self:?}");
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "stderr is not one line: {self:?}");
+        assert!(
+            lines[0].starts_with("postpone: error: "),
+            "stderr: {}",
+            lines[0]
+        );
+        for needle in needles {
+            assert!(
+                lines[0].contains(needle),
+                "stderr lacks {needle:?}: {}",
+                lines[0]
+            );
+        }
+    }
+}
+
+fn run(mut command: Command) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
+    Output {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// `target/<profile>/examples/embedded`, (re)built once per test run: `cargo test` builds
+/// examples, but `cargo test --test cli` does not, and a stale one would lie.
+fn embedded_binary() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let profile_dir = Path::new(env!("CARGO_BIN_EXE_postpone"))
+            .parent()
+            .expect("the binary's directory");
+        let target_dir = profile_dir.parent().expect("the target directory");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
+        let mut build = Command::new(cargo);
+        build
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "postpone-cli",
+                "--example",
+                "embedded",
+            ])
+            .arg("--target-dir")
+            .arg(target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build --example embedded");
+        assert!(status.success(), "cargo build --example embedded failed");
+        profile_dir.join("examples").join("embedded")
+    })
+}
+
+#[test]
+fn schema_apply_is_idempotent_and_check_names_differences() {
+    let db = TestDb::empty();
+    let out = db.postpone(&["schema", "apply"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("applied 0001_pre_procrastinate_3_10"),
+        "{out:?}"
+    );
+    let out = db.postpone(&["schema", "apply"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("already up to date"), "{out:?}");
+    let out = db.postpone(&["schema", "apply", "--pre"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = db.postpone(&["--json", "schema", "apply"]);
+    assert_eq!(out.json()["applied"], serde_json::json!([]), "{out:?}");
+
+    let out = db.postpone(&["schema", "check"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("up to date (migration 0001)"),
+        "{out:?}"
+    );
+    assert!(out.stderr.is_empty(), "{out:?}");
+
+    db.sql("DROP INDEX procrastinate_jobs_queueing_lock_idx_v1");
+    let out = db.postpone(&["schema", "check"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("procrastinate_jobs_queueing_lock_idx_v1"),
+        "{out:?}"
+    );
+    let out = db.postpone(&["--json", "schema", "check"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let report = out.json();
+    assert_eq!(report["up_to_date"], false);
+    assert_eq!(report["differences"][0]["kind"], "missing", "{report}");
+}
+
+#[test]
+fn schema_read_and_migrations_path_need_no_database() {
+    let unreachable = [("DATABASE_URL", "postgres://x@127.0.0.1:1/x")];
+    let db = TestDb::empty();
+    let out = db.postpone_env(&["schema", "read"], &unreachable);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("procrastinate_jobs"));
+    assert!(out.stdout.trim_end().ends_with("COMMIT;"));
+
+    let out = db.postpone_env(&["schema", "migrations-path"], &unreachable);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(Path::new(out.stdout.trim()).is_dir(), "{out:?}");
+
+    let dir = std::env::temp_dir().join(format!("postpone-cli-migrations-{}", std::process::id()));
+    let dir_text = dir.display().to_string();
+    let out = db.postpone(&["schema", "migrations-path", "--write", &dir_text]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let written = out.stdout.lines().next().expect("one written file");
+    assert!(
+        written.ends_with("0001_pre_procrastinate_3_10.sql"),
+        "{out:?}"
+    );
+    assert!(Path::new(written).is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn defer_then_list_jobs_queues_tasks_and_locks() {
+    let db = TestDb::with_schema();
+    let out = db.embedded(&["defer", "tests.add", r#"{"a": 1, "b": 2}"#, "--lock", "L1"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.starts_with("deferred job "), "{out:?}");
+    assert!(out.stdout.contains("tests.add"), "{out:?}");
+    let out = db.embedded(&[
+        "--json",
+        "defer",
+        "tests.add",
+        r#"{"a": 3, "b": 4}"#,
+        "-q",
+        "math",
+        "-p",
+        "5",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let deferred = out.json();
+    let id = deferred["id"].as_i64().expect("an id");
+    assert_eq!(deferred["queue_name"], "math");
+    assert_eq!(deferred["priority"], 5);
+    db.defer(&["python.task", "--in", "5m"]);
+
+    let out = db.postpone(&["jobs", "list"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{out:?}");
+    assert!(lines[0].starts_with("id  queue"), "{out:?}");
+    assert!(
+        lines[1].contains("tests.add") && lines[1].contains("L1"),
+        "{out:?}"
+    );
+
+    let out = db.postpone(&["--json", "jobs", "list", "--queue", "math"]);
+    let jobs = out.json();
+    let jobs = jobs.as_array().expect("an array");
+    assert_eq!(jobs.len(), 1, "{out:?}");
+    assert_eq!(jobs[0]["id"], id);
+    assert_eq!(jobs[0]["args"], serde_json::json!({"a": 3, "b": 4}));
+    assert_eq!(jobs[0]["status"], "todo");
+
+    let out = db.postpone(&["jobs", "list", "--details", "--task", "python.task"]);
+    assert!(out.stdout.contains("abort_requested"), "{out:?}");
+    assert_eq!(out.stdout.lines().count(), 2, "{out:?}");
+    let out = db.postpone(&["jobs", "list", "--status", "bogus"]);
+    out.assert_one_line_error(&["unknown job status \"bogus\""]);
+
+    let out = db.postpone(&["--json", "queues"]);
+    let queues = out.json();
+    let default = queues
+        .as_array()
+        .expect("an array")
+        .iter()
+        .find(|q| q["name"] == "default")
+        .expect("the default queue");
+    assert_eq!(default["jobs_count"], 2, "{queues}");
+    assert_eq!(default["todo"], 2, "{queues}");
+    assert_eq!(default["failed"], 0, "{queues}");
+    let out = db.postpone(&["queues"]);
+    assert!(
+        out.stdout
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            == [
+                "queue",
+                "jobs",
+                "todo",
+                "doing",
+                "succeeded",
+                "failed",
+                "cancelled",
+                "aborted"
+            ],
+        "{out:?}"
+    );
+    let out = db.postpone(&["--json", "tasks", "--queue", "math"]);
+    assert_eq!(out.json()[0]["name"], "tests.add", "{out:?}");
+    assert_eq!(out.json()[0]["jobs_count"], 1, "{out:?}");
+    let out = db.postpone(&["--json", "locks"]);
+    assert_eq!(out.json().as_array().map(Vec::len), Some(1), "{out:?}");
+    assert_eq!(out.json()[0]["name"], "L1", "{out:?}");
+    let out = db.postpone(&["tasks", "--status", "failed"]);
+    assert_eq!(out.stdout, "(no tasks with jobs)\n", "{out:?}");
+}
+
+#[test]
+fn cancel_abort_and_retry_outcomes() {
+    let db = TestDb::with_schema();
+    let todo = db.defer(&["t"]);
+    let out = db.postpone(&["cancel", &todo.to_string()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, format!("job {todo} cancelled\n"));
+    let out = db.postpone(&["cancel", &todo.to_string()]);
+    out.assert_one_line_error(&[&format!("job {todo} cannot be cancelled"), "cancelled"]);
+
+    let deleted = db.defer(&["t"]);
+    let out = db.postpone(&["cancel", "--delete", &deleted.to_string()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = db.postpone(&["--json", "jobs", "list", "--id", &deleted.to_string()]);
+    assert_eq!(out.json(), serde_json::json!([]));
+    db.postpone(&["cancel", "999999"])
+        .assert_one_line_error(&["job 999999 not found"]);
+
+    let waiting = db.defer(&["t"]);
+    let out = db.postpone(&["abort", &waiting.to_string()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("cancelled"), "{out:?}");
+
+    let running = db.defer(&["t"]);
+    db.sql(&format!(
+        "UPDATE procrastinate_jobs SET status = 'doing' WHERE id = {running}"
+    ));
+    db.postpone(&["cancel", &running.to_string()])
+        .assert_one_line_error(&["postpone abort"]);
+    let out = db.postpone(&["--json", "abort", &running.to_string()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json()["outcome"], "abort_requested");
+    let out = db.postpone(&["--json", "jobs", "list", "--id", &running.to_string()]);
+    assert_eq!(out.json()[0]["abort_requested"], true);
+
+    let failed = db.defer(&["t"]);
+    db.postpone(&["retry", &failed.to_string()])
+        .assert_one_line_error(&[&format!("job {failed} cannot be retried"), "todo"]);
+    db.sql(&format!(
+        "UPDATE procrastinate_jobs SET status = 'doing' WHERE id = {failed};
+         UPDATE procrastinate_jobs SET status = 'failed' WHERE id = {failed};"
+    ));
+    let out = db.postpone(&[
+        "retry",
+        &failed.to_string(),
+        "--queue",
+        "again",
+        "--in",
+        "1h",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("retried"), "{out:?}");
+    let out = db.postpone(&["--json", "jobs", "list", "--id", &failed.to_string()]);
+    let job = &out.json()[0];
+    assert_eq!(job["status"], "todo", "{job}");
+    assert_eq!(job["queue_name"], "again", "{job}");
+    assert!(job["scheduled_at"].is_string(), "{job}");
+
+    let out = db.postpone(&["--json", "jobs", "stalled"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = db.postpone(&["jobs", "delete-old", "--hours", "1", "--include-cancelled"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.starts_with("deleted 0 jobs"), "{out:?}");
+}
+
+#[test]
+fn ignore_already_enqueued_on_a_queueing_lock_collision() {
+    let db = TestDb::with_schema();
+    db.defer(&["t", "--queueing-lock", "only-one"]);
+    let out = db.postpone(&["defer", "--unknown", "t", "--queueing-lock", "only-one"]);
+    out.assert_one_line_error(&["queueing lock \"only-one\""]);
+    let out = db.postpone(&[
+        "defer",
+        "--unknown",
+        "t",
+        "--queueing-lock",
+        "only-one",
+        "-i",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("not deferred"), "{out:?}");
+    let out = db.postpone(&[
+        "--json",
+        "defer",
+        "--unknown",
+        "t",
+        "--queueing-lock",
+        "only-one",
+        "-i",
+    ]);
+    assert_eq!(out.json()["already_enqueued"], true, "{out:?}");
+    assert_eq!(db.count_jobs(), 1);
+}
+
+#[test]
+fn bad_defer_input_is_one_line_and_writes_nothing() {
+    let db = TestDb::with_schema();
+    let long = "x".repeat(129);
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["defer", "tests.add", r#"{"a": 1,"#],
+            vec!["not valid JSON", "line 1 column"],
+        ),
+        (
+            vec!["defer", "tests.add", "[1, 2]"],
+            vec!["not a JSON object"],
+        ),
+        (
+            vec!["defer", "tests.add", r#"{"a": "one", "b": 2}"#],
+            vec!["tests.add", "do not fit"],
+        ),
+        (
+            vec!["defer", "tests.add", r#"{"a": 1}"#],
+            vec!["missing field `b`"],
+        ),
+        (
+            vec!["defer", "nope.task"],
+            vec![
+                "unknown task \"nope.task\"",
+                "pass --unknown",
+                "known tasks: tests.add",
+            ],
+        ),
+        (
+            vec!["defer", "tests.add", r#"{"a":1,"b":2}"#, "--at", "tomorrow"],
+            vec!["--at", "2026-11-28T12:00:00+00:00"],
+        ),
+        (
+            vec![
+                "defer",
+                "tests.add",
+                r#"{"a":1,"b":2}"#,
+                "--at",
+                "2026-11-28T12:00:00",
+            ],
+            vec!["no time zone"],
+        ),
+        (
+            vec!["defer", "tests.add", r#"{"a":1,"b":2}"#, "--in", "soon"],
+            vec!["--in", "90s"],
+        ),
+        (
+            vec!["defer", "tests.add", r#"{"a":1,"b":2}"#, "-q", &long],
+            vec!["queue", "128"],
+        ),
+        (vec!["defer", "--unknown", &long], vec!["task", "128"]),
+    ];
+    for (args, needles) in cases {
+        let out = db.embedded(&args);
+        out.assert_one_line_error(&needles);
+    }
+    // The plain binary has no Rust task.
+    db.postpone(&["defer", "tests.add"])
+        .assert_one_line_error(&["pass --unknown", "no Rust tasks"]);
+    // clap refuses --at with --in (a usage error: exit 2).
+    let out = db.embedded(&[
+        "defer",
+        "tests.add",
+        r#"{"a":1,"b":2}"#,
+        "--at",
+        "2026-11-28T12:00:00Z",
+        "--in",
+        "5",
+    ]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("cannot be used with"), "{out:?}");
+    assert_eq!(db.count_jobs(), 0);
+
+    // Known task with fitting args: accepted, and --at with a zone is honoured.
+    let out = db.embedded(&[
+        "--json",
+        "defer",
+        "tests.add",
+        r#"{"a":1,"b":2}"#,
+        "--at",
+        "2026-11-28T12:00:00+01:00",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.json()["scheduled_at"],
+        "2026-11-28T11:00:00Z",
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_database_without_the_schema_is_refused_with_the_fix() {
+    let db = TestDb::empty();
+    db.postpone(&["defer", "--unknown", "t"])
+        .assert_one_line_error(&["run `postpone schema apply`"]);
+    db.postpone(&["healthchecks"])
+        .assert_one_line_error(&["run `postpone schema apply`"]);
+    db.postpone(&["jobs", "list"])
+        .assert_one_line_error(&["postpone schema apply"]);
+    let out = db.postpone(&["schema", "check"]);
+    assert_eq!(out.code, 1, "{out:?}");
+}
+
+#[test]
+fn healthchecks_say_where_and_which_version() {
+    let db = TestDb::with_schema();
+    let out = db.postpone(&["healthchecks"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("Database connection: OK"), "{out:?}");
+    assert!(
+        out.stdout.contains(&format!("dbname={}", db.name)),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout.contains("Schema: OK (migration 0001)"),
+        "{out:?}"
+    );
+    let out = db.postpone(&["--json", "healthchecks"]);
+    assert_eq!(out.json()["schema"]["version"], "0001", "{out:?}");
+}
+
+#[test]
+fn an_unreachable_database_is_one_line_naming_where() {
+    let db = TestDb::empty();
+    let unreachable = [("DATABASE_URL", "postgres://x@127.0.0.1:1/x")];
+    for args in [
+        &["healthchecks"][..],
+        &["defer", "--unknown", "t"],
+        &["jobs", "list"],
+        &["schema", "apply"],
+        &["queues"],
+    ] {
+        db.postpone_env(args, &unreachable)
+            .assert_one_line_error(&["host=127.0.0.1", "port=1"]);
+    }
+}
+
+#[test]
+fn environment_variables_and_database_url_anywhere() {
+    let db = TestDb::with_schema();
+    let out = db.postpone_env(
+        &["--json", "defer", "t"],
+        &[
+            ("POSTPONE_DEFER_QUEUE", "from_env"),
+            ("POSTPONE_DEFER_UNKNOWN", "1"),
+            ("POSTPONE_DEFER_PRIORITY", "-3"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json()["queue_name"], "from_env", "{out:?}");
+    assert_eq!(out.json()["priority"], -3, "{out:?}");
+    let out = db.postpone_env(&["jobs", "list"], &[("POSTPONE_JSON", "true")]);
+    assert_eq!(out.json()[0]["queue_name"], "from_env", "{out:?}");
+    let out = db.postpone_env(&["defer", "t"], &[("POSTPONE_DEFER_UNKNOWN", "false")]);
+    out.assert_one_line_error(&["pass --unknown"]);
+
+    // --database-url before and after the subcommand, with DATABASE_URL pointing nowhere.
+    let nowhere = [("DATABASE_URL", "postgres://x@127.0.0.1:1/x")];
+    let url = db.url.as_str();
+    let out = db.postpone_env(&["--database-url", url, "--json", "jobs", "list"], &nowhere);
+    assert_eq!(out.json().as_array().map(Vec::len), Some(1), "{out:?}");
+    let out = db.postpone_env(&["jobs", "list", "--json", "--database-url", url], &nowhere);
+    assert_eq!(out.json().as_array().map(Vec::len), Some(1), "{out:?}");
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_exits_0() {
+    let db = TestDb::empty();
+    let out = db.postpone(&["frobnicate"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    let out = db.postpone(&["--help"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("defer"), "{out:?}");
+    let out = db.postpone(&["jobs", "delete-old"]);
+    assert_eq!(out.code, 2, "{out:?}");
+}
