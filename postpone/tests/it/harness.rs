@@ -1,0 +1,449 @@
+//! The test harness: a fresh database per test, the Python reference, and polling.
+//!
+//! The server comes from `postpone-testkit` (`DATABASE_URL`, else a local server, else a
+//! throwaway cluster). Every test gets its own database, so tests run in parallel:
+//!
+//! - [`empty_db`]: no schema at all;
+//! - [`schema_db`]: a clone (`CREATE DATABASE .. TEMPLATE ..`) of a template that has every
+//!   migration applied. The template is named after a hash of the embedded migrations, so a
+//!   schema change makes a new one; it is built once, under an advisory lock, under a
+//!   temporary name that is renamed only when complete, so no process ever clones a
+//!   half-built template.
+//!
+//! A test never passes without a database: when no server can be found or started, the
+//! harness panics with the testkit's one-line error. Databases left behind by killed runs
+//! (their creating pid, encoded in the name, is gone) are dropped at first use.
+
+// Each test module uses only some of these helpers.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use postpone::schema::{ApplyScope, migrations};
+use postpone_testkit::Server;
+use tokio::sync::OnceCell;
+use tokio_postgres::{Client, NoTls};
+
+/// Prefix of every per-test database: `postpone_test_<pid>_<counter>_<nanos>`.
+const TEST_DB_PREFIX: &str = "postpone_test_";
+
+/// Prefix of template databases: `postpone_tpl_<hash>` (`..._tmp_<pid>` while being built).
+const TEMPLATE_PREFIX: &str = "postpone_tpl_";
+
+/// Advisory lock key serialising template creation across processes ("postpone").
+const TEMPLATE_LOCK: i64 = 0x706f_7374_706f_6e65;
+
+/// How often [`wait_for`] polls.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// A fresh database for one test, dropped (`WITH (FORCE)`) when this value is dropped.
+#[derive(Debug)]
+pub struct TestDb {
+    /// The database name (`postpone_test_<pid>_<counter>_<nanos>`).
+    pub name: String,
+    /// Its connection string, for `tokio_postgres` and Python psycopg alike.
+    pub url: String,
+}
+
+impl TestDb {
+    /// A new connection to this database; its connection task runs on the current runtime.
+    pub async fn client(&self) -> Client {
+        let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+            .await
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot connect to test database {} ({}): {error}",
+                    self.name, self.url
+                )
+            });
+        let name = self.name.clone();
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                eprintln!("connection to test database {name} ended: {error}");
+            }
+        });
+        client
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime, which must not be blocked on from within:
+        // drop the database on a helper thread with its own small runtime.
+        let outcome = std::thread::spawn(move || -> Result<(), String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|error| format!("cannot build a runtime: {error}"))?;
+            runtime.block_on(async {
+                let server = postpone_testkit::server()
+                    .await
+                    .map_err(|error| error.to_string())?;
+                server
+                    .drop_database(&name)
+                    .await
+                    .map_err(|error| error.to_string())
+            })
+        })
+        .join();
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("could not drop test database {}: {error}", self.name),
+            Err(_) => eprintln!("dropping test database {} panicked", self.name),
+        }
+    }
+}
+
+/// A fresh database with no schema at all.
+pub async fn empty_db() -> TestDb {
+    new_db(None).await
+}
+
+/// A fresh database with every migration applied (cloned from the template).
+pub async fn schema_db() -> TestDb {
+    let template = template().await;
+    new_db(Some(template)).await
+}
+
+/// Runs `script` with the venv's Python (`procrastinate` 3.10.0 installed), with
+/// `DATABASE_URL` set to `db.url`; returns its stdout. Panics showing stderr on failure.
+pub async fn run_python(db: &TestDb, script: &str) -> String {
+    let python = tokio::task::spawn_blocking(postpone_testkit::python)
+        .await
+        .expect("the Python lookup task panicked")
+        .unwrap_or_else(|error| panic!("{error}"));
+    let output = tokio::process::Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .env("DATABASE_URL", &db.url)
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", python.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        panic!(
+            "Python script failed ({}) against database {}\n--- script ---\n{script}\n--- stderr ---\n{}\n--- stdout ---\n{stdout}",
+            output.status,
+            db.name,
+            String::from_utf8_lossy(&output.stderr),
+        );
+    }
+    stdout
+}
+
+/// Polls `f` every few milliseconds until it returns true; panics naming `what` once
+/// `deadline` has passed. Use this instead of sleeping and hoping.
+pub async fn wait_for<F, Fut>(what: &str, deadline: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if f().await {
+            return;
+        }
+        if started.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// The server, with stale databases of dead test processes dropped on first use.
+async fn server() -> &'static Server {
+    static CLEANED: OnceCell<()> = OnceCell::const_new();
+    let server = postpone_testkit::server()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    CLEANED
+        .get_or_init(|| async {
+            eprintln!("test databases on {}", server.describe());
+            if let Err(error) = drop_stale_databases(server).await {
+                eprintln!("could not drop stale test databases: {error:#}");
+            }
+        })
+        .await;
+    server
+}
+
+/// Creates a uniquely named database, cloned from `template` when given.
+async fn new_db(template: Option<&str>) -> TestDb {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let server = server().await;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    let name = format!(
+        "{TEST_DB_PREFIX}{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut attempt = 0_u32;
+    loop {
+        match server.create_database(&name, template).await {
+            Ok(()) => break,
+            // A session on the template (e.g. autovacuum) blocks cloning for a moment.
+            Err(postpone_testkit::Error::Sql { source, .. })
+                if attempt < 20 && is_object_in_use(&source) =>
+            {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50) * attempt).await;
+            }
+            Err(error) => panic!("{error}"),
+        }
+    }
+    TestDb {
+        url: server.url(&name),
+        name,
+    }
+}
+
+/// Whether `error` is "database is being accessed by other users" (SQLSTATE 55006).
+fn is_object_in_use(error: &tokio_postgres::Error) -> bool {
+    error.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE)
+}
+
+/// The template's name, building the template once per process (and once across processes).
+async fn template() -> &'static str {
+    static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+    TEMPLATE
+        .get_or_init(|| async {
+            let server = server().await;
+            build_template(server).await.unwrap_or_else(|error| {
+                panic!(
+                    "cannot build the schema template on {}: {error:#}",
+                    server.describe()
+                )
+            })
+        })
+        .await
+}
+
+/// `postpone_tpl_<hash of the embedded migrations>`.
+fn template_name() -> String {
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+    for migration in migrations() {
+        for part in [
+            migration.version,
+            migration.phase.as_str(),
+            migration.name,
+            migration.sql,
+        ] {
+            for byte in part.bytes().chain([0]) {
+                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+    }
+    format!("{TEMPLATE_PREFIX}{hash:016x}")
+}
+
+/// Builds the template unless it exists: under an advisory lock, as `<name>_tmp_<pid>`,
+/// then closed to connections and renamed.
+async fn build_template(server: &'static Server) -> anyhow::Result<String> {
+    let name = template_name();
+    let admin = server.admin_client().await?;
+    admin
+        .execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK])
+        .await
+        .context("taking the template lock")?;
+    let built = build_template_locked(server, &admin, &name).await;
+    // Closing the admin session releases the lock in any case.
+    let _ = admin
+        .execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK])
+        .await;
+    built.map(|()| name)
+}
+
+async fn build_template_locked(
+    server: &'static Server,
+    admin: &Client,
+    name: &str,
+) -> anyhow::Result<()> {
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .context("looking for the template")?
+        .is_some();
+    if exists {
+        return Ok(());
+    }
+    let building = format!("{name}_tmp_{}", std::process::id());
+    server.drop_database(&building).await?;
+    server.create_database(&building, None).await?;
+    {
+        let mut client = server.connect(&building).await?;
+        postpone::schema::apply(&mut client, ApplyScope::All)
+            .await
+            .context("applying the migrations to the template")?;
+    }
+    // Nobody may be connected while renaming, nor while cloning later.
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
+            postpone_testkit::quote_ident(&building)?
+        ))
+        .await
+        .context("closing the template to connections")?;
+    let rename = format!(
+        "ALTER DATABASE {} RENAME TO {}",
+        postpone_testkit::quote_ident(&building)?,
+        postpone_testkit::quote_ident(name)?
+    );
+    let mut attempt = 0_u32;
+    loop {
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&building],
+            )
+            .await
+            .context("disconnecting from the template")?;
+        match admin.batch_execute(&rename).await {
+            Ok(()) => return Ok(()),
+            Err(error) if attempt < 50 && is_object_in_use(&error) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(20) * attempt).await;
+            }
+            Err(error) => return Err(error).context("renaming the finished template"),
+        }
+    }
+}
+
+/// Drops `postpone_test_<pid>_*` and `postpone_tpl_*_tmp_<pid>` databases whose pid is no
+/// longer alive. Without `FORCE`: a database someone is still connected to is left alone.
+async fn drop_stale_databases(server: &'static Server) -> anyhow::Result<()> {
+    let admin = server.admin_client().await?;
+    let rows = admin
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'postpone\\_test\\_%' \
+             OR datname LIKE 'postpone\\_tpl\\_%\\_tmp\\_%'",
+            &[],
+        )
+        .await
+        .context("listing test databases")?;
+    for row in rows {
+        let name: String = row.try_get(0)?;
+        let pid = if let Some(rest) = name.strip_prefix(TEST_DB_PREFIX) {
+            rest.split('_').next()
+        } else {
+            name.rsplit('_').next()
+        };
+        let Some(pid) = pid.and_then(|pid| pid.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() || postpone_testkit::pid_alive(pid) {
+            continue;
+        }
+        let sql = format!(
+            "DROP DATABASE IF EXISTS {}",
+            postpone_testkit::quote_ident(&name)?
+        );
+        if let Err(error) = admin.batch_execute(&sql).await {
+            eprintln!("could not drop stale test database {name}: {error}");
+        }
+    }
+    Ok(())
+}
+
+/// Tests of the harness itself.
+mod harness_tests {
+    use super::*;
+
+    async fn database_exists(name: &str) -> bool {
+        let admin = server()
+            .await
+            .admin_client()
+            .await
+            .expect("admin connection");
+        admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .await
+            .expect("query pg_database")
+            .is_some()
+    }
+
+    #[tokio::test]
+    async fn empty_db_is_fresh_and_dropped_afterwards() {
+        let db = empty_db().await;
+        let name = db.name.clone();
+        let client = db.client().await;
+        let current: String = client
+            .query_one("SELECT current_database()", &[])
+            .await
+            .expect("query")
+            .get(0);
+        assert_eq!(current, name);
+        let tables: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+                &[],
+            )
+            .await
+            .expect("query")
+            .get(0);
+        assert_eq!(tables, 0, "an empty database has no tables");
+        drop(db);
+        assert!(
+            !database_exists(&name).await,
+            "{name} still exists after drop"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn schema_dbs_are_cloned_in_parallel_from_the_template() {
+        let (a, b, c) = tokio::join!(schema_db(), schema_db(), schema_db());
+        for db in [&a, &b, &c] {
+            let exists: bool = db
+                .client()
+                .await
+                .query_one("SELECT to_regclass('procrastinate_jobs') IS NOT NULL", &[])
+                .await
+                .expect("query")
+                .get(0);
+            assert!(exists, "{} has the procrastinate tables", db.name);
+        }
+        assert!(database_exists(&template_name()).await);
+    }
+
+    #[tokio::test]
+    async fn run_python_sees_the_test_database() {
+        let db = empty_db().await;
+        let out = run_python(
+            &db,
+            "import os, importlib.metadata as m, procrastinate, psycopg\n\
+             with psycopg.connect(os.environ['DATABASE_URL']) as conn:\n\
+             \x20   print(conn.execute('SELECT current_database()').fetchone()[0])\n\
+             print(m.version('procrastinate'))",
+        )
+        .await;
+        assert_eq!(out, format!("{}\n3.10.0\n", db.name));
+    }
+
+    #[tokio::test]
+    async fn wait_for_returns_once_true() {
+        let mut calls = 0;
+        wait_for("the third call", Duration::from_secs(5), || {
+            calls += 1;
+            let done = calls >= 3;
+            async move { done }
+        })
+        .await;
+        assert_eq!(calls, 3);
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "timed out after 50ms waiting for never")]
+    async fn wait_for_panics_naming_what() {
+        wait_for("never", Duration::from_millis(50), || async { false }).await;
+    }
+}

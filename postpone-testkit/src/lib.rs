@@ -1,0 +1,266 @@
+//! Finds a PostgreSQL server for Postpone's tests, demo and benchmarks, makes fresh
+//! databases on it, and provides a Python venv with the reference `procrastinate`.
+//!
+//! Discovery order ([`server`]), decided once per process:
+//!
+//! 1. `DATABASE_URL`, when set (URL or `key=value` conninfo). New databases are made on
+//!    that URL's server by replacing its database name.
+//! 2. A local server: the unix socket directory `/var/run/postgresql`, then
+//!    `127.0.0.1:5432`, as `$PGUSER`, then `postgres`, then the OS user.
+//! 3. A throwaway cluster started from the PostgreSQL binaries on the machine
+//!    (`/usr/lib/postgresql/*/bin`, then `PATH`), removed again when the process exits
+//!    (a detached watchdog process stops it and deletes its directory).
+//! 4. Otherwise an [`Error::NotFound`] whose one line says what to install.
+//!
+//! [`python`] returns the interpreter of a venv holding the pinned `procrastinate`, creating
+//! `<workspace>/.venv` when needed.
+
+mod cluster;
+mod discover;
+mod python;
+
+use std::fmt;
+
+use tokio::sync::OnceCell;
+use tokio_postgres::{Client, NoTls};
+
+pub use python::{PROCRASTINATE_VERSION, pid_alive, python};
+
+/// Everything that can go wrong while finding PostgreSQL or the Python venv.
+///
+/// Every message is one line saying what failed, where, and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No server was reachable and no PostgreSQL binaries were found to start one.
+    #[error(
+        "no PostgreSQL found: set DATABASE_URL, start a local server, or install PostgreSQL (`apt-get install postgresql`)"
+    )]
+    NotFound,
+    /// `DATABASE_URL` is set but cannot be used.
+    #[error("DATABASE_URL is set but unusable: {0} (fix it, or unset it to use a local server)")]
+    DatabaseUrl(String),
+    /// Starting a throwaway cluster failed.
+    #[error(
+        "could not start a throwaway PostgreSQL cluster in {dir}: {detail} (set DATABASE_URL or start a local server instead)"
+    )]
+    Cluster {
+        /// The cluster's directory.
+        dir: String,
+        /// What failed.
+        detail: String,
+    },
+    /// A statement against the server failed.
+    #[error("{what} on {server}: {}", error_chain(.source))]
+    Sql {
+        /// What was being done.
+        what: String,
+        /// [`Server::describe`] of the server.
+        server: String,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A database name that cannot be used safely.
+    #[error(
+        "invalid database name {0:?}: use 1 to 63 characters from a-z, A-Z, 0-9 and `_`, not starting with a digit"
+    )]
+    InvalidName(String),
+    /// The Python venv could not be found or created.
+    #[error("{0}")]
+    Python(String),
+}
+
+/// A reachable PostgreSQL server on which databases can be created and dropped.
+pub struct Server {
+    /// How to build connection strings for databases on this server.
+    base: Base,
+    /// Connection string of the maintenance database used for CREATE/DROP DATABASE.
+    admin_url: String,
+    /// Human-readable origin of the server.
+    description: String,
+}
+
+/// The connection string a [`Server`] derives per-database strings from.
+#[derive(Debug, Clone)]
+enum Base {
+    /// A `postgres://` or `postgresql://` URL; the path is the database name.
+    Url(String),
+    /// `key=value` conninfo without a usable `dbname`; `dbname=...` is appended.
+    KeyValue(String),
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The base may hold a password: show only the description.
+        f.debug_struct("Server")
+            .field("description", &self.description)
+            .finish_non_exhaustive()
+    }
+}
+
+static SERVER: OnceCell<Server> = OnceCell::const_new();
+
+/// The PostgreSQL server for this process, discovered on first call (see the crate docs
+/// for the order) and shared afterwards.
+///
+/// A failed discovery is not cached: the next call tries again.
+pub async fn server() -> Result<&'static Server, Error> {
+    SERVER.get_or_try_init(discover::discover).await
+}
+
+impl Server {
+    /// The connection string for database `dbname` on this server.
+    ///
+    /// Either URL or `key=value` form; both are accepted by `tokio_postgres::Config::from_str`
+    /// and by Python psycopg's conninfo.
+    pub fn url(&self, dbname: &str) -> String {
+        self.base.with_dbname(dbname)
+    }
+
+    /// The connection string of the maintenance database used to create and drop databases.
+    pub fn admin_url(&self) -> &str {
+        &self.admin_url
+    }
+
+    /// Where this server came from, e.g. `DATABASE_URL`, `local server at /var/run/postgresql`
+    /// or `throwaway cluster in /tmp/...`.
+    pub fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    /// Opens a connection to database `dbname`, with its connection task spawned on the
+    /// current tokio runtime.
+    pub async fn connect(&self, dbname: &str) -> Result<Client, Error> {
+        self.connect_to(
+            &self.url(dbname),
+            &format!("connecting to database {dbname}"),
+        )
+        .await
+    }
+
+    /// Opens a connection to the maintenance database (see [`Server::admin_url`]).
+    pub async fn admin_client(&self) -> Result<Client, Error> {
+        self.connect_to(&self.admin_url, "connecting to the maintenance database")
+            .await
+    }
+
+    async fn connect_to(&self, url: &str, what: &str) -> Result<Client, Error> {
+        let (client, connection) = tokio_postgres::connect(url, NoTls)
+            .await
+            .map_err(|source| Error::Sql {
+                what: what.to_owned(),
+                server: self.describe(),
+                source,
+            })?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "postgres connection ended with an error");
+            }
+        });
+        Ok(client)
+    }
+
+    /// Creates database `name`, cloned from `template` when given.
+    pub async fn create_database(&self, name: &str, template: Option<&str>) -> Result<(), Error> {
+        let mut sql = format!("CREATE DATABASE {}", quote_ident(name)?);
+        if let Some(template) = template {
+            sql.push_str(" TEMPLATE ");
+            sql.push_str(&quote_ident(template)?);
+        }
+        self.admin_execute(&sql, &format!("creating database {name}"))
+            .await
+    }
+
+    /// Drops database `name` if it exists, disconnecting its sessions (`WITH (FORCE)`).
+    pub async fn drop_database(&self, name: &str) -> Result<(), Error> {
+        let sql = format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(name)?
+        );
+        self.admin_execute(&sql, &format!("dropping database {name}"))
+            .await
+    }
+
+    async fn admin_execute(&self, sql: &str, what: &str) -> Result<(), Error> {
+        let client = self.admin_client().await?;
+        client
+            .batch_execute(sql)
+            .await
+            .map_err(|source| Error::Sql {
+                what: what.to_owned(),
+                server: self.describe(),
+                source,
+            })
+    }
+}
+
+/// An error and its sources on one line, `outer: inner: ...` (tokio-postgres keeps the
+/// cause, e.g. "connection refused", out of its own message).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !line.contains(&cause_text) {
+            line.push_str(": ");
+            line.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    line.replace('\n', " ")
+}
+
+/// Quotes a database name as an SQL identifier, accepting only plain names.
+pub fn quote_ident(name: &str) -> Result<String, Error> {
+    let plain = !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain {
+        Ok(format!("\"{name}\""))
+    } else {
+        Err(Error::InvalidName(name.to_owned()))
+    }
+}
+
+impl Base {
+    fn with_dbname(&self, dbname: &str) -> String {
+        match self {
+            Base::Url(url) => discover::url_with_dbname(url, dbname),
+            Base::KeyValue(conninfo) => {
+                let value = discover::kv_quote(dbname);
+                if conninfo.trim().is_empty() {
+                    format!("dbname={value}")
+                } else {
+                    // In libpq and tokio-postgres alike, the last `dbname` wins.
+                    format!("{} dbname={value}", conninfo.trim_end())
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_value_base_appends_dbname() {
+        let base = Base::KeyValue("host=/tmp/x port=5433 user=postgres dbname=other".into());
+        let url = base.with_dbname("fresh_db");
+        let config: tokio_postgres::Config = url.parse().expect("conninfo parses");
+        assert_eq!(config.get_dbname(), Some("fresh_db"));
+        assert_eq!(config.get_user(), Some("postgres"));
+    }
+
+    #[test]
+    fn quote_ident_rejects_odd_names() {
+        assert_eq!(
+            quote_ident("postpone_test_1").expect("plain"),
+            "\"postpone_test_1\""
+        );
+        assert!(quote_ident("a\"b").is_err());
+        assert!(quote_ident("").is_err());
+        assert!(quote_ident("1abc").is_err());
+    }
+}
