@@ -27,7 +27,9 @@ pub struct ConnectConfig {
 
 impl fmt::Debug for ConnectConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("ConnectConfig").field(&self.target()).finish()
+        f.debug_tuple("ConnectConfig")
+            .field(&self.target())
+            .finish()
     }
 }
 
@@ -85,7 +87,9 @@ impl ConnectConfig {
                 config.host("127.0.0.1");
             }
         }
-        let port = env("PGPORT").and_then(|p| p.parse::<u16>().ok()).unwrap_or(5432);
+        let port = env("PGPORT")
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or(5432);
         config.port(port);
         if let Some(user) = env("PGUSER") {
             config.user(&user);
@@ -142,7 +146,11 @@ impl ConnectConfig {
         format!(
             "host={} port={} user={} dbname={}",
             hosts.join(","),
-            if ports.is_empty() { "5432".to_owned() } else { ports.join(",") },
+            if ports.is_empty() {
+                "5432".to_owned()
+            } else {
+                ports.join(",")
+            },
             self.config.get_user().unwrap_or("?"),
             self.config.get_dbname().unwrap_or("?"),
         )

@@ -23,7 +23,9 @@ pub enum Error {
     #[error("{0}")]
     InvalidInput(String),
     /// No task with this name (or alias) is registered in the app.
-    #[error("unknown task {name:?}: register it in the app, or defer it by name as an unknown task")]
+    #[error(
+        "unknown task {name:?}: register it in the app, or defer it by name as an unknown task"
+    )]
     UnknownTask {
         /// The task name that was looked up.
         name: String,
@@ -53,7 +55,9 @@ pub enum Error {
         status: String,
     },
     /// The database has no Procrastinate/Postpone schema.
-    #[error("the database has no Postpone schema (table procrastinate_jobs not found): run `postpone schema apply`")]
+    #[error(
+        "the database has no Postpone schema (table procrastinate_jobs not found): run `postpone schema apply`"
+    )]
     SchemaMissing,
     /// The database's schema is not complete or not current.
     #[error("the database schema is not up to date ({pending}): run `postpone schema apply`")]

@@ -87,7 +87,9 @@ mod tests {
     fn names_are_limited() {
         assert!(check_name("queue", "a").is_ok());
         assert!(check_name("queue", &"é".repeat(128)).is_ok());
-        let err = check_name("queue", &"q".repeat(129)).unwrap_err().to_string();
+        let err = check_name("queue", &"q".repeat(129))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("129 characters"), "{err}");
         assert!(check_name("task", "").is_err());
     }

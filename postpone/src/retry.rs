@@ -150,7 +150,8 @@ impl RetryStrategy {
 }
 
 /// A custom retry decision: given the job and the error kind and message, decide.
-pub type RetryFn = Arc<dyn Fn(&Job, &crate::task::TaskError) -> Option<RetryDecision> + Send + Sync>;
+pub type RetryFn =
+    Arc<dyn Fn(&Job, &crate::task::TaskError) -> Option<RetryDecision> + Send + Sync>;
 
 /// A task's retry policy.
 #[derive(Clone, Default)]

@@ -130,7 +130,10 @@ impl TaskConfig {
 
     /// Adds a middleware around each attempt (the first added is the outermost).
     #[must_use]
-    pub fn with_middleware(mut self, middleware: std::sync::Arc<dyn crate::middleware::Middleware>) -> Self {
+    pub fn with_middleware(
+        mut self,
+        middleware: std::sync::Arc<dyn crate::middleware::Middleware>,
+    ) -> Self {
         self.middleware.push(middleware);
         self
     }
@@ -271,7 +274,10 @@ pub(crate) fn decode_args<T: DeserializeOwned>(args: serde_json::Value) -> Resul
 }
 
 /// Serialises a task into its JSON object of keyword arguments.
-pub(crate) fn encode_args<T: Serialize>(task_name: &str, args: &T) -> crate::Result<serde_json::Value> {
+pub(crate) fn encode_args<T: Serialize>(
+    task_name: &str,
+    args: &T,
+) -> crate::Result<serde_json::Value> {
     match serde_json::to_value(args) {
         Ok(serde_json::Value::Object(map)) => Ok(serde_json::Value::Object(map)),
         Ok(serde_json::Value::Null) => Ok(serde_json::Value::Object(serde_json::Map::new())),

@@ -163,7 +163,10 @@ impl Completer {
                 .map(|c| c.job.id)
                 .filter(|id| done.binary_search(id).is_err())
                 .collect();
-            tracing::warn!(?skipped, "jobs no longer doing when their outcome was written; left as they are");
+            tracing::warn!(
+                ?skipped,
+                "jobs no longer doing when their outcome was written; left as they are"
+            );
         }
         let mut wake = false;
         for c in batch {

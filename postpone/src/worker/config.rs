@@ -112,8 +112,14 @@ impl fmt::Debug for WorkerConfig {
             .field("concurrency", &self.concurrency)
             .field("wait", &self.wait)
             .field("listen_notify", &self.listen_notify)
-            .field("fetch_job_polling_interval", &self.fetch_job_polling_interval)
-            .field("abort_job_polling_interval", &self.abort_job_polling_interval)
+            .field(
+                "fetch_job_polling_interval",
+                &self.fetch_job_polling_interval,
+            )
+            .field(
+                "abort_job_polling_interval",
+                &self.abort_job_polling_interval,
+            )
             .field("shutdown_graceful_timeout", &self.shutdown_graceful_timeout)
             .field("delete_jobs", &self.delete_jobs)
             .field("heartbeat_interval", &self.heartbeat_interval)
@@ -165,8 +171,14 @@ impl WorkerConfig {
                 self.concurrency
             )));
         }
-        check_interval("fetch_job_polling_interval", self.fetch_job_polling_interval)?;
-        check_interval("abort_job_polling_interval", self.abort_job_polling_interval)?;
+        check_interval(
+            "fetch_job_polling_interval",
+            self.fetch_job_polling_interval,
+        )?;
+        check_interval(
+            "abort_job_polling_interval",
+            self.abort_job_polling_interval,
+        )?;
         check_interval("heartbeat_interval", self.heartbeat_interval)?;
         check_interval("stalled_worker_timeout", self.stalled_worker_timeout)?;
         if let Some(timeout) = self.shutdown_graceful_timeout {

@@ -56,8 +56,16 @@ impl Executor {
             let write = this.run(job.clone()).await;
             this.running.remove(id);
             // Back-pressure: when the completer is behind, the slot stays taken.
-            if this.completions.send(Completion { job, write }).await.is_err() {
-                tracing::error!(job_id = id, "completer gone: job stays doing, it will be found stalled");
+            if this
+                .completions
+                .send(Completion { job, write })
+                .await
+                .is_err()
+            {
+                tracing::error!(
+                    job_id = id,
+                    "completer gone: job stays doing, it will be found stalled"
+                );
             }
             drop(permit);
             this.slot_freed.notify_one();

@@ -102,7 +102,9 @@ impl App {
             let (stop, abort) = (handle.stop.clone(), handle.abort.clone());
             tokio::spawn(async move {
                 wait_for_signal().await;
-                tracing::info!("stop requested: finishing running jobs (signal again to abort them)");
+                tracing::info!(
+                    "stop requested: finishing running jobs (signal again to abort them)"
+                );
                 stop.cancel();
                 wait_for_signal().await;
                 tracing::warn!("second stop request: aborting running jobs");

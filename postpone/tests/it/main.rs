@@ -6,3 +6,7 @@
 
 mod harness;
 mod schema;
+mod defer;
+mod manager;
+mod interop;
+mod worker;

@@ -229,7 +229,11 @@ async fn one_shot_worker_runs_every_job_once_and_records_the_contract_events() {
     let db = schema_db().await;
     let app = app(&db);
     let ids = app
-        .batch_defer((0..50).map(|i| app.configure(Record { label: format!("{i}") })))
+        .batch_defer((0..50).map(|i| {
+            app.configure(Record {
+                label: format!("{i}"),
+            })
+        }))
         .await
         .expect("defer");
     let log = Arc::new(Log::default());
@@ -268,7 +272,9 @@ async fn jobs_run_by_priority_then_id() {
         .expect("defer");
     }
     let log = Arc::new(Log::default());
-    app.run_worker(config(&log).one_shot()).await.expect("worker");
+    app.run_worker(config(&log).one_shot())
+        .await
+        .expect("worker");
     assert_eq!(log.events(), ["top", "high", "a", "b", "low"]);
 }
 
@@ -349,7 +355,10 @@ async fn jobs_sharing_a_lock_never_overlap_and_keep_their_order() {
     let expected: Vec<String> = (0..6)
         .flat_map(|i| [format!("start L{i}"), format!("end L{i}")])
         .collect();
-    assert_eq!(locked, expected, "same-lock jobs ran one at a time, in id order");
+    assert_eq!(
+        locked, expected,
+        "same-lock jobs ran one at a time, in id order"
+    );
 }
 
 #[tokio::test]
@@ -412,12 +421,11 @@ async fn panics_unknown_tasks_and_bad_args_fail_the_job_not_the_worker() {
         )
         .await
         .expect("update");
-    let after = app
-        .defer(Add { a: 2, b: 3 })
-        .await
-        .expect("defer");
+    let after = app.defer(Add { a: 2, b: 3 }).await.expect("defer");
     let log = Arc::new(Log::default());
-    app.run_worker(config(&log).one_shot()).await.expect("worker");
+    app.run_worker(config(&log).one_shot())
+        .await
+        .expect("worker");
     for id in [panics, unknown, bad_args] {
         assert_eq!(status(&app, id).await, JobStatus::Failed, "job {id}");
     }
@@ -442,7 +450,12 @@ async fn abort_a_running_job(listen_notify: bool) {
         log.events() == ["started"]
     })
     .await;
-    assert!(manager.cancel_job_by_id(id, true, false).await.expect("abort"));
+    assert!(
+        manager
+            .cancel_job_by_id(id, true, false)
+            .await
+            .expect("abort")
+    );
     wait_for("the job to be aborted", DEADLINE, || async {
         manager.get_job_status(id).await.expect("status") == JobStatus::Aborted
     })
@@ -511,7 +524,8 @@ async fn graceful_timeout_aborts_with_reason_shutdown() {
     handle.join().await.expect("worker stops");
     assert_eq!(status(&app, id).await, JobStatus::Aborted);
     wait_for("the task to see the reason", DEADLINE, || async {
-        log.events().contains(&format!("reason {:?}", Some(AbortReason::Shutdown)))
+        log.events()
+            .contains(&format!("reason {:?}", Some(AbortReason::Shutdown)))
     })
     .await;
 }
@@ -557,7 +571,11 @@ async fn delete_jobs_policies() {
         .expect("worker");
         let manager = app.job_manager();
         assert_eq!(manager.get_job(ok).await.is_ok(), kept_ok, "{policy:?}");
-        assert_eq!(manager.get_job(failed).await.is_ok(), kept_failed, "{policy:?}");
+        assert_eq!(
+            manager.get_job(failed).await.is_ok(),
+            kept_failed,
+            "{policy:?}"
+        );
     }
 }
 
@@ -593,7 +611,10 @@ async fn notify_wakes_an_idle_worker() {
     })
     .await
     .expect("defer");
-    wait_for("the job to run", DEADLINE, || async { log.events() == ["woken"] }).await;
+    wait_for("the job to run", DEADLINE, || async {
+        log.events() == ["woken"]
+    })
+    .await;
     handle.stop();
     handle.join().await.expect("worker stops");
 }

@@ -163,7 +163,10 @@ fn status_text(status: Option<JobStatus>) -> Option<&'static str> {
 impl Store for PgStore {
     async fn defer_jobs(&self, jobs: &[DeferJobParams]) -> Result<Vec<i64>> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(queries::DEFER_JOBS).await.map_err(db)?;
+        let statement = client
+            .prepare_cached(queries::DEFER_JOBS)
+            .await
+            .map_err(db)?;
         defer_jobs_on(&**client, &statement, jobs).await
     }
 
@@ -177,7 +180,10 @@ impl Store for PgStore {
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(queries::LIST_JOBS).await.map_err(db)?;
+        let statement = client
+            .prepare_cached(queries::LIST_JOBS)
+            .await
+            .map_err(db)?;
         let rows = client
             .query(
                 &statement,
@@ -237,7 +243,10 @@ impl Store for PgStore {
 
     async fn cancel_job(&self, id: i64, abort: bool, delete: bool) -> Result<Option<i64>> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(queries::CANCEL_JOB).await.map_err(db)?;
+        let statement = client
+            .prepare_cached(queries::CANCEL_JOB)
+            .await
+            .map_err(db)?;
         let row = client
             .query_one(&statement, &[&id, &abort, &delete])
             .await
@@ -247,7 +256,10 @@ impl Store for PgStore {
 
     async fn retry_job(&self, id: i64, params: &RetryJobParams) -> Result<()> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(queries::RETRY_JOB).await.map_err(db)?;
+        let statement = client
+            .prepare_cached(queries::RETRY_JOB)
+            .await
+            .map_err(db)?;
         client
             .execute(
                 &statement,
@@ -300,22 +312,37 @@ impl Store for PgStore {
 
     async fn register_worker(&self) -> Result<i64> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(queries::REGISTER_WORKER).await.map_err(db)?;
+        let statement = client
+            .prepare_cached(queries::REGISTER_WORKER)
+            .await
+            .map_err(db)?;
         let row = client.query_one(&statement, &[]).await.map_err(db)?;
         row.try_get(0).map_err(db)
     }
 
     async fn unregister_worker(&self, worker_id: i64) -> Result<()> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(queries::UNREGISTER_WORKER).await.map_err(db)?;
-        client.execute(&statement, &[&worker_id]).await.map_err(db)?;
+        let statement = client
+            .prepare_cached(queries::UNREGISTER_WORKER)
+            .await
+            .map_err(db)?;
+        client
+            .execute(&statement, &[&worker_id])
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
     async fn update_heartbeat(&self, worker_id: i64) -> Result<()> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(queries::UPDATE_HEARTBEAT).await.map_err(db)?;
-        client.execute(&statement, &[&worker_id]).await.map_err(db)?;
+        let statement = client
+            .prepare_cached(queries::UPDATE_HEARTBEAT)
+            .await
+            .map_err(db)?;
+        client
+            .execute(&statement, &[&worker_id])
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
@@ -340,7 +367,10 @@ impl Store for PgStore {
     ) -> Result<Vec<Job>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let client = self.client().await?;
-        let statement = client.prepare_cached(queries::FETCH_JOBS).await.map_err(db)?;
+        let statement = client
+            .prepare_cached(queries::FETCH_JOBS)
+            .await
+            .map_err(db)?;
         let rows = client
             .query(&statement, &[&queues, &worker_id, &limit])
             .await
@@ -359,7 +389,10 @@ impl Store for PgStore {
         let statuses: Vec<&str> = jobs.iter().map(|j| j.status.as_str()).collect();
         let deletes: Vec<bool> = jobs.iter().map(|j| j.delete_job).collect();
         let client = self.client().await?;
-        let statement = client.prepare_cached(queries::FINISH_JOBS).await.map_err(db)?;
+        let statement = client
+            .prepare_cached(queries::FINISH_JOBS)
+            .await
+            .map_err(db)?;
         let rows = client
             .query(&statement, &[&ids, &statuses, &deletes])
             .await
@@ -377,9 +410,15 @@ impl Store for PgStore {
         let queues: Vec<Option<&str>> = jobs.iter().map(|(_, p)| p.queue.as_deref()).collect();
         let locks: Vec<Option<&str>> = jobs.iter().map(|(_, p)| p.lock.as_deref()).collect();
         let client = self.client().await?;
-        let statement = client.prepare_cached(queries::RETRY_JOBS).await.map_err(db)?;
+        let statement = client
+            .prepare_cached(queries::RETRY_JOBS)
+            .await
+            .map_err(db)?;
         let rows = client
-            .query(&statement, &[&ids, &retry_ats, &priorities, &queues, &locks])
+            .query(
+                &statement,
+                &[&ids, &retry_ats, &priorities, &queues, &locks],
+            )
             .await
             .map_err(db)?;
         rows.iter().map(|r| r.try_get(0).map_err(db)).collect()

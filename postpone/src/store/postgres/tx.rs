@@ -38,7 +38,11 @@ impl sealed::Sealed for tokio_postgres::Transaction<'_> {}
 
 impl Transaction for tokio_postgres::Transaction<'_> {
     fn defer_jobs<'a>(&'a mut self, jobs: &'a [DeferJobParams]) -> BoxFuture<'a, Result<Vec<i64>>> {
-        Box::pin(super::defer_jobs_on(&*self, super::queries::DEFER_JOBS, jobs))
+        Box::pin(super::defer_jobs_on(
+            &*self,
+            super::queries::DEFER_JOBS,
+            jobs,
+        ))
     }
 }
 
