@@ -47,7 +47,7 @@ pub(crate) async fn discover() -> Result<Server, Error> {
 }
 
 /// Uses `DATABASE_URL` as given: it must parse and accept a connection.
-async fn from_database_url(url: String) -> Result<Server, Error> {
+pub(crate) async fn from_database_url(url: String) -> Result<Server, Error> {
     let config: Config = url.parse().map_err(|error| {
         Error::DatabaseUrl(format!("it does not parse: {}", crate::error_chain(&error)))
     })?;

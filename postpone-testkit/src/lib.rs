@@ -109,6 +109,15 @@ pub async fn server() -> Result<&'static Server, Error> {
 }
 
 impl Server {
+    /// The server of an explicit connection string (as `DATABASE_URL` would give it), not
+    /// cached: for a command that was told where the database is.
+    ///
+    /// # Errors
+    /// [`Error::DatabaseUrl`] when it does not parse or accept a connection.
+    pub async fn from_url(url: &str) -> Result<Server, Error> {
+        discover::from_database_url(url.to_owned()).await
+    }
+
     /// The connection string for database `dbname` on this server.
     ///
     /// Either URL or `key=value` form; both are accepted by `tokio_postgres::Config::from_str`

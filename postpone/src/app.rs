@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::connect::ConnectConfig;
 use crate::manager::JobManager;
-use crate::protocol::check_name;
+use crate::protocol::{check_name, check_queue_name};
 use crate::store::Store;
 use crate::store::postgres::PgStore;
 use crate::task::{Task, TaskEntry};
@@ -178,7 +178,7 @@ impl AppBuilder {
                 }
             }
             if let Some(queue) = &entry.config.queue {
-                check_name("queue", queue)?;
+                check_queue_name(queue)?;
             }
             task_names.push(entry.name.clone());
         }

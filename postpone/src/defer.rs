@@ -31,7 +31,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::app::App;
-use crate::protocol::{DEFAULT_QUEUE, check_name};
+use crate::protocol::{DEFAULT_QUEUE, check_name, check_queue_name};
 use crate::store::DeferJobParams;
 use crate::store::postgres::Transaction;
 use crate::task::{Task, encode_args, json_kind};
@@ -219,7 +219,7 @@ impl<'a> Configured<'a> {
             .queue
             .or_else(|| config.and_then(|c| c.queue.clone()))
             .unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
-        check_name("queue", &queue)?;
+        check_queue_name(&queue)?;
         let scheduled_at = match (self.schedule_at, self.schedule_in) {
             (Some(_), Some(_)) => {
                 return Err(Error::InvalidInput(

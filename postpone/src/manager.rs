@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::job::{Job, JobStatus};
-use crate::protocol::check_name;
+use crate::protocol::check_queue_name;
 use crate::store::{
     CountBy, DeleteOldJobsParams, JobCounts, RetryJobParams, StalledJobsParams, Store,
 };
@@ -150,7 +150,7 @@ impl JobManager {
     /// [`Error::InvalidInput`] for a bad queue name.
     pub async fn retry_job_by_id(&self, id: i64, options: RetryOptions) -> Result<()> {
         if let Some(queue) = &options.queue {
-            check_name("queue", queue)?;
+            check_queue_name(queue)?;
         }
         let job = self.get_job(id).await?;
         if job.status != JobStatus::Failed {

@@ -15,10 +15,19 @@ pub const DEFAULT_QUEUE: &str = "default";
 /// Longest queue or task name the schema accepts (`character varying(128)`).
 pub const MAX_NAME_LEN: usize = 128;
 
+/// Prefix of the per-queue channel.
+const QUEUE_CHANNEL_PREFIX: &str = "procrastinate_queue_v1#";
+
+/// Longest queue name, in bytes, that can still be notified: PostgreSQL limits channel
+/// names to 63 bytes and the channel is `procrastinate_queue_v1#<queue>`. The column takes
+/// 128 characters, but inserting a `todo` job with a longer queue fails in the database's
+/// NOTIFY trigger (in Python too), so we refuse it first, with a message.
+pub const MAX_QUEUE_BYTES: usize = 63 - QUEUE_CHANNEL_PREFIX.len();
+
 /// The per-queue channel: `procrastinate_queue_v1#<queue>`.
 #[must_use]
 pub fn queue_channel(queue: &str) -> String {
-    format!("procrastinate_queue_v1#{queue}")
+    format!("{QUEUE_CHANNEL_PREFIX}{queue}")
 }
 
 /// A NOTIFY payload sent by the schema's triggers.
@@ -65,6 +74,21 @@ pub fn check_name(what: &str, name: &str) -> crate::Result<()> {
     Ok(())
 }
 
+/// Checks a queue name: as [`check_name`], and at most [`MAX_QUEUE_BYTES`] bytes.
+///
+/// # Errors
+/// [`crate::Error::InvalidInput`] saying which limit and why.
+pub fn check_queue_name(queue: &str) -> crate::Result<()> {
+    check_name("queue", queue)?;
+    if queue.len() > MAX_QUEUE_BYTES {
+        return Err(crate::Error::InvalidInput(format!(
+            "queue name {queue:?} is {} bytes long: at most {MAX_QUEUE_BYTES} fit, because PostgreSQL limits its NOTIFY channel ({QUEUE_CHANNEL_PREFIX}<queue>) to 63 bytes",
+            queue.len()
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +116,9 @@ mod tests {
             .to_string();
         assert!(err.contains("129 characters"), "{err}");
         assert!(check_name("task", "").is_err());
+        assert!(check_queue_name(&"q".repeat(40)).is_ok());
+        let err = check_queue_name(&"q".repeat(41)).unwrap_err().to_string();
+        assert!(err.contains("41 bytes") && err.contains("63 bytes"), "{err}");
+        assert_eq!(MAX_QUEUE_BYTES, 40);
     }
 }

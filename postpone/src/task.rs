@@ -265,12 +265,24 @@ pub(crate) fn decode_args<T: DeserializeOwned>(args: serde_json::Value) -> Resul
     // A unit struct serialises as null; Procrastinate stores `{}` for "no kwargs".
     let args = match args {
         serde_json::Value::Object(map) if map.is_empty() => {
-            serde_json::from_value::<T>(serde_json::Value::Null)
-                .or_else(|_| serde_json::from_value::<T>(serde_json::Value::Object(map)))
+            from_value::<T>(serde_json::Value::Null)
+                .or_else(|_| from_value::<T>(serde_json::Value::Object(map)))
         }
-        other => serde_json::from_value::<T>(other),
+        other => from_value::<T>(other),
     };
-    args.map_err(|e| e.to_string())
+    args
+}
+
+/// Deserialises a JSON value, naming the field that does not fit (`field `a.b`: ...`).
+fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, String> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.into_inner().to_string()
+        } else {
+            format!("field `{path}`: {}", e.into_inner())
+        }
+    })
 }
 
 /// Serialises a task into its JSON object of keyword arguments.
@@ -329,7 +341,7 @@ mod tests {
         let err = decode_args::<Add>(serde_json::json!({"a": 1})).unwrap_err();
         assert!(err.contains("missing field `b`"), "{err}");
         let err = decode_args::<Add>(serde_json::json!({"a": "x", "b": 2})).unwrap_err();
-        assert!(err.contains("invalid type"), "{err}");
+        assert!(err.starts_with("field `a`: invalid type"), "{err}");
     }
 
     #[test]

@@ -137,7 +137,10 @@ macro_rules! migration {
 
 /// Every migration of this build, in the order they apply. Adding one is one line here
 /// plus its file under `sql/`.
-static MIGRATIONS: &[Migration] = &[migration!(pre "0001" "procrastinate_3_10")];
+static MIGRATIONS: &[Migration] = &[
+    migration!(pre "0001" "procrastinate_3_10"),
+    migration!(pre "0002" "postpone_fetch_jobs"),
+];
 
 /// The migration that creates (or adopts) the Procrastinate 3.10 contract objects.
 pub(crate) const PROCRASTINATE_MIGRATION: (&str, Phase) = ("0001", Phase::Pre);

@@ -692,8 +692,8 @@ async fn bad_input_is_refused_and_writes_nothing() {
     refused(&client, long_queue.defer().await, invalid, "129 characters").await;
     // The column takes 128 characters, but the job_inserted trigger NOTIFYs on
     // `procrastinate_queue_v1#<queue>`, and a channel name has at most 63 bytes: a todo job's
-    // queue can have at most 40. Longer ones are refused (by the database, as in Python) and
-    // leave nothing behind.
+    // queue can have at most 40 bytes. Longer ones are refused before anything is written,
+    // with a message saying why (Python fails later, in the trigger).
     let ok = app.configure(record(1)).with_queue("q".repeat(40));
     let id = ok.defer().await.expect("40 characters");
     client
@@ -705,7 +705,7 @@ async fn bad_input_is_refused_and_writes_nothing() {
         .await
         .expect("clean up");
     let too_long = app.configure(record(1)).with_queue("q".repeat(41));
-    refused(&client, too_long.defer().await, |_| true, "").await;
+    refused(&client, too_long.defer().await, invalid, "at most 40 fit").await;
 
     let long_task = app
         .configure_by_name(&"t".repeat(129), json!({}))
@@ -733,7 +733,7 @@ async fn bad_input_is_refused_and_writes_nothing() {
     refused(&client, missing.defer().await, args_err, "`label`").await;
 
     let wrong_type = app.configure_by_name("tests.record", json!({"n": "one", "label": "x"}));
-    refused(&client, wrong_type.defer().await, args_err, "invalid type").await;
+    refused(&client, wrong_type.defer().await, args_err, "field `n`: invalid type").await;
 
     let unknown = app.configure_by_name("tests.nobody", json!({"a": 1}));
     let unknown_err =

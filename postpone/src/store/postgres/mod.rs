@@ -365,7 +365,7 @@ impl Store for PgStore {
         worker_id: i64,
         limit: usize,
     ) -> Result<Vec<Job>> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
         let client = self.client().await?;
         let statement = client
             .prepare_cached(queries::FETCH_JOBS)
