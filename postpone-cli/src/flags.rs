@@ -76,6 +76,65 @@ pub enum Command {
     Cancel(CancelFlags),
     /// Abort a job: cancel it if it waits, ask its worker to stop it if it runs.
     Abort(AbortFlags),
+    /// Run a worker: take jobs of this binary's tasks and run them until stopped.
+    Worker(WorkerFlags),
+    /// Demo: defer jobs into a fresh database and work them off, showing the throughput.
+    Demo(DemoFlags),
+}
+
+/// `postpone worker` (Procrastinate's `procrastinate worker`).
+#[derive(Debug, Args)]
+pub struct WorkerFlags {
+    /// The worker's name, in logs and in each job's context.
+    #[arg(short, long, env = "POSTPONE_WORKER_NAME")]
+    pub name: Option<String>,
+    /// Queues to take jobs from, comma separated (default: all queues).
+    #[arg(short, long, env = "POSTPONE_WORKER_QUEUES", value_delimiter = ',')]
+    pub queues: Vec<String>,
+    /// Jobs run at once.
+    #[arg(short, long, env = "POSTPONE_WORKER_CONCURRENCY", default_value_t = postpone::worker::config::CONCURRENCY_DEFAULT)]
+    pub concurrency: usize,
+    /// Stop once no job is left instead of waiting for more (one-shot).
+    #[arg(long, env = "POSTPONE_WORKER_ONE_SHOT", value_parser = FalseyValueParser::new(), conflicts_with = "wait")]
+    pub one_shot: bool,
+    /// Wait for new jobs (the default; the opposite of --one-shot).
+    #[arg(long, env = "POSTPONE_WORKER_WAIT", value_parser = FalseyValueParser::new())]
+    pub wait: bool,
+    /// Wake on LISTEN/NOTIFY (on|off); off polls only (for PgBouncer in transaction mode).
+    #[arg(long, env = "POSTPONE_WORKER_LISTEN_NOTIFY", default_value = "on", value_parser = ["on", "off", "true", "false"])]
+    pub listen_notify: String,
+    /// Fetch at least this often without notification (seconds, or 500ms, 5s, 1m).
+    #[arg(long, env = "POSTPONE_WORKER_FETCH_JOB_POLLING_INTERVAL", default_value = "5", value_name = "DELAY")]
+    pub fetch_job_polling_interval: String,
+    /// Look for abort requests of running jobs this often.
+    #[arg(long, env = "POSTPONE_WORKER_ABORT_JOB_POLLING_INTERVAL", default_value = "5", value_name = "DELAY")]
+    pub abort_job_polling_interval: String,
+    /// On stop, wait this long for running jobs, then abort them (default: wait for them).
+    #[arg(long, env = "POSTPONE_WORKER_SHUTDOWN_GRACEFUL_TIMEOUT", value_name = "DELAY")]
+    pub shutdown_graceful_timeout: Option<String>,
+    /// Delete finished jobs: never, successful or always.
+    #[arg(long, env = "POSTPONE_WORKER_DELETE_JOBS", default_value = "never", value_parser = ["never", "successful", "always"])]
+    pub delete_jobs: String,
+    /// Heartbeat period.
+    #[arg(long, env = "POSTPONE_WORKER_HEARTBEAT_INTERVAL", default_value = "10", value_name = "DELAY")]
+    pub heartbeat_interval: String,
+    /// Workers silent for this long are stalled (pruned at start; their jobs listed as stalled).
+    #[arg(long, env = "POSTPONE_WORKER_STALLED_WORKER_TIMEOUT", default_value = "30", value_name = "DELAY")]
+    pub stalled_worker_timeout: String,
+}
+
+/// `postpone demo`
+#[derive(Debug, Args)]
+pub struct DemoFlags {
+    /// How many jobs to defer and work off.
+    #[arg(long, env = "POSTPONE_DEMO_JOBS", default_value_t = 20_000)]
+    pub jobs: usize,
+    /// Worker concurrency.
+    #[arg(short, long, env = "POSTPONE_DEMO_CONCURRENCY", default_value_t = 10)]
+    pub concurrency: usize,
+    /// Keep the demo database afterwards (it is dropped by default).
+    #[arg(long, env = "POSTPONE_DEMO_KEEP", value_parser = FalseyValueParser::new())]
+    pub keep: bool,
 }
 
 /// `postpone schema ...`

@@ -3,9 +3,11 @@
 //! in [`crate::flags::Command`], one file here, and one arm in [`run`].
 
 mod defer;
+mod demo;
 mod healthchecks;
 mod jobs;
 mod schema;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -26,6 +28,8 @@ pub(crate) async fn run(command: Command, context: Context) -> anyhow::Result<Ex
         Command::Retry(flags) => jobs::retry(flags, context).await,
         Command::Cancel(flags) => jobs::cancel(flags, context).await,
         Command::Abort(flags) => jobs::abort(flags, context).await,
+        Command::Worker(flags) => worker::run(flags, context).await,
+        Command::Demo(flags) => demo::run(flags, context).await,
     }
 }
 

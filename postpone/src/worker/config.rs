@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::protocol::check_name;
+use crate::protocol::check_queue_name;
 use crate::{Error, Result};
 
 /// Jobs run at once unless told otherwise (Procrastinate's default is 1).
@@ -202,7 +202,7 @@ impl WorkerConfig {
                 ));
             }
             for queue in queues {
-                check_name("queue", queue)?;
+                check_queue_name(queue)?;
             }
         }
         if let Some(name) = &self.name {

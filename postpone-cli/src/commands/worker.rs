@@ -1,0 +1,60 @@
+//! `postpone worker` (Procrastinate's `procrastinate worker`): runs this binary's tasks.
+//!
+//! Flags are validated into a [`WorkerConfig`] (the library refuses bad values before
+//! anything starts); the schema is checked; then the worker runs until SIGINT/SIGTERM
+//! (first: graceful, second: abort running jobs) or, with `--one-shot`, until no job is left.
+
+use std::process::ExitCode;
+
+use postpone::worker::{DeleteJobs, WorkerConfig};
+
+use crate::Context;
+use crate::flags::WorkerFlags;
+use crate::values::parse_delay;
+
+/// Turns the raw flags into a worker configuration.
+pub(crate) fn config(flags: &WorkerFlags) -> anyhow::Result<WorkerConfig> {
+    let config = WorkerConfig {
+        name: flags.name.clone(),
+        queues: (!flags.queues.is_empty()).then(|| flags.queues.clone()),
+        concurrency: flags.concurrency,
+        wait: !flags.one_shot,
+        listen_notify: matches!(flags.listen_notify.as_str(), "on" | "true"),
+        fetch_job_polling_interval: parse_delay(
+            "--fetch-job-polling-interval",
+            &flags.fetch_job_polling_interval,
+        )?,
+        abort_job_polling_interval: parse_delay(
+            "--abort-job-polling-interval",
+            &flags.abort_job_polling_interval,
+        )?,
+        shutdown_graceful_timeout: flags
+            .shutdown_graceful_timeout
+            .as_deref()
+            .map(|t| parse_delay("--shutdown-graceful-timeout", t))
+            .transpose()?,
+        delete_jobs: flags.delete_jobs.parse::<DeleteJobs>()?,
+        heartbeat_interval: parse_delay("--heartbeat-interval", &flags.heartbeat_interval)?,
+        stalled_worker_timeout: parse_delay(
+            "--stalled-worker-timeout",
+            &flags.stalled_worker_timeout,
+        )?,
+        install_signal_handlers: true,
+        ..WorkerConfig::default()
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+pub(crate) async fn run(flags: WorkerFlags, context: Context) -> anyhow::Result<ExitCode> {
+    let config = config(&flags)?;
+    let (app, _format) = context.app()?;
+    app.check_schema().await?;
+    if app.task_names().is_empty() {
+        tracing::warn!(
+            "this binary registers no task: every job it takes will fail as unknown; embed the CLI in your own binary (postpone_cli::run) to run your tasks"
+        );
+    }
+    app.run_worker(config).await?;
+    Ok(ExitCode::SUCCESS)
+}
