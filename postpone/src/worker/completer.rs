@@ -35,6 +35,8 @@ pub(crate) enum Write {
 pub(crate) struct Completion {
     pub(crate) job: Job,
     pub(crate) write: Write,
+    /// The job's worker slot, released once the outcome is written (or given up).
+    pub(crate) _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Counts of written outcomes.
@@ -190,6 +192,7 @@ impl Completer {
                         status: JobStatus::Failed,
                         delete_job: false,
                     },
+                    _slot: None,
                 };
                 if let Err(error) = self.write_batch(std::slice::from_ref(&failed)).await {
                     tracing::error!(job_id = completion.job.id, %error, "cannot write the job's failure; it stays doing and will be found stalled");

@@ -48,7 +48,10 @@ pub(crate) struct Executor {
 }
 
 impl Executor {
-    /// Starts a job; its slot (`permit`) is held until its outcome is queued.
+    /// Starts a job; its slot (`permit`) is held until its outcome is written (as
+    /// Procrastinate releases its semaphore only after persisting the job's status), so
+    /// the next fetch sees the job's lock released: same-lock jobs keep their order and a
+    /// one-shot worker does not stop while one is left.
     pub(crate) fn spawn(&self, job: Job, permit: OwnedSemaphorePermit) {
         let this = self.clone();
         self.tracker.spawn(async move {
@@ -58,7 +61,11 @@ impl Executor {
             // Back-pressure: when the completer is behind, the slot stays taken.
             if this
                 .completions
-                .send(Completion { job, write })
+                .send(Completion {
+                    job,
+                    write,
+                    _slot: Some(permit),
+                })
                 .await
                 .is_err()
             {
@@ -67,7 +74,6 @@ impl Executor {
                     "completer gone: job stays doing, it will be found stalled"
                 );
             }
-            drop(permit);
             this.slot_freed.notify_one();
         });
     }

@@ -9,4 +9,5 @@ mod schema;
 mod defer;
 mod manager;
 mod interop;
+mod interop_worker;
 mod worker;
