@@ -24,3 +24,11 @@ pub use job::{Job, JobStatus};
 pub use manager::{JobFilter, JobManager};
 pub use task::{Task, TaskConfig};
 pub use worker::{WorkerConfig, WorkerHandle};
+
+/// The guides of the `docs/` folder, compiled here so that their examples are tested.
+pub mod guide {
+    #[doc = include_str!("../../docs/tasks-and-deferring.md")]
+    pub mod tasks_and_deferring {}
+    #[doc = include_str!("../../docs/worker.md")]
+    pub mod worker {}
+}
