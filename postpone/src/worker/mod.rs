@@ -24,6 +24,7 @@ pub mod producer;
 mod running;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -37,10 +38,29 @@ use crate::app::App;
 use crate::context::AbortReason;
 use crate::{Error, Result};
 
+/// The worker's id in `procrastinate_workers`, shared by the parts that use it: it
+/// changes if another worker prunes this one and it registers again.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerId(Arc<AtomicI64>);
+
+impl WorkerId {
+    fn new(id: i64) -> Self {
+        Self(Arc::new(AtomicI64::new(id)))
+    }
+
+    pub(crate) fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set(&self, id: i64) {
+        self.0.store(id, Ordering::Relaxed);
+    }
+}
+
 /// A running worker: stop it, force it, watch it, wait for it.
 #[derive(Debug)]
 pub struct WorkerHandle {
-    worker_id: i64,
+    worker_id: WorkerId,
     stop: CancellationToken,
     abort: CancellationToken,
     stats: Arc<WorkerStats>,
@@ -48,10 +68,11 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
-    /// The worker's id in `procrastinate_workers`.
+    /// The worker's id in `procrastinate_workers` (a new one if it was pruned as stalled
+    /// by another worker and registered again).
     #[must_use]
     pub fn worker_id(&self) -> i64 {
-        self.worker_id
+        self.worker_id.get()
     }
 
     /// Graceful stop: claim nothing more, let running jobs finish (up to the graceful
@@ -128,14 +149,14 @@ impl App {
         if !pruned.is_empty() {
             tracing::info!(?pruned, "pruned stalled workers");
         }
-        let worker_id = store.register_worker().await?;
+        let worker_id = WorkerId::new(store.register_worker().await?);
         let stop = CancellationToken::new();
         let abort = CancellationToken::new();
         let stats = Arc::new(WorkerStats::default());
         let done = tokio::spawn(run(
             self.clone(),
             config,
-            worker_id,
+            worker_id.clone(),
             stop.clone(),
             abort.clone(),
             stats.clone(),
@@ -175,14 +196,14 @@ async fn wait_for_signal() {
 async fn run(
     app: App,
     config: WorkerConfig,
-    worker_id: i64,
+    worker_id: WorkerId,
     stop: CancellationToken,
     abort: CancellationToken,
     stats: Arc<WorkerStats>,
 ) -> Result<()> {
     let store = app.store().clone();
     let name: Arc<str> = Arc::from(config.name.clone().unwrap_or_else(|| "worker".to_owned()));
-    tracing::info!(worker_id, name = %name, queues = ?config.queues, concurrency = config.concurrency, "worker started");
+    tracing::info!(worker_id = worker_id.get(), name = %name, queues = ?config.queues, concurrency = config.concurrency, "worker started");
     let services = CancellationToken::new();
     let running = running::Running::default();
     let wake = Arc::new(Notify::new());
@@ -225,12 +246,14 @@ async fn run(
     ));
     {
         let store = store.clone();
+        let worker_id = worker_id.clone();
         side.push(tokio::spawn(crate::maintenance::run_every(
             config.heartbeat_interval,
             services.clone(),
             move || {
                 let store = store.clone();
-                async move { crate::maintenance::heartbeat::run_once(&store, worker_id).await }
+                let id = worker_id.get();
+                async move { crate::maintenance::heartbeat::run_once(&store, id).await }
             },
         )));
     }
@@ -249,7 +272,7 @@ async fn run(
     };
     let producer = producer::Producer {
         store: store.clone(),
-        worker_id,
+        worker_id: worker_id.clone(),
         queues: config.queues.clone(),
         slots: Arc::new(Semaphore::new(config.concurrency)),
         executor,
@@ -295,6 +318,7 @@ async fn run(
     for task in side {
         let _ = task.await;
     }
+    let worker_id = worker_id.get();
     store.unregister_worker(worker_id).await?;
     tracing::info!(worker_id, "worker stopped");
     Ok(())

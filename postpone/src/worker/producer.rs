@@ -14,7 +14,9 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::WorkerId;
 use super::executor::Executor;
+use crate::Error;
 use crate::store::Store;
 
 /// Most jobs claimed by one fetch.
@@ -23,7 +25,7 @@ pub const FETCH_BATCH_MAX: usize = 500;
 /// The producer's handles.
 pub(crate) struct Producer {
     pub(crate) store: Arc<dyn Store>,
-    pub(crate) worker_id: i64,
+    pub(crate) worker_id: WorkerId,
     pub(crate) queues: Option<Vec<String>>,
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) executor: Executor,
@@ -56,12 +58,29 @@ impl Producer {
             let wanted = permits.len();
             let jobs = match self
                 .store
-                .fetch_jobs(self.queues.as_deref(), self.worker_id, wanted)
+                .fetch_jobs(self.queues.as_deref(), self.worker_id.get(), wanted)
                 .await
             {
                 Ok(jobs) => {
                     backoff = Duration::from_millis(100);
                     jobs
+                }
+                Err(error) if is_missing_worker(&error) => {
+                    // Another worker pruned this one as stalled (its heartbeat was late),
+                    // so claiming jobs under its id breaks the foreign key: register again.
+                    drop(permits);
+                    match self.store.register_worker().await {
+                        Ok(id) => {
+                            tracing::warn!(
+                                old_id = self.worker_id.get(),
+                                new_id = id,
+                                "this worker was pruned as stalled by another one; registered again"
+                            );
+                            self.worker_id.set(id);
+                        }
+                        Err(error) => tracing::warn!(%error, "registering the worker again failed"),
+                    }
+                    continue;
                 }
                 Err(error) => {
                     drop(permits);
@@ -97,4 +116,9 @@ impl Producer {
             }
         }
     }
+}
+
+/// The claim broke `procrastinate_jobs.worker_id`'s foreign key: our worker row is gone.
+fn is_missing_worker(error: &Error) -> bool {
+    matches!(error, Error::Database(db) if db.code() == Some("23503"))
 }

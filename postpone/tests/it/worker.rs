@@ -671,3 +671,43 @@ async fn worker_middleware_wraps_task_middleware_which_wraps_the_task() {
     // A panic inside the layers still fails the job, and the worker goes on.
     assert_eq!(status(&app, failing).await, JobStatus::Failed);
 }
+
+#[tokio::test]
+async fn a_worker_pruned_as_stalled_registers_again_and_goes_on() {
+    let db = schema_db().await;
+    let app = app(&db);
+    let log = Arc::new(Log::default());
+    let handle = app.start_worker(config(&log)).await.expect("worker");
+    let first_id = handle.worker_id();
+    // Another worker decided this one was stalled and pruned its row.
+    let client = db.client().await;
+    client
+        .execute(
+            "DELETE FROM procrastinate_workers WHERE id = $1",
+            &[&first_id],
+        )
+        .await
+        .expect("prune");
+    let id = app
+        .defer(Record {
+            label: "after prune".to_owned(),
+        })
+        .await
+        .expect("defer");
+    wait_for("the job to run", DEADLINE, || async {
+        log.events() == ["after prune"]
+    })
+    .await;
+    let new_id = handle.worker_id();
+    assert_ne!(new_id, first_id);
+    let job = app.job_manager().get_job(id).await.expect("job");
+    assert_eq!(job.worker_id, Some(new_id));
+    handle.stop();
+    handle.join().await.expect("worker stops");
+    let workers: i64 = client
+        .query_one("SELECT count(*) FROM procrastinate_workers", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(workers, 0, "the new registration is removed at stop");
+}
