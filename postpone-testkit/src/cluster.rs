@@ -127,7 +127,6 @@ impl Cluster {
     }
 
     /// Stops the server and removes the directory now.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn stop(mut self) -> Result<(), Error> {
         let stopped = run(self
             .command("pg_ctl")
@@ -144,6 +143,23 @@ impl Cluster {
         };
         stopped.map_err(|detail| fail(format!("pg_ctl stop failed: {detail}")))?;
         removed.map_err(|error| fail(format!("cannot remove the directory: {error}")))
+    }
+
+    /// Restarts the server (fast shutdown: every connection is cut), waiting until it
+    /// accepts connections again.
+    pub(crate) fn restart(&self) -> Result<(), Error> {
+        run(self
+            .command("pg_ctl")
+            .arg("restart")
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.dir.join("postgres.log"))
+            .args(["-m", "fast", "-w", "-t", "60", "-s"]))
+        .map_err(|detail| Error::Cluster {
+            dir: self.dir.display().to_string(),
+            detail: format!("pg_ctl restart failed: {detail}"),
+        })
     }
 
     fn data_dir(&self) -> PathBuf {

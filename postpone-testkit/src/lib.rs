@@ -203,6 +203,47 @@ impl Server {
     }
 }
 
+/// A cluster of one's own, for tests that must stop or restart the server under a running
+/// worker. Removed by [`PrivateCluster::stop`], or when the process exits.
+#[derive(Debug)]
+pub struct PrivateCluster {
+    cluster: cluster::Cluster,
+}
+
+impl PrivateCluster {
+    /// Starts one from the PostgreSQL binaries on this machine.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] without binaries, [`Error::Cluster`] when it does not start.
+    pub fn start() -> Result<Self, Error> {
+        match cluster::start_throwaway_cluster()? {
+            Some(cluster) => Ok(Self { cluster }),
+            None => Err(Error::NotFound),
+        }
+    }
+
+    /// The connection string for database `dbname` on it.
+    pub fn url(&self, dbname: &str) -> String {
+        Base::KeyValue(self.cluster.conninfo()).with_dbname(dbname)
+    }
+
+    /// Restarts the server, cutting every connection.
+    ///
+    /// # Errors
+    /// [`Error::Cluster`] when `pg_ctl restart` fails.
+    pub fn restart(&self) -> Result<(), Error> {
+        self.cluster.restart()
+    }
+
+    /// Stops the server and removes its directory now.
+    ///
+    /// # Errors
+    /// [`Error::Cluster`] when stopping or removing fails.
+    pub fn stop(self) -> Result<(), Error> {
+        self.cluster.stop()
+    }
+}
+
 /// An error and its sources on one line, `outer: inner: ...` (tokio-postgres keeps the
 /// cause, e.g. "connection refused", out of its own message).
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {

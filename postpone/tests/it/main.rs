@@ -11,3 +11,4 @@ mod manager;
 mod interop;
 mod interop_worker;
 mod worker;
+mod reliability;
