@@ -35,8 +35,6 @@ pub(crate) enum Write {
 pub(crate) struct Completion {
     pub(crate) job: Job,
     pub(crate) write: Write,
-    /// The job's worker slot, released once the outcome is written (or given up).
-    pub(crate) _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Counts of written outcomes.
@@ -92,8 +90,12 @@ pub(crate) struct Completer {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) completions: mpsc::Receiver<Completion>,
     pub(crate) stats: Arc<WorkerStats>,
-    /// Woken after writes that may make other jobs available (a lock freed, a retry).
+    /// Woken after writes that may make other jobs available (a lock freed, a retry),
+    /// or after every write when `wake_always` (one-shot: it waits for the last writes).
     pub(crate) wake_producer: Arc<Notify>,
+    pub(crate) wake_always: bool,
+    /// Jobs fetched whose outcome is not written yet.
+    pub(crate) unwritten: super::Unwritten,
     /// Cancelled on a forced stop: stop retrying unwritable batches.
     pub(crate) give_up: CancellationToken,
 }
@@ -107,6 +109,14 @@ impl Completer {
                 return;
             }
             self.write_with_retries(&batch).await;
+            let with_lock = batch.iter().filter(|c| c.job.lock.is_some()).count();
+            self.unwritten.written(batch.len(), with_lock);
+            let wake = self.wake_always
+                || with_lock > 0
+                || batch.iter().any(|c| matches!(c.write, Write::Retry(_)));
+            if wake {
+                self.wake_producer.notify_one();
+            }
             batch.clear();
         }
     }
@@ -170,13 +180,8 @@ impl Completer {
                 "jobs no longer doing when their outcome was written; left as they are"
             );
         }
-        let mut wake = false;
         for c in batch {
             self.stats.count(&c.write);
-            wake |= c.job.lock.is_some() || matches!(c.write, Write::Retry(_));
-        }
-        if wake {
-            self.wake_producer.notify_one();
         }
         Ok(())
     }
@@ -192,7 +197,6 @@ impl Completer {
                         status: JobStatus::Failed,
                         delete_job: false,
                     },
-                    _slot: None,
                 };
                 if let Err(error) = self.write_batch(std::slice::from_ref(&failed)).await {
                     tracing::error!(job_id = completion.job.id, %error, "cannot write the job's failure; it stays doing and will be found stalled");

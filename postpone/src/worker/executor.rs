@@ -10,7 +10,7 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::task::TaskTracker;
 
 use super::completer::{Completion, Write};
@@ -41,31 +41,28 @@ pub(crate) struct Executor {
     pub(crate) delete_jobs: DeleteJobs,
     pub(crate) middleware: Arc<[Arc<dyn Middleware>]>,
     pub(crate) running: Running,
+    pub(crate) unwritten: super::Unwritten,
     pub(crate) completions: mpsc::Sender<Completion>,
     pub(crate) tracker: TaskTracker,
-    /// Wakes the producer when a slot frees.
-    pub(crate) slot_freed: Arc<Notify>,
 }
 
 impl Executor {
-    /// Starts a job; its slot (`permit`) is held until its outcome is written (as
-    /// Procrastinate releases its semaphore only after persisting the job's status), so
-    /// the next fetch sees the job's lock released: same-lock jobs keep their order and a
-    /// one-shot worker does not stop while one is left.
+    /// Starts a job. Its slot (`permit`) is released once its outcome is queued for the
+    /// completer; the job still counts as unwritten (see [`super::Unwritten`]) until the
+    /// completer has written it.
     pub(crate) fn spawn(&self, job: Job, permit: OwnedSemaphorePermit) {
         let this = self.clone();
         self.tracker.spawn(async move {
             let id = job.id;
             let write = this.run(job.clone()).await;
             this.running.remove(id);
+            if job.lock.is_some() {
+                this.unwritten.finished_with_lock();
+            }
             // Back-pressure: when the completer is behind, the slot stays taken.
             if this
                 .completions
-                .send(Completion {
-                    job,
-                    write,
-                    _slot: Some(permit),
-                })
+                .send(Completion { job, write })
                 .await
                 .is_err()
             {
@@ -74,7 +71,7 @@ impl Executor {
                     "completer gone: job stays doing, it will be found stalled"
                 );
             }
-            this.slot_freed.notify_one();
+            drop(permit);
         });
     }
 

@@ -24,7 +24,7 @@ pub mod producer;
 mod running;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -54,6 +54,43 @@ impl WorkerId {
 
     pub(crate) fn set(&self, id: i64) {
         self.0.store(id, Ordering::Relaxed);
+    }
+}
+
+/// Fetched jobs whose outcome is not written yet: all of them (running, or waiting for the
+/// completer), and the finished ones that hold a lock.
+///
+/// A job's lock stays taken in the database until its outcome is written, so the producer
+/// does not fetch while a finished lock job is unwritten: the next job of that lock is then
+/// eligible, and jobs run in the order a Procrastinate worker runs them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Unwritten {
+    all: Arc<AtomicUsize>,
+    finished_with_lock: Arc<AtomicUsize>,
+}
+
+impl Unwritten {
+    pub(crate) fn fetched(&self, n: usize) {
+        self.all.fetch_add(n, Ordering::SeqCst);
+    }
+
+    pub(crate) fn finished_with_lock(&self) {
+        self.finished_with_lock.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// `n` outcomes written, `with_lock` of them for jobs holding a lock.
+    pub(crate) fn written(&self, n: usize, with_lock: usize) {
+        self.finished_with_lock
+            .fetch_sub(with_lock, Ordering::SeqCst);
+        self.all.fetch_sub(n, Ordering::SeqCst);
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.all.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn locks_pending(&self) -> bool {
+        self.finished_with_lock.load(Ordering::SeqCst) > 0
     }
 }
 
@@ -207,6 +244,7 @@ async fn run(
     let services = CancellationToken::new();
     let running = running::Running::default();
     let wake = Arc::new(Notify::new());
+    let unwritten = Unwritten::default();
     let tracker = TaskTracker::new();
     let (completions_tx, completions_rx) = mpsc::channel(config.concurrency.max(64) * 2);
 
@@ -216,6 +254,8 @@ async fn run(
             completions: completions_rx,
             stats,
             wake_producer: wake.clone(),
+            wake_always: !config.wait,
+            unwritten: unwritten.clone(),
             give_up: abort.clone(),
         }
         .run(),
@@ -266,9 +306,9 @@ async fn run(
         delete_jobs: config.delete_jobs,
         middleware: config.middleware.clone().into(),
         running: running.clone(),
+        unwritten: unwritten.clone(),
         completions: completions_tx,
         tracker: tracker.clone(),
-        slot_freed: wake.clone(),
     };
     let producer = producer::Producer {
         store: store.clone(),
@@ -280,6 +320,7 @@ async fn run(
         polling_interval: config.fetch_job_polling_interval,
         wait: config.wait,
         stop: stop.clone(),
+        unwritten,
     };
     producer.run().await;
 

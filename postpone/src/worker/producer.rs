@@ -6,7 +6,8 @@
 //! until woken: by a NOTIFY (through the notifier), by the completer (a lock freed, a job
 //! retried), or by the polling interval. Wake-ups coalesce: a burst of a thousand
 //! notifications while it fetches leads to one more fetch, not a thousand. In one-shot
-//! mode it returns when a fetch with free slots finds nothing.
+//! mode it returns when a fetch with free slots finds nothing and every job it fetched has
+//! its outcome written (a written outcome may free a lock or schedule a retry).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub(crate) struct Producer {
     pub(crate) polling_interval: Duration,
     pub(crate) wait: bool,
     pub(crate) stop: CancellationToken,
+    /// Jobs fetched whose outcome is not written yet.
+    pub(crate) unwritten: super::Unwritten,
 }
 
 impl Producer {
@@ -53,6 +56,14 @@ impl Producer {
                 match self.slots.clone().try_acquire_owned() {
                     Ok(permit) => permits.push(permit),
                     Err(_) => break,
+                }
+            }
+            // A finished job's lock is released only when its outcome is written: wait for
+            // that, so the next job of the lock can be chosen in its turn.
+            while self.unwritten.locks_pending() {
+                tokio::select! {
+                    () = self.stop.cancelled() => return,
+                    () = self.wake.notified() => {}
                 }
             }
             let wanted = permits.len();
@@ -94,6 +105,7 @@ impl Producer {
                 }
             };
             let found = jobs.len();
+            self.unwritten.fetched(found);
             tracing::trace!(wanted, found, "fetched jobs");
             for (job, permit) in jobs.into_iter().zip(permits.drain(..)) {
                 self.executor.spawn(job, permit);
@@ -102,12 +114,16 @@ impl Producer {
             if found == wanted {
                 continue;
             }
-            if found == 0 && !self.wait {
-                tracing::info!("no job left: stopping (one-shot)");
-                return;
-            }
             if !self.wait {
-                continue;
+                if found == 0 && self.unwritten.count() == 0 {
+                    tracing::info!("no job left: stopping (one-shot)");
+                    return;
+                }
+                if found > 0 {
+                    continue;
+                }
+                // Outcomes still being written may free a lock or schedule a retry:
+                // look again once the completer has written them.
             }
             tokio::select! {
                 () = self.stop.cancelled() => return,
