@@ -56,7 +56,7 @@ pub enum Error {
     },
     /// The database has no Procrastinate/Postpone schema.
     #[error(
-        "the database has no Postpone schema (table procrastinate_jobs not found): run `postpone schema apply`"
+        "the database has no Postpone schema, or not all of it (a procrastinate_* or postpone_* object is missing): run `postpone schema apply`"
     )]
     SchemaMissing,
     /// The database's schema is not complete or not current.

@@ -12,3 +12,4 @@ mod interop;
 mod interop_worker;
 mod worker;
 mod reliability;
+mod bulk;

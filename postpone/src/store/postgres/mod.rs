@@ -84,7 +84,7 @@ pub(crate) fn map_db_error(error: DbError) -> Error {
     }
     // undefined_table / undefined_function on one of our objects: no schema.
     if matches!(error.code(), Some("42P01" | "42883" | "42704"))
-        && error.to_string().contains("procrastinate_")
+        && (error.to_string().contains("procrastinate_") || error.to_string().contains("postpone_"))
     {
         return Error::SchemaMissing;
     }
