@@ -190,17 +190,18 @@ pub(crate) async fn abort(flags: AbortFlags, context: Context) -> anyhow::Result
         bail!("job {id} cannot be aborted: its status is {status} (only todo and doing jobs can)");
     }
     // Same rule as procrastinate_cancel_job_v1 with abort: a waiting job is cancelled, a
-    // running one gets abort_requested and its worker stops it.
+    // running one gets abort_requested and its worker stops it (it may be stopped, i.e.
+    // `aborted`, by the time we read it back: only `cancelled` means it had not started).
     let job = manager.get_job(id).await?;
-    let (outcome, text) = if job.status == JobStatus::Doing {
-        (
-            "abort_requested",
-            format!("abort requested for job {id}: its worker will stop it"),
-        )
-    } else {
+    let (outcome, text) = if job.status == JobStatus::Cancelled {
         (
             "cancelled",
             format!("job {id} cancelled (it had not started)"),
+        )
+    } else {
+        (
+            "abort_requested",
+            format!("abort requested for job {id}: its worker will stop it"),
         )
     };
     if format.is_json() {

@@ -1,0 +1,820 @@
+//! Real worker processes (the `fleet` example: the CLI embedded with test tasks) against
+//! real databases, one fresh database per test: queues, priorities, locks across two
+//! processes, queueing locks, retries, aborts, signals, deletion policies, a killed
+//! worker, and refused options.
+//!
+//! Every worker is a child process killed when its test ends, even on a panic. Tests wait
+//! for conditions (database rows, output lines) up to a deadline; they never sleep and
+//! hope, and assert no durations, only orderings (the tasks print microsecond timestamps,
+//! see `examples/fleet.rs`).
+//!
+//! Run with: `cargo test -p postpone-cli --test worker_process`
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+/// How long any awaited condition may take before the test fails.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+});
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    RUNTIME.block_on(future)
+}
+
+fn server() -> &'static postpone_testkit::Server {
+    block_on(postpone_testkit::server()).unwrap_or_else(|error| panic!("{error}"))
+}
+
+fn now_micros() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("a clock after 1970");
+    i64::try_from(since.as_micros()).expect("micros fit")
+}
+
+/// Polls `condition` until it holds; fails the test with `what` at the deadline.
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A fresh database with the schema (applied by `postpone schema apply`), dropped at the end.
+struct TestDb {
+    name: String,
+    url: String,
+    client: tokio_postgres::Client,
+}
+
+impl TestDb {
+    fn new() -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "postpone_workertest_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let server = server();
+        let client = block_on(async {
+            server.drop_database(&name).await?;
+            server.create_database(&name, None).await?;
+            server.connect(&name).await
+        })
+        .unwrap_or_else(|error| panic!("{error}"));
+        let db = Self {
+            url: server.url(&name),
+            name,
+            client,
+        };
+        let out = db.postpone(&["schema", "apply"]);
+        assert_eq!(out.code, 0, "schema apply failed: {out:?}");
+        db
+    }
+
+    fn command(&self, binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(binary);
+        command.args(args);
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy().into_owned();
+            if key.starts_with("POSTPONE_") || key.starts_with("PG") || key == "RUST_LOG" {
+                command.env_remove(key);
+            }
+        }
+        command.env("DATABASE_URL", &self.url);
+        command.envs(env.iter().copied());
+        command
+    }
+
+    /// Runs the `postpone` binary to its end (with the deadline).
+    fn postpone(&self, args: &[&str]) -> Output {
+        let binary = Path::new(env!("CARGO_BIN_EXE_postpone"));
+        Worker::spawn(self.command(binary, args, &[])).finish()
+    }
+
+    /// Runs the `fleet` binary to its end (with the deadline).
+    fn fleet(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        Worker::spawn(self.command(fleet_binary(), args, env)).finish()
+    }
+
+    /// Starts `fleet` in the background (killed when the returned guard drops).
+    fn worker(&self, args: &[&str], env: &[(&str, &str)]) -> Worker {
+        Worker::spawn(self.command(fleet_binary(), args, env))
+    }
+
+    /// `fleet defer TASK JSON EXTRA...`, which must succeed; the job's id.
+    fn defer(&self, task: &str, json: &str, extra: &[&str]) -> i64 {
+        let out = self.try_defer(task, json, extra);
+        assert_eq!(out.code, 0, "{out:?}");
+        out.json()["id"].as_i64().expect("a job id")
+    }
+
+    fn try_defer(&self, task: &str, json: &str, extra: &[&str]) -> Output {
+        let mut args = vec!["--json", "defer", task, json];
+        args.extend_from_slice(extra);
+        self.fleet(&args, &[])
+    }
+
+    fn sql(&self, statements: &str) {
+        block_on(self.client.batch_execute(statements)).expect("run test SQL");
+    }
+
+    fn rows(&self, sql: &str) -> Vec<tokio_postgres::Row> {
+        block_on(self.client.query(sql, &[])).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        self.rows(sql)[0].get(0)
+    }
+
+    fn status(&self, id: i64) -> String {
+        let rows = self.rows(&format!(
+            "SELECT status::text FROM procrastinate_jobs WHERE id = {id}"
+        ));
+        rows.first()
+            .map_or_else(|| "(deleted)".to_owned(), |r| r.get(0))
+    }
+
+    fn wait_status(&self, id: i64, status: &str) {
+        wait_until(&format!("job {id} {status}"), || self.status(id) == status);
+    }
+
+    fn workers(&self) -> i64 {
+        self.count("SELECT count(*) FROM procrastinate_workers")
+    }
+
+    /// Sessions of this database whose last statement was a LISTEN (a worker's notifier).
+    fn listeners(&self) -> i64 {
+        self.count(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND query ILIKE 'LISTEN%'",
+            self.name
+        ))
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // On its own thread: this may run inside a panicking test.
+        let _ = std::thread::spawn(move || {
+            let _ = block_on(server().drop_database(&name));
+        })
+        .join();
+    }
+}
+
+/// What a finished command did.
+#[derive(Debug)]
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|error| panic!("stdout is not JSON ({error}): {self:?}"))
+    }
+
+    /// A refusal: non-zero exit, exactly one error line, naming `option` (written with
+    /// dashes or underscores).
+    fn assert_refused(&self, option: &str) {
+        assert_ne!(self.code, 0, "expected a refusal: {self:?}");
+        let errors: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.contains("error:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "not one error line: {self:?}");
+        let normalized = errors[0].replace('_', "-");
+        assert!(
+            normalized.contains(&option.replace('_', "-")),
+            "the error does not name {option}: {self:?}"
+        );
+        assert!(self.stdout.is_empty(), "{self:?}");
+    }
+}
+
+/// `target/<profile>/examples/fleet`, (re)built once per test run (`cargo test --test X`
+/// does not build examples, and a stale one would lie).
+fn fleet_binary() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let profile_dir = Path::new(env!("CARGO_BIN_EXE_postpone"))
+            .parent()
+            .expect("the binary's directory");
+        let target_dir = profile_dir.parent().expect("the target directory");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
+        let mut build = Command::new(cargo);
+        build
+            .args(words("build --quiet -p postpone-cli --example fleet"))
+            .arg("--target-dir")
+            .arg(target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build --example fleet");
+        assert!(status.success(), "cargo build --example fleet failed");
+        profile_dir.join("examples").join("fleet")
+    })
+}
+
+/// A child process whose stdout and stderr are collected as they come; killed on drop.
+struct Worker {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+fn collect(pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { return };
+            let mut text = into.lock().unwrap_or_else(|p| p.into_inner());
+            text.push_str(&line);
+            text.push('\n');
+        }
+    })
+}
+
+impl Worker {
+    fn spawn(mut command: Command) -> Self {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {command:?}: {error}"));
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let readers = vec![
+            collect(child.stdout.take().expect("stdout"), stdout.clone()),
+            collect(child.stderr.take().expect("stderr"), stderr.clone()),
+        ];
+        Self {
+            child,
+            stdout,
+            stderr,
+            readers,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {} failed", self.pid());
+    }
+
+    fn exited(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_some()
+    }
+
+    /// Waits for the exit (with the deadline) and for all output; the exit code, -1 when
+    /// killed by a signal.
+    fn wait_exit(&mut self) -> i32 {
+        let mut status = None;
+        wait_until(&format!("process {} exits", self.pid()), || {
+            status = self.child.try_wait().expect("try_wait");
+            status.is_some()
+        });
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        status.and_then(|s| s.code()).unwrap_or(-1)
+    }
+
+    fn finish(mut self) -> Output {
+        let code = self.wait_exit();
+        let (stdout, stderr) = (self.stdout(), self.stderr());
+        Output {
+            code,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn stdout(&self) -> String {
+        self.stdout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn facts(&self) -> Vec<Fact> {
+        self.stdout().lines().filter_map(Fact::parse).collect()
+    }
+
+    /// Waits for the task line `<kind> <label> ...`.
+    fn wait_fact(&self, kind: &str, label: &str) -> Fact {
+        let mut found = None;
+        wait_until(&format!("{kind} {label} from {}", self.pid()), || {
+            found = self
+                .facts()
+                .into_iter()
+                .find(|f| f.kind == kind && f.label == label);
+            found.is_some()
+        });
+        found.expect("found")
+    }
+
+    fn wait_stderr(&self, needle: &str) {
+        wait_until(&format!("{needle:?} on stderr of {}", self.pid()), || {
+            self.stderr().contains(needle)
+        });
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- worker {} stdout:\n{}--- stderr:\n{}",
+                self.child.id(),
+                self.stdout(),
+                self.stderr()
+            );
+        }
+    }
+}
+
+/// One line printed by a `fleet` task: `kind label micros pid job_id [extra]`.
+#[derive(Debug, Clone)]
+struct Fact {
+    kind: String,
+    label: String,
+    micros: i64,
+    pid: u32,
+    job_id: i64,
+    extra: String,
+}
+
+impl Fact {
+    fn parse(line: &str) -> Option<Self> {
+        let mut parts = line.split(' ');
+        Some(Self {
+            kind: parts.next()?.to_owned(),
+            label: parts.next()?.to_owned(),
+            micros: parts.next()?.parse().ok()?,
+            pid: parts.next()?.parse().ok()?,
+            job_id: parts.next()?.parse().ok()?,
+            extra: parts.collect::<Vec<_>>().join(" "),
+        })
+    }
+}
+
+fn sleep_args(label: &str, millis: u64) -> String {
+    format!(r#"{{"label": "{label}", "millis": {millis}}}"#)
+}
+
+/// `"worker --one-shot"` -> `["worker", "--one-shot"]`.
+fn words(text: &str) -> Vec<&str> {
+    text.split_whitespace().collect()
+}
+
+fn label_args(label: &str) -> String {
+    format!(r#"{{"label": "{label}"}}"#)
+}
+
+#[test]
+fn queues_filter_and_priority_order_in_one_shot_mode() {
+    let db = TestDb::new();
+    let jobs = [
+        ("a1", "a", "0"),
+        ("a2", "a", "5"),
+        ("c1", "c", "5"),
+        ("b1", "b", "10"),
+        ("c2", "c", "0"),
+    ];
+    let ids: BTreeMap<&str, i64> = jobs
+        .iter()
+        .map(|(label, queue, priority)| {
+            let args = sleep_args(label, 0);
+            let extra = ["--queue", queue, "--priority", priority];
+            (*label, db.defer("tests.sleep", &args, &extra))
+        })
+        .collect();
+    let out = db.fleet(
+        &words("worker --queues a,c --one-shot --concurrency 1"),
+        &[],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let facts: Vec<Fact> = out.stdout.lines().filter_map(Fact::parse).collect();
+    // Priority DESC, then id ASC; queue b untouched.
+    let started: Vec<&str> = facts
+        .iter()
+        .filter(|f| f.kind == "start")
+        .map(|f| f.label.as_str())
+        .collect();
+    assert_eq!(started, ["a2", "c1", "a1", "c2"], "{out:?}");
+    for label in ["a1", "a2", "c1", "c2"] {
+        assert_eq!(db.status(ids[label]), "succeeded");
+    }
+    assert_eq!(db.status(ids["b1"]), "todo");
+    assert_eq!(db.workers(), 0, "the worker unregistered");
+
+    // One-shot with nothing left on its queues exits by itself at once.
+    let out = db.fleet(
+        &words("worker --queues a,c --one-shot --concurrency 1"),
+        &[],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert_eq!(db.status(ids["b1"]), "todo");
+    assert_eq!(db.workers(), 0);
+}
+
+#[test]
+fn locks_hold_across_two_worker_processes() {
+    let db = TestDb::new();
+    let args = words("worker --concurrency 3 --fetch-job-polling-interval 0.1");
+    let mut first = db.worker(&args, &[]);
+    let mut second = db.worker(&args, &[]);
+    wait_until("both workers registered", || db.workers() == 2);
+    // 4 locks x 5 jobs of 30 ms, ids interleaved across locks, inserted at once.
+    let (locks, per_lock) = (4, 5);
+    let mut values = Vec::new();
+    for i in 0..per_lock {
+        for l in 0..locks {
+            let args = sleep_args(&format!("L{l}-{i}"), 30);
+            values.push(format!("('default', 'tests.sleep', 'lock{l}', '{args}')"));
+        }
+    }
+    db.sql(&format!(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, lock, args) VALUES {}",
+        values.join(", ")
+    ));
+    let total = i64::from(locks * per_lock);
+    wait_until("every job succeeded", || {
+        db.count("SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'") == total
+    });
+    first.signal("TERM");
+    second.signal("TERM");
+    assert_eq!(first.wait_exit(), 0);
+    assert_eq!(second.wait_exit(), 0);
+
+    let facts: Vec<Fact> = first.facts().into_iter().chain(second.facts()).collect();
+    let mut runs: BTreeMap<String, BTreeMap<i64, (i64, i64)>> = BTreeMap::new();
+    for start in facts.iter().filter(|f| f.kind == "start") {
+        let ends: Vec<&Fact> = facts
+            .iter()
+            .filter(|f| f.kind == "end" && f.job_id == start.job_id)
+            .collect();
+        assert_eq!(ends.len(), 1, "job {} ended once: {facts:?}", start.job_id);
+        assert_eq!(ends[0].pid, start.pid);
+        let lock = start.label.split('-').next().expect("a lock").to_owned();
+        let previous = runs
+            .entry(lock)
+            .or_default()
+            .insert(start.job_id, (start.micros, ends[0].micros));
+        assert!(previous.is_none(), "job {} ran twice", start.job_id);
+    }
+    assert_eq!(
+        runs.values().map(BTreeMap::len).sum::<usize>(),
+        20,
+        "{facts:?}"
+    );
+    for (lock, jobs) in &runs {
+        // By id, each job of a lock starts after the previous one ended.
+        let spans: Vec<(i64, i64)> = jobs.values().copied().collect();
+        for pair in spans.windows(2) {
+            assert!(
+                pair[0].1 <= pair[1].0,
+                "{lock}: overlap or out of id order: {jobs:?}"
+            );
+        }
+    }
+    let pids: BTreeSet<u32> = facts.iter().map(|f| f.pid).collect();
+    assert_eq!(pids.len(), 2, "both processes ran jobs: {facts:?}");
+    assert_eq!(db.workers(), 0);
+}
+
+#[test]
+fn a_queueing_lock_refuses_a_second_waiting_job_until_the_first_starts() {
+    let db = TestDb::new();
+    let lock = ["--queueing-lock", "ql"];
+    let first = db.defer("tests.forever", &label_args("q1"), &lock);
+    let out = db.try_defer("tests.forever", &label_args("q2"), &lock);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("\"ql\""), "{out:?}");
+    assert_eq!(db.count("SELECT count(*) FROM procrastinate_jobs"), 1);
+
+    let worker = db.worker(&["worker"], &[]);
+    worker.wait_fact("start", "q1");
+    assert_eq!(db.status(first), "doing");
+    let second = db.defer("tests.forever", &label_args("q2"), &lock);
+    assert_eq!(db.status(second), "todo");
+    let out = db.try_defer("tests.forever", &label_args("q3"), &lock);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(db.count("SELECT count(*) FROM procrastinate_jobs"), 2);
+}
+
+#[test]
+fn a_failing_job_is_retried_after_its_wait() {
+    let db = TestDb::new();
+    let worker = db.worker(&["worker", "--fetch-job-polling-interval", "0.1"], &[]);
+    let id = db.defer("tests.fail", &label_args("f"), &[]);
+    db.wait_status(id, "failed");
+    assert_eq!(
+        db.count(&format!(
+            "SELECT attempts::bigint FROM procrastinate_jobs WHERE id = {id}"
+        )),
+        3
+    );
+    let fails: Vec<Fact> = worker
+        .facts()
+        .into_iter()
+        .filter(|f| f.kind == "fail")
+        .collect();
+    assert_eq!(fails.len(), 3, "{fails:?}");
+
+    let events: Vec<(String, i64)> = db
+        .rows(&format!(
+            "SELECT type::text, at FROM procrastinate_events WHERE job_id = {id} ORDER BY id"
+        ))
+        .iter()
+        .map(|r| {
+            let at: chrono::DateTime<chrono::Utc> = r.get(1);
+            (r.get::<_, String>(0), at.timestamp_micros())
+        })
+        .collect();
+    let of = |kind: &str| -> Vec<i64> {
+        events
+            .iter()
+            .filter(|(t, _)| t == kind)
+            .map(|(_, at)| *at)
+            .collect()
+    };
+    assert_eq!(events.first().map(|e| e.0.as_str()), Some("deferred"));
+    assert_eq!(events.last().map(|e| e.0.as_str()), Some("failed"));
+    let (started, scheduled) = (of("started"), of("scheduled"));
+    assert_eq!(started.len(), 3, "{events:?}");
+    assert_eq!(of("deferred_for_retry").len(), 2, "{events:?}");
+    assert_eq!(scheduled.len(), 2, "{events:?}");
+    for retry in 0..2 {
+        // Scheduled at least the wait (1 s) after the failure, and not started before.
+        assert!(
+            scheduled[retry] >= fails[retry].micros + 1_000_000,
+            "retry {retry} scheduled too early: {events:?} {fails:?}"
+        );
+        assert!(
+            started[retry + 1] >= scheduled[retry],
+            "retry {retry} started before its time: {events:?}"
+        );
+        assert!(fails[retry + 1].micros >= fails[retry].micros + 1_000_000);
+    }
+}
+
+/// Aborts a running `tests.forever` with `postpone abort`: the job ends `aborted` and
+/// the worker goes on.
+fn abort_a_running_job(worker_args: &[&str], listen: bool) {
+    let db = TestDb::new();
+    let mut worker = db.worker(worker_args, &[]);
+    if listen {
+        wait_until("the worker listens", || db.listeners() == 1);
+    }
+    let id = db.defer("tests.forever", &label_args("f"), &[]);
+    worker.wait_fact("start", "f");
+    if !listen {
+        assert_eq!(db.listeners(), 0, "no LISTEN with --listen-notify off");
+    }
+    let out = db.postpone(&["--json", "abort", &id.to_string()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json()["outcome"], "abort_requested", "{out:?}");
+    db.wait_status(id, "aborted");
+    worker.wait_fact("dropped", "f");
+    // The worker is still there and takes the next job.
+    let next = db.defer("tests.sleep", &sleep_args("next", 0), &[]);
+    db.wait_status(next, "succeeded");
+    assert!(!worker.exited());
+    worker.signal("TERM");
+    assert_eq!(worker.wait_exit(), 0);
+}
+
+#[test]
+fn abort_reaches_a_running_job_through_notify() {
+    // Abort polling once a day: only the notification can deliver the request in time.
+    abort_a_running_job(&["worker", "--abort-job-polling-interval", "1d"], true);
+}
+
+#[test]
+fn abort_reaches_a_running_job_by_polling() {
+    let args = "worker --listen-notify off --abort-job-polling-interval 0.2 \
+                --fetch-job-polling-interval 0.2";
+    abort_a_running_job(&words(args), false);
+}
+
+#[test]
+fn sigterm_lets_the_running_job_finish_then_exits() {
+    let db = TestDb::new();
+    let mut worker = db.worker(&["worker"], &[]);
+    let id = db.defer("tests.sleep", &sleep_args("s", 1000), &[]);
+    let start = worker.wait_fact("start", "s");
+    let worker_id = db.count(&format!(
+        "SELECT worker_id FROM procrastinate_jobs WHERE id = {id}"
+    ));
+    let signalled = now_micros();
+    worker.signal("TERM");
+    assert_eq!(worker.wait_exit(), 0, "{}", worker.stderr());
+    let end = worker.wait_fact("end", "s");
+    assert!(
+        start.micros < signalled && signalled < end.micros,
+        "the signal came while the job ran"
+    );
+    assert_eq!(db.status(id), "succeeded");
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM procrastinate_workers WHERE id = {worker_id}"
+        )),
+        0,
+        "the worker unregistered"
+    );
+}
+
+#[test]
+fn graceful_timeout_aborts_a_polling_job_with_reason_shutdown() {
+    let db = TestDb::new();
+    let mut worker = db.worker(&words("worker --shutdown-graceful-timeout 0.3"), &[]);
+    let id = db.defer("tests.poll", &label_args("p"), &[]);
+    worker.wait_fact("start", "p");
+    worker.signal("TERM");
+    assert_eq!(worker.wait_exit(), 0, "{}", worker.stderr());
+    let seen = worker.wait_fact("abort_seen", "p");
+    assert_eq!(seen.extra, "Shutdown");
+    assert_eq!(db.status(id), "aborted");
+    assert_eq!(db.workers(), 0);
+}
+
+#[test]
+fn a_second_sigint_aborts_the_running_job() {
+    let db = TestDb::new();
+    let mut worker = db.worker(&["--log-level", "info", "worker"], &[]);
+    let id = db.defer("tests.forever", &label_args("f"), &[]);
+    worker.wait_fact("start", "f");
+    worker.signal("INT");
+    worker.wait_stderr("stop requested");
+    assert_eq!(db.status(id), "doing", "the first signal waits for the job");
+    assert!(!worker.exited());
+    worker.signal("INT");
+    assert_eq!(worker.wait_exit(), 0, "{}", worker.stderr());
+    worker.wait_fact("dropped", "f");
+    assert_eq!(db.status(id), "aborted");
+    assert_eq!(db.workers(), 0);
+}
+
+#[test]
+fn delete_jobs_policies() {
+    let db = TestDb::new();
+    let expected = [
+        ("never", "succeeded", "failed"),
+        ("successful", "(deleted)", "failed"),
+        ("always", "(deleted)", "(deleted)"),
+    ];
+    for (policy, after_success, after_failure) in expected {
+        let ok = db.defer("tests.sleep", &sleep_args(policy, 0), &["--queue", policy]);
+        // An unknown task fails at once (tests.fail would be retried).
+        let failed = db.defer("tests.nope", "{}", &["--queue", policy, "--unknown"]);
+        let args = format!("worker --one-shot --queues {policy} --delete-jobs {policy}");
+        let out = db.fleet(&words(&args), &[]);
+        assert_eq!(out.code, 0, "{out:?}");
+        assert_eq!(db.status(ok), after_success, "{policy}");
+        assert_eq!(db.status(failed), after_failure, "{policy}");
+    }
+}
+
+#[test]
+fn a_killed_worker_leaves_its_job_stalled_and_is_pruned_by_the_next() {
+    let db = TestDb::new();
+    let args = words("worker --heartbeat-interval 0.2 --stalled-worker-timeout 1");
+    let mut worker = db.worker(&args, &[]);
+    let id = db.defer("tests.forever", &label_args("k"), &[]);
+    worker.wait_fact("start", "k");
+    let job_worker = |db: &TestDb| -> Option<i64> {
+        db.rows(&format!(
+            "SELECT worker_id FROM procrastinate_jobs WHERE id = {id}"
+        ))[0]
+            .get(0)
+    };
+    let dead = job_worker(&db).expect("a running job has its worker");
+    worker.signal("KILL");
+    assert_eq!(worker.wait_exit(), -1);
+    // Nothing lost: the job stays doing, with the dead worker's id.
+    assert_eq!(db.status(id), "doing");
+    assert_eq!(job_worker(&db), Some(dead));
+
+    let stalled = || -> Vec<i64> {
+        let out = db.postpone(&words("--json jobs stalled --seconds-since-heartbeat 1"));
+        assert_eq!(out.code, 0, "{out:?}");
+        let jobs = out.json();
+        let jobs = jobs.as_array().expect("a JSON array");
+        jobs.iter().filter_map(|j| j["id"].as_i64()).collect()
+    };
+    wait_until("the job is listed as stalled", || stalled() == [id]);
+
+    let _next = db.worker(&args, &[]);
+    let gone = format!("SELECT count(*) FROM procrastinate_workers WHERE id = {dead}");
+    wait_until("the dead worker is pruned", || db.count(&gone) == 0);
+    assert_eq!(job_worker(&db), None);
+    assert_eq!(db.status(id), "doing");
+    assert_eq!(stalled(), [id]);
+}
+
+#[test]
+fn bad_worker_options_are_refused_before_anything_starts() {
+    let db = TestDb::new();
+    let cases = [
+        ("--concurrency 0", "concurrency"),
+        ("--concurrency -1", "--concurrency"),
+        ("--concurrency=-1", "--concurrency"),
+        (
+            "--fetch-job-polling-interval 0",
+            "fetch_job_polling_interval",
+        ),
+        ("--heartbeat-interval 100d", "heartbeat_interval"),
+        (
+            "--heartbeat-interval 10 --stalled-worker-timeout 10",
+            "stalled_worker_timeout",
+        ),
+        ("--delete-jobs sometimes", "--delete-jobs"),
+        (&format!("--queues {}", "q".repeat(129)), "queue name"),
+    ];
+    for (options, named) in cases {
+        let args = format!("worker {options}");
+        db.fleet(&words(&args), &[]).assert_refused(named);
+        assert_eq!(db.workers(), 0, "{options:?}");
+    }
+}
+
+#[test]
+fn worker_options_from_environment_variables() {
+    let db = TestDb::new();
+    db.fleet(&["worker"], &[("POSTPONE_WORKER_CONCURRENCY", "0")])
+        .assert_refused("concurrency");
+    assert_eq!(db.workers(), 0);
+
+    let a = db.defer("tests.sleep", &sleep_args("a", 0), &["--queue", "a"]);
+    let b = db.defer("tests.sleep", &sleep_args("b", 0), &["--queue", "b"]);
+    let env = [
+        ("POSTPONE_WORKER_QUEUES", "a"),
+        ("POSTPONE_WORKER_ONE_SHOT", "true"),
+    ];
+    let out = db.fleet(&["worker"], &env);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(db.status(a), "succeeded");
+    assert_eq!(db.status(b), "todo");
+}
+
+#[test]
+fn an_unknown_task_fails_its_job_and_the_worker_goes_on() {
+    let db = TestDb::new();
+    let unknown = db.defer("tests.nope", r#"{"x": 1}"#, &["--unknown"]);
+    let next = db.defer("tests.sleep", &sleep_args("next", 0), &[]);
+    let worker = db.worker(&["--log-level", "info", "worker"], &[]);
+    db.wait_status(next, "succeeded");
+    assert_eq!(db.status(unknown), "failed");
+    worker.wait_stderr("no task named \"tests.nope\"");
+    let log = worker.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("tests.nope"))
+        .expect("a log line");
+    assert!(line.contains(&format!("job_id={unknown}")), "{log}");
+    assert!(
+        line.contains("tests.sleep"),
+        "the log names the known tasks: {log}"
+    );
+}
