@@ -69,8 +69,17 @@ where
     let flags = match Flags::try_parse_from(args) {
         Ok(flags) => flags,
         Err(error) => {
-            // Help and version go to stdout with 0; usage errors to stderr with 2.
-            let _ = error.print();
+            use clap::error::ErrorKind;
+            // Help and version go to stdout with 0, as clap prints them; a usage error is
+            // one line on stderr, exit 2.
+            match error.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = error.print();
+                }
+                _ => eprintln!("postpone: error: {}", usage_error_line(&error)),
+            }
             return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
         }
     };
@@ -97,6 +106,20 @@ where
             ExitCode::FAILURE
         }
     }
+}
+
+/// A clap usage error on one line: its message and hints, without the "try --help" footer.
+fn usage_error_line(error: &clap::Error) -> String {
+    let text = error.render().to_string();
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("For more information") && !l.starts_with("Usage:")
+        })
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+        .collect();
+    parts.join(" ")
 }
 
 /// Prints an error and its causes as one line on stderr.

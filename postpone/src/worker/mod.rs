@@ -158,13 +158,15 @@ impl App {
         let handle = self.start_worker(config).await?;
         if signals {
             let (stop, abort) = (handle.stop.clone(), handle.abort.clone());
+            // Listeners are made once, before any signal can come, so none is missed.
+            let mut signals = StopSignals::new();
             tokio::spawn(async move {
-                wait_for_signal().await;
+                signals.next().await;
                 tracing::info!(
                     "stop requested: finishing running jobs (signal again to abort them)"
                 );
                 stop.cancel();
-                wait_for_signal().await;
+                signals.next().await;
                 tracing::warn!("second stop request: aborting running jobs");
                 abort.cancel();
             });
@@ -208,25 +210,51 @@ impl App {
     }
 }
 
-async fn wait_for_signal() {
+/// SIGINT and SIGTERM, listened to from creation on.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// The next SIGINT or SIGTERM.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn recv(signal: Option<&mut tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = recv(self.interrupt.as_mut()) => {}
+                () = recv(self.terminate.as_mut()) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
