@@ -744,6 +744,8 @@ fn a_killed_worker_leaves_its_job_stalled_and_is_pruned_by_the_next() {
         jobs.iter().filter_map(|j| j["id"].as_i64()).collect()
     };
     wait_until("the job is listed as stalled", || stalled() == [id]);
+    // Procrastinate (Python) sees the same stalled job.
+    assert_eq!(python_stalled_jobs(&db), [id]);
 
     let _next = db.worker(&args, &[]);
     let gone = format!("SELECT count(*) FROM procrastinate_workers WHERE id = {dead}");
@@ -751,6 +753,32 @@ fn a_killed_worker_leaves_its_job_stalled_and_is_pruned_by_the_next() {
     assert_eq!(job_worker(&db), None);
     assert_eq!(db.status(id), "doing");
     assert_eq!(stalled(), [id]);
+}
+
+/// The ids Procrastinate 3.10's own `get_stalled_jobs(seconds_since_heartbeat=1)` lists.
+fn python_stalled_jobs(db: &TestDb) -> Vec<i64> {
+    let python = postpone_testkit::python().unwrap_or_else(|e| panic!("{e}"));
+    let script = "import asyncio, os, procrastinate\n\
+        app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=os.environ['DATABASE_URL']))\n\
+        async def main():\n\
+        \x20   async with app.open_async():\n\
+        \x20       jobs = await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=1)\n\
+        \x20       print(' '.join(str(job.id) for job in jobs))\n\
+        asyncio.run(main())\n";
+    let out = Command::new(python)
+        .args(["-c", script])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|id| id.parse().expect("a job id"))
+        .collect()
 }
 
 #[test]
