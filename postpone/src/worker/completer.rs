@@ -40,6 +40,7 @@ pub(crate) struct Completion {
 /// Counts of written outcomes.
 #[derive(Debug, Default)]
 pub struct WorkerStats {
+    fetches: AtomicU64,
     succeeded: AtomicU64,
     failed: AtomicU64,
     aborted: AtomicU64,
@@ -47,6 +48,15 @@ pub struct WorkerStats {
 }
 
 impl WorkerStats {
+    /// Fetch round trips made (each claims up to as many jobs as there are free slots).
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_fetch(&self) {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Jobs written as succeeded.
     pub fn succeeded(&self) -> u64 {
         self.succeeded.load(Ordering::Relaxed)

@@ -280,7 +280,7 @@ async fn run(
         completer::Completer {
             store: store.clone(),
             completions: completions_rx,
-            stats,
+            stats: stats.clone(),
             wake_producer: wake.clone(),
             wake_always: !config.wait,
             unwritten: unwritten.clone(),
@@ -349,6 +349,7 @@ async fn run(
         wait: config.wait,
         stop: stop.clone(),
         unwritten,
+        stats,
     };
     producer.run().await;
 

@@ -36,6 +36,7 @@ pub(crate) struct Producer {
     pub(crate) stop: CancellationToken,
     /// Jobs fetched whose outcome is not written yet.
     pub(crate) unwritten: super::Unwritten,
+    pub(crate) stats: Arc<super::WorkerStats>,
 }
 
 impl Producer {
@@ -67,6 +68,7 @@ impl Producer {
                 }
             }
             let wanted = permits.len();
+            self.stats.count_fetch();
             let jobs = match self
                 .store
                 .fetch_jobs(self.queues.as_deref(), self.worker_id.get(), wanted)

@@ -711,3 +711,53 @@ async fn a_worker_pruned_as_stalled_registers_again_and_goes_on() {
         .get(0);
     assert_eq!(workers, 0, "the new registration is removed at stop");
 }
+
+#[tokio::test]
+async fn a_burst_of_notifications_costs_a_few_fetches_not_one_each() {
+    let db = schema_db().await;
+    let app = app(&db);
+    let log = Arc::new(Log::default());
+    let handle = app
+        .start_worker(WorkerConfig {
+            fetch_job_polling_interval: Duration::from_secs(3600),
+            ..config(&log).with_concurrency(50)
+        })
+        .await
+        .expect("worker");
+    let client = db.client().await;
+    wait_for("the listener to connect", DEADLINE, || async {
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        n > 0
+    })
+    .await;
+    let stats = handle.stats();
+    let before = stats.fetches();
+    // One commit: 500 job_inserted notifications reach the worker at once.
+    app.batch_defer((0..500).map(|i| {
+        app.configure(Record {
+            label: format!("{i}"),
+        })
+    }))
+    .await
+    .expect("defer");
+    wait_for("every job to run", DEADLINE, || async {
+        stats.completed() == 500
+    })
+    .await;
+    let fetches = stats.fetches() - before;
+    handle.stop();
+    handle.join().await.expect("worker stops");
+    // 500 jobs at 50 slots need at least 10 fetches; coalesced wake-ups add a few more,
+    // never one per notification.
+    assert!(
+        (10..=60).contains(&fetches),
+        "{fetches} fetches for 500 notifications"
+    );
+}
