@@ -80,6 +80,11 @@ pub enum Command {
     Worker(WorkerFlags),
     /// Demo: defer jobs into a fresh database and work them off, showing the throughput.
     Demo(DemoFlags),
+    /// Benchmark: run the workloads W1-W4, memory and idle CPU, each in a fresh database.
+    Bench(BenchFlags),
+    /// A worker process of `postpone bench` (internal: driven over stdin/stdout).
+    #[command(hide = true)]
+    BenchWorker(BenchWorkerFlags),
 }
 
 /// `postpone worker` (Procrastinate's `procrastinate worker`).
@@ -92,7 +97,7 @@ pub struct WorkerFlags {
     #[arg(short, long, env = "POSTPONE_WORKER_QUEUES", value_delimiter = ',')]
     pub queues: Vec<String>,
     /// Jobs run at once.
-    #[arg(short, long, env = "POSTPONE_WORKER_CONCURRENCY", default_value_t = postpone::worker::config::CONCURRENCY_DEFAULT)]
+    #[arg(short, long, env = "POSTPONE_WORKER_CONCURRENCY", default_value_t = postpone::worker::config::CONCURRENCY_DEFAULT, allow_negative_numbers = true)]
     pub concurrency: usize,
     /// Stop once no job is left instead of waiting for more (one-shot).
     #[arg(long, env = "POSTPONE_WORKER_ONE_SHOT", value_parser = FalseyValueParser::new(), conflicts_with = "wait")]
@@ -104,22 +109,46 @@ pub struct WorkerFlags {
     #[arg(long, env = "POSTPONE_WORKER_LISTEN_NOTIFY", default_value = "on", value_parser = ["on", "off", "true", "false"])]
     pub listen_notify: String,
     /// Fetch at least this often without notification (seconds, or 500ms, 5s, 1m).
-    #[arg(long, env = "POSTPONE_WORKER_FETCH_JOB_POLLING_INTERVAL", default_value = "5", value_name = "DELAY")]
+    #[arg(
+        long,
+        env = "POSTPONE_WORKER_FETCH_JOB_POLLING_INTERVAL",
+        default_value = "5",
+        value_name = "DELAY"
+    )]
     pub fetch_job_polling_interval: String,
     /// Look for abort requests of running jobs this often.
-    #[arg(long, env = "POSTPONE_WORKER_ABORT_JOB_POLLING_INTERVAL", default_value = "5", value_name = "DELAY")]
+    #[arg(
+        long,
+        env = "POSTPONE_WORKER_ABORT_JOB_POLLING_INTERVAL",
+        default_value = "5",
+        value_name = "DELAY"
+    )]
     pub abort_job_polling_interval: String,
     /// On stop, wait this long for running jobs, then abort them (default: wait for them).
-    #[arg(long, env = "POSTPONE_WORKER_SHUTDOWN_GRACEFUL_TIMEOUT", value_name = "DELAY")]
+    #[arg(
+        long,
+        env = "POSTPONE_WORKER_SHUTDOWN_GRACEFUL_TIMEOUT",
+        value_name = "DELAY"
+    )]
     pub shutdown_graceful_timeout: Option<String>,
     /// Delete finished jobs: never, successful or always.
     #[arg(long, env = "POSTPONE_WORKER_DELETE_JOBS", default_value = "never", value_parser = ["never", "successful", "always"])]
     pub delete_jobs: String,
     /// Heartbeat period.
-    #[arg(long, env = "POSTPONE_WORKER_HEARTBEAT_INTERVAL", default_value = "10", value_name = "DELAY")]
+    #[arg(
+        long,
+        env = "POSTPONE_WORKER_HEARTBEAT_INTERVAL",
+        default_value = "10",
+        value_name = "DELAY"
+    )]
     pub heartbeat_interval: String,
     /// Workers silent for this long are stalled (pruned at start; their jobs listed as stalled).
-    #[arg(long, env = "POSTPONE_WORKER_STALLED_WORKER_TIMEOUT", default_value = "30", value_name = "DELAY")]
+    #[arg(
+        long,
+        env = "POSTPONE_WORKER_STALLED_WORKER_TIMEOUT",
+        default_value = "30",
+        value_name = "DELAY"
+    )]
     pub stalled_worker_timeout: String,
 }
 
@@ -369,4 +398,87 @@ pub struct CancelFlags {
 pub struct AbortFlags {
     /// The job's id.
     pub id: i64,
+}
+
+/// `postpone bench`: each workload runs in a fresh database it creates and drops. Sizes
+/// left unset take the full defaults, or the tiny `--quick` ones.
+#[derive(Debug, Args)]
+pub struct BenchFlags {
+    /// Tiny sizes (W1 200, W2 5,000, W3 2,000, W4 30 jobs, 20,000 prefilled rows): checks
+    /// that everything runs, measures nothing meaningful.
+    #[arg(long, env = "POSTPONE_BENCH_QUICK", value_parser = FalseyValueParser::new())]
+    pub quick: bool,
+    /// Workloads to run, comma separated: W1, W2, W3, W3L (1,000,000-row table), W4, MEM,
+    /// IDLE (default: all).
+    #[arg(
+        long,
+        env = "POSTPONE_BENCH_ONLY",
+        value_delimiter = ',',
+        value_name = "LIST"
+    )]
+    pub only: Vec<String>,
+    /// Repetitions of every workload; each figure reports the median.
+    #[arg(long, env = "POSTPONE_BENCH_RUNS", default_value_t = 1)]
+    pub runs: usize,
+    /// W1: jobs deferred one per transaction [default: 5,000].
+    #[arg(long, env = "POSTPONE_BENCH_W1_JOBS", value_name = "N")]
+    pub w1_jobs: Option<usize>,
+    /// W2: jobs deferred in batches [default: 100,000].
+    #[arg(long, env = "POSTPONE_BENCH_W2_JOBS", value_name = "N")]
+    pub w2_jobs: Option<usize>,
+    /// W2: jobs per batch_defer call [default: 1,000].
+    #[arg(long, env = "POSTPONE_BENCH_W2_BATCH", value_name = "N")]
+    pub w2_batch: Option<usize>,
+    /// W3: queued no-op jobs to drain [default: 20,000].
+    #[arg(long, env = "POSTPONE_BENCH_W3_JOBS", value_name = "N")]
+    pub w3_jobs: Option<usize>,
+    /// W3: concurrency of each worker process [default: 10].
+    #[arg(long, env = "POSTPONE_BENCH_W3_CONCURRENCY", value_name = "N")]
+    pub w3_concurrency: Option<usize>,
+    /// W3: worker process counts to measure, comma separated [default: 1,2].
+    #[arg(
+        long,
+        env = "POSTPONE_BENCH_W3_PROCESSES",
+        value_delimiter = ',',
+        value_name = "LIST"
+    )]
+    pub w3_processes: Vec<usize>,
+    /// W3L: succeeded jobs already in the table [default: 1,000,000].
+    #[arg(long, env = "POSTPONE_BENCH_W3_PREFILL", value_name = "N")]
+    pub w3_prefill: Option<usize>,
+    /// W4: jobs deferred one at a time to an idle listening worker [default: 300].
+    #[arg(long, env = "POSTPONE_BENCH_W4_JOBS", value_name = "N")]
+    pub w4_jobs: Option<usize>,
+    /// W4: milliseconds between two defers [default: 20].
+    #[arg(long, env = "POSTPONE_BENCH_W4_INTERVAL_MS", value_name = "MS")]
+    pub w4_interval_ms: Option<u64>,
+    /// W4: concurrency of the listening worker [default: the worker default].
+    #[arg(long, env = "POSTPONE_BENCH_W4_CONCURRENCY", value_name = "N")]
+    pub w4_concurrency: Option<usize>,
+    /// MEM: concurrency of the worker process whose peak RSS is measured [default: 100].
+    #[arg(long, env = "POSTPONE_BENCH_MEMORY_CONCURRENCY", value_name = "N")]
+    pub memory_concurrency: Option<usize>,
+    /// MEM: jobs it drains [default: 20,000].
+    #[arg(long, env = "POSTPONE_BENCH_MEMORY_JOBS", value_name = "N")]
+    pub memory_jobs: Option<usize>,
+    /// IDLE: seconds an idle worker process is watched for CPU use [default: 2].
+    #[arg(long, env = "POSTPONE_BENCH_IDLE_SECONDS", value_name = "SECONDS")]
+    pub idle_seconds: Option<f64>,
+    /// ANALYZE the jobs table after filling each drain's backlog (default: not, as a fresh
+    /// backlog is before autovacuum gets to it).
+    #[arg(long, env = "POSTPONE_BENCH_ANALYZE", value_parser = FalseyValueParser::new())]
+    pub analyze: bool,
+}
+
+/// `postpone bench-worker` (hidden): one worker process of `postpone bench`. It connects,
+/// prints `ready`, starts its worker on a `start` line of stdin, prints `completed N` as
+/// outcomes are written, and stops gracefully on a `stop` line or the end of stdin.
+#[derive(Debug, Args)]
+pub struct BenchWorkerFlags {
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 10)]
+    pub concurrency: usize,
+    /// Report progress this often (milliseconds); 0 reports only at the end.
+    #[arg(long, default_value_t = 2)]
+    pub report_ms: u64,
 }

@@ -590,7 +590,11 @@ fn healthchecks_say_where_and_which_version() {
         "{out:?}"
     );
     let out = db.postpone(&["--json", "healthchecks"]);
-    assert_eq!(out.json()["schema"]["version"], latest_migration(), "{out:?}");
+    assert_eq!(
+        out.json()["schema"]["version"],
+        latest_migration(),
+        "{out:?}"
+    );
 }
 
 #[test]

@@ -118,7 +118,10 @@ mod tests {
         assert!(check_name("task", "").is_err());
         assert!(check_queue_name(&"q".repeat(40)).is_ok());
         let err = check_queue_name(&"q".repeat(41)).unwrap_err().to_string();
-        assert!(err.contains("41 bytes") && err.contains("63 bytes"), "{err}");
+        assert!(
+            err.contains("41 bytes") && err.contains("63 bytes"),
+            "{err}"
+        );
         assert_eq!(MAX_QUEUE_BYTES, 40);
     }
 }

@@ -263,14 +263,13 @@ fn validate_erased<T: Task>(args: &serde_json::Value) -> Result<(), String> {
 /// Deserialises job args into a task, with a message that names the failing field.
 pub(crate) fn decode_args<T: DeserializeOwned>(args: serde_json::Value) -> Result<T, String> {
     // A unit struct serialises as null; Procrastinate stores `{}` for "no kwargs".
-    let args = match args {
+    match args {
         serde_json::Value::Object(map) if map.is_empty() => {
             from_value::<T>(serde_json::Value::Null)
                 .or_else(|_| from_value::<T>(serde_json::Value::Object(map)))
         }
         other => from_value::<T>(other),
-    };
-    args
+    }
 }
 
 /// Deserialises a JSON value, naming the field that does not fit (`field `a.b`: ...`).

@@ -68,11 +68,7 @@ async fn demo(flags: &DemoFlags, context: Context, url: &str) -> anyhow::Result<
     let connect = ConnectConfig::parse(url)?;
     let mut client = connect.connect().await?;
     postpone::schema::apply(&mut client, postpone::schema::ApplyScope::All).await?;
-    let app = context
-        .builder
-        .task::<DemoJob>()
-        .connect(connect)
-        .build()?;
+    let app = context.builder.task::<DemoJob>().connect(connect).build()?;
 
     let started = Instant::now();
     let mut deferred = 0;
@@ -180,7 +176,10 @@ impl Progress {
         if self.tty {
             let _ = write!(out, "\r{line}   ");
             let _ = out.flush();
-        } else if self.last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+        } else if self
+            .last_line
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
             let _ = writeln!(out, "{line}");
             self.last_line = Some(Instant::now());
         }
@@ -202,6 +201,9 @@ mod tests {
     fn rates_are_grouped_by_thousands() {
         assert_eq!(per_second(12_345, Duration::from_secs(1)), "12,345");
         assert_eq!(per_second(999, Duration::from_secs(1)), "999");
-        assert_eq!(per_second(1_000_000, Duration::from_millis(500)), "2,000,000");
+        assert_eq!(
+            per_second(1_000_000, Duration::from_millis(500)),
+            "2,000,000"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! prints the result. Adding a command (`worker`, `shell`, `demo`, `bench`) is one variant
 //! in [`crate::flags::Command`], one file here, and one arm in [`run`].
 
+mod bench;
 mod defer;
 mod demo;
 mod healthchecks;
@@ -30,6 +31,8 @@ pub(crate) async fn run(command: Command, context: Context) -> anyhow::Result<Ex
         Command::Abort(flags) => jobs::abort(flags, context).await,
         Command::Worker(flags) => worker::run(flags, context).await,
         Command::Demo(flags) => demo::run(flags, context).await,
+        Command::Bench(flags) => bench::run(flags, context).await,
+        Command::BenchWorker(flags) => bench::worker(flags, context).await,
     }
 }
 

@@ -733,7 +733,13 @@ async fn bad_input_is_refused_and_writes_nothing() {
     refused(&client, missing.defer().await, args_err, "`label`").await;
 
     let wrong_type = app.configure_by_name("tests.record", json!({"n": "one", "label": "x"}));
-    refused(&client, wrong_type.defer().await, args_err, "field `n`: invalid type").await;
+    refused(
+        &client,
+        wrong_type.defer().await,
+        args_err,
+        "field `n`: invalid type",
+    )
+    .await;
 
     let unknown = app.configure_by_name("tests.nobody", json!({"a": 1}));
     let unknown_err =

@@ -4,12 +4,12 @@
 //! in parallel. A test never passes without a database: when none can be found or started,
 //! the harness panics with one line saying what to install.
 
-mod harness;
-mod schema;
+mod bulk;
 mod defer;
-mod manager;
+mod harness;
 mod interop;
 mod interop_worker;
-mod worker;
+mod manager;
 mod reliability;
-mod bulk;
+mod schema;
+mod worker;
