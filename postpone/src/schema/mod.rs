@@ -139,7 +139,7 @@ macro_rules! migration {
 /// plus its file under `sql/`.
 static MIGRATIONS: &[Migration] = &[
     migration!(pre "0001" "procrastinate_3_10"),
-    migration!(pre "0002" "postpone_bulk_paths"),
+    migration!(pre "0002" "postpone_fetch_jobs"),
 ];
 
 /// The migration that creates (or adopts) the Procrastinate 3.10 contract objects.

@@ -4,7 +4,6 @@
 //! in parallel. A test never passes without a database: when none can be found or started,
 //! the harness panics with one line saying what to install.
 
-mod bulk;
 mod defer;
 mod harness;
 mod interop;
