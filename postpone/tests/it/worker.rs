@@ -115,6 +115,54 @@ impl Task for Forever {
     }
 }
 
+/// Waits forever, with a retry policy: a shutdown abort sends it back to the queue.
+#[derive(Serialize, Deserialize)]
+struct ForeverRetried;
+
+impl Task for ForeverRetried {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "tests.forever_retried".into()
+    }
+    fn config() -> TaskConfig {
+        TaskConfig::default().with_retry(postpone::retry::RetryStrategy::max_attempts(3))
+    }
+    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
+        log(&ctx).push("started".to_owned());
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+}
+
+/// Fails; a custom decision moves it to another queue, priority and lock on its first
+/// failure, and lets it fail for good on the second.
+#[derive(Serialize, Deserialize)]
+struct Moved;
+
+impl Task for Moved {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "tests.moved".into()
+    }
+    fn config() -> TaskConfig {
+        let decide = |job: &postpone::Job, error: &TaskError| {
+            (job.attempts == 0 && error.kind() == "Busy").then(|| {
+                postpone::retry::RetryDecision::retry_in(Duration::ZERO)
+                    .with_queue("elsewhere")
+                    .with_priority(7)
+                    .with_lock("moved-lock")
+            })
+        };
+        TaskConfig::default().with_retry(postpone::retry::Retry::Custom(Arc::new(decide)))
+    }
+    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
+        log(&ctx).push(format!(
+            "attempt {} on {}",
+            ctx.job().attempts,
+            ctx.job().queue_name
+        ));
+        Err(TaskError::new("Busy", "try elsewhere"))
+    }
+}
+
 /// Polls `should_abort` and reports the reason it saw.
 #[derive(Serialize, Deserialize)]
 struct Polling;
@@ -190,6 +238,8 @@ fn app(db: &TestDb) -> App {
         .task::<Polling>()
         .task::<Add>()
         .task::<Wrapped>()
+        .task::<ForeverRetried>()
+        .task::<Moved>()
         .build()
         .expect("test app builds")
 }
@@ -760,4 +810,62 @@ async fn a_burst_of_notifications_costs_a_few_fetches_not_one_each() {
         (10..=60).contains(&fetches),
         "{fetches} fetches for 500 notifications"
     );
+}
+
+#[tokio::test]
+async fn a_custom_retry_decision_moves_the_job() {
+    let db = schema_db().await;
+    let app = app(&db);
+    let id = app.defer(Moved).await.expect("defer");
+    let log = Arc::new(Log::default());
+    let handle = app.start_worker(config(&log)).await.expect("worker");
+    let manager = app.job_manager();
+    wait_for("the job to fail for good", DEADLINE, || async {
+        manager.get_job_status(id).await.expect("status") == JobStatus::Failed
+    })
+    .await;
+    handle.stop();
+    handle.join().await.expect("worker stops");
+    assert_eq!(
+        log.events(),
+        ["attempt 0 on default", "attempt 1 on elsewhere"]
+    );
+    let job = manager.get_job(id).await.expect("job");
+    assert_eq!(
+        (
+            job.queue_name.as_str(),
+            job.priority,
+            job.lock.as_deref(),
+            job.attempts
+        ),
+        ("elsewhere", 7, Some("moved-lock"), 2)
+    );
+}
+
+#[tokio::test]
+async fn a_shutdown_abort_is_retried_when_the_task_allows_it() {
+    let db = schema_db().await;
+    let app = app(&db);
+    let retried = app.defer(ForeverRetried).await.expect("defer");
+    let aborted = app.defer(Forever).await.expect("defer");
+    let log = Arc::new(Log::default());
+    let handle = app
+        .start_worker(WorkerConfig {
+            shutdown_graceful_timeout: Some(Duration::from_millis(100)),
+            ..config(&log).with_concurrency(2)
+        })
+        .await
+        .expect("worker");
+    wait_for("both jobs to start", DEADLINE, || async {
+        log.events().len() == 2
+    })
+    .await;
+    handle.stop();
+    handle.join().await.expect("worker stops");
+    let manager = app.job_manager();
+    // Procrastinate's rule: an abort caused by shutdown is retried if the task's policy
+    // allows it; one without a policy ends aborted.
+    let job = manager.get_job(retried).await.expect("job");
+    assert_eq!((job.status, job.attempts), (JobStatus::Todo, 1));
+    assert_eq!(status(&app, aborted).await, JobStatus::Aborted);
 }

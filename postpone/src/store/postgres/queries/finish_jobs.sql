@@ -2,7 +2,8 @@
 -- Each job ($1 ids, $2 end statuses succeeded/failed/aborted, $3 delete flags) still in
 -- todo or doing is either deleted or set to its end status with abort_requested cleared
 -- and attempts + 1 when it was doing. Returns the ids written; a job in any other
--- status is left alone (and missing from the result).
+-- status is left alone (and missing from the result). `job.id = ANY($1)` gives the planner
+-- the primary key to start from: joined to `input` alone, it walked every todo/doing row.
 WITH input AS (
     SELECT t.id, t.status::procrastinate_job_status AS status, t.delete_job
       FROM unnest($1::bigint[], $2::text[], $3::bool[]) AS t(id, status, delete_job)
@@ -10,7 +11,8 @@ WITH input AS (
 deleted AS (
     DELETE FROM procrastinate_jobs AS job
      USING input
-     WHERE job.id = input.id AND input.delete_job AND job.status IN ('todo', 'doing')
+     WHERE job.id = ANY($1::bigint[])
+       AND job.id = input.id AND input.delete_job AND job.status IN ('todo', 'doing')
     RETURNING job.id
 ),
 updated AS (
@@ -19,7 +21,8 @@ updated AS (
            abort_requested = false,
            attempts = CASE WHEN job.status = 'doing' THEN job.attempts + 1 ELSE job.attempts END
       FROM input
-     WHERE job.id = input.id AND NOT input.delete_job AND job.status IN ('todo', 'doing')
+     WHERE job.id = ANY($1::bigint[])
+       AND job.id = input.id AND NOT input.delete_job AND job.status IN ('todo', 'doing')
     RETURNING job.id
 )
 SELECT id FROM deleted

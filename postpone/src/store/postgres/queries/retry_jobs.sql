@@ -15,5 +15,5 @@ UPDATE procrastinate_jobs AS job
        queue_name = CASE WHEN job.abort_requested THEN job.queue_name ELSE COALESCE(input.queue_name, job.queue_name) END,
        lock = CASE WHEN job.abort_requested THEN job.lock ELSE COALESCE(input.lock, job.lock) END
   FROM input
- WHERE job.id = input.id AND job.status = 'doing'
+ WHERE job.id = ANY($1::bigint[]) AND job.id = input.id AND job.status = 'doing'
 RETURNING job.id
