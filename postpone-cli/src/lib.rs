@@ -3,7 +3,7 @@
 //!
 //! The `postpone` binary knows no task: it manages the schema and jobs, and defers tasks by
 //! name with `--unknown`. Your binary registers its tasks, so `defer` checks their
-//! arguments (and, later, `worker` runs them):
+//! arguments and `worker` runs them:
 //!
 //! ```no_run
 //! use std::process::ExitCode;
