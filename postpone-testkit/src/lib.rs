@@ -108,6 +108,16 @@ pub async fn server() -> Result<&'static Server, Error> {
     SERVER.get_or_try_init(discover::discover).await
 }
 
+/// The server at `url` when one is given (a command told where the database is), else
+/// [`server`]. Meant for a command's one server per process: the explicit one is kept for
+/// the life of the process.
+pub async fn server_at(url: Option<&str>) -> Result<&'static Server, Error> {
+    match url.filter(|u| !u.trim().is_empty()) {
+        Some(url) => Ok(Box::leak(Box::new(Server::from_url(url).await?))),
+        None => server().await,
+    }
+}
+
 impl Server {
     /// The server of an explicit connection string (as `DATABASE_URL` would give it), not
     /// cached: for a command that was told where the database is.

@@ -294,14 +294,7 @@ struct ServerInfo {
 pub(crate) async fn run(flags: BenchFlags, context: Context) -> anyhow::Result<ExitCode> {
     let params = Params::resolve(&flags)?;
     let json = context.format().is_json();
-    let owned;
-    let server: &Server = match context.database_url.as_deref().filter(|u| !u.is_empty()) {
-        Some(url) => {
-            owned = Server::from_url(url).await?;
-            &owned
-        }
-        None => postpone_testkit::server().await?,
-    };
+    let server = postpone_testkit::server_at(context.database_url.as_deref()).await?;
     let info = server_info(server).await?;
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let header = format!(

@@ -13,7 +13,6 @@ use postpone::connect::ConnectConfig;
 use postpone::task::{JobContext, TaskError};
 use postpone::worker::WorkerConfig;
 use postpone::{JobFilter, JobStatus, Task};
-use postpone_testkit::Server;
 use serde::{Deserialize, Serialize};
 
 use crate::Context;
@@ -44,14 +43,7 @@ pub(crate) async fn run(flags: DemoFlags, context: Context) -> anyhow::Result<Ex
     if flags.jobs == 0 {
         bail!("--jobs is 0: give at least 1 job to defer");
     }
-    let owned;
-    let server: &Server = match context.database_url.as_deref().filter(|u| !u.is_empty()) {
-        Some(url) => {
-            owned = Server::from_url(url).await?;
-            &owned
-        }
-        None => postpone_testkit::server().await?,
-    };
+    let server = postpone_testkit::server_at(context.database_url.as_deref()).await?;
     println!("PostgreSQL: {}", server.describe());
     let dbname = format!("postpone_demo_{}", std::process::id());
     server.create_database(&dbname, None).await?;

@@ -50,6 +50,17 @@ pub struct RetryJobParams {
     pub lock: Option<String>,
 }
 
+impl From<crate::retry::RetryDecision> for RetryJobParams {
+    fn from(decision: crate::retry::RetryDecision) -> Self {
+        Self {
+            retry_at: decision.retry_at,
+            priority: decision.priority,
+            queue: decision.queue,
+            lock: decision.lock,
+        }
+    }
+}
+
 /// Which running jobs count as stalled (`select_stalled_jobs_by_heartbeat`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StalledJobsParams {

@@ -20,7 +20,6 @@ use crate::app::App;
 use crate::context::{AbortReason, JobContext};
 use crate::job::{Job, JobStatus};
 use crate::middleware::{self, Middleware};
-use crate::store::RetryJobParams;
 use crate::task::TaskError;
 
 /// How an attempt ended.
@@ -124,12 +123,7 @@ impl Executor {
             Outcome::Failed(error) => match entry.config.retry.decide(&job, &error) {
                 Some(decision) => {
                     tracing::warn!(job_id = job.id, task = %job.task_name, %error, retry_at = ?decision.retry_at, "job failed, will retry");
-                    Write::Retry(RetryJobParams {
-                        retry_at: decision.retry_at,
-                        priority: decision.priority,
-                        queue: decision.queue,
-                        lock: decision.lock,
-                    })
+                    Write::Retry(decision.into())
                 }
                 None => {
                     tracing::error!(job_id = job.id, task = %job.task_name, %error, "job failed");
@@ -144,12 +138,7 @@ impl Executor {
                 match retry {
                     Some(decision) => {
                         tracing::warn!(job_id = job.id, task = %job.task_name, "job aborted by shutdown, will retry");
-                        Write::Retry(RetryJobParams {
-                            retry_at: decision.retry_at,
-                            priority: decision.priority,
-                            queue: decision.queue,
-                            lock: decision.lock,
-                        })
+                        Write::Retry(decision.into())
                     }
                     None => {
                         tracing::warn!(job_id = job.id, task = %job.task_name, ?reason, "job aborted");

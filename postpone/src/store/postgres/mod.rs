@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 pub use tx::Transaction;
 
@@ -58,6 +60,26 @@ impl PgStore {
             }
             Err(e) => Err(map_db_error(e.into())),
         }
+    }
+
+    /// Runs one named query (prepared once per pooled connection); its rows.
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(db)?;
+        client.query(&statement, params).await.map_err(db)
+    }
+
+    /// Runs one named query whose rows are ids (or one id).
+    async fn query_ids(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<i64>> {
+        let rows = self.query(sql, params).await?;
+        rows.iter().map(|row| row.try_get(0).map_err(db)).collect()
+    }
+
+    /// Runs one named query for its effect; how many rows it touched.
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(db)?;
+        client.execute(&statement, params).await.map_err(db)
     }
 
     /// A pooled connection, with connection failures saying where we tried.
@@ -179,14 +201,9 @@ impl Store for PgStore {
     }
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(queries::LIST_JOBS)
-            .await
-            .map_err(db)?;
-        let rows = client
+        let rows = self
             .query(
-                &statement,
+                queries::LIST_JOBS,
                 &[
                     &filter.id,
                     &filter.queue_name,
@@ -198,8 +215,7 @@ impl Store for PgStore {
                     &filter.limit,
                 ],
             )
-            .await
-            .map_err(db)?;
+            .await?;
         rows.iter().map(rows::job).collect()
     }
 
@@ -209,11 +225,9 @@ impl Store for PgStore {
             CountBy::Task => queries::LIST_TASKS,
             CountBy::Lock => queries::LIST_LOCKS,
         };
-        let client = self.client().await?;
-        let statement = client.prepare_cached(query).await.map_err(db)?;
-        let rows = client
+        let rows = self
             .query(
-                &statement,
+                query,
                 &[
                     &filter.queue_name,
                     &filter.task_name,
@@ -221,8 +235,7 @@ impl Store for PgStore {
                     &filter.lock,
                 ],
             )
-            .await
-            .map_err(db)?;
+            .await?;
         rows.iter()
             .map(|row| {
                 let stats: serde_json::Value = row.try_get("stats").map_err(db)?;
@@ -242,121 +255,76 @@ impl Store for PgStore {
     }
 
     async fn cancel_job(&self, id: i64, abort: bool, delete: bool) -> Result<Option<i64>> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(queries::CANCEL_JOB)
-            .await
-            .map_err(db)?;
-        let row = client
-            .query_one(&statement, &[&id, &abort, &delete])
-            .await
-            .map_err(db)?;
-        row.try_get("id").map_err(db)
+        let rows = self
+            .query(queries::CANCEL_JOB, &[&id, &abort, &delete])
+            .await?;
+        match rows.first() {
+            Some(row) => row.try_get("id").map_err(db),
+            None => Ok(None),
+        }
     }
 
     async fn retry_job(&self, id: i64, params: &RetryJobParams) -> Result<()> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(queries::RETRY_JOB)
-            .await
-            .map_err(db)?;
-        client
-            .execute(
-                &statement,
-                &[
-                    &id,
-                    &params.retry_at,
-                    &params.priority,
-                    &params.queue,
-                    &params.lock,
-                ],
-            )
-            .await
-            .map_err(db)?;
+        self.execute(
+            queries::RETRY_JOB,
+            &[
+                &id,
+                &params.retry_at,
+                &params.priority,
+                &params.queue,
+                &params.lock,
+            ],
+        )
+        .await?;
         Ok(())
     }
 
     async fn list_stalled_jobs(&self, params: &StalledJobsParams) -> Result<Vec<Job>> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(queries::SELECT_STALLED_JOBS_BY_HEARTBEAT)
-            .await
-            .map_err(db)?;
-        let rows = client
+        let rows = self
             .query(
-                &statement,
+                queries::SELECT_STALLED_JOBS_BY_HEARTBEAT,
                 &[
                     &params.seconds_since_heartbeat,
                     &params.queue,
                     &params.task_name,
                 ],
             )
-            .await
-            .map_err(db)?;
+            .await?;
         rows.iter().map(rows::job).collect()
     }
 
     async fn delete_old_jobs(&self, params: &DeleteOldJobsParams) -> Result<u64> {
         let statuses: Vec<&str> = params.statuses.iter().map(|s| s.as_str()).collect();
         let hours = i32::try_from(params.nb_hours).unwrap_or(i32::MAX);
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(queries::DELETE_OLD_JOBS)
-            .await
-            .map_err(db)?;
-        client
-            .execute(&statement, &[&statuses, &params.queue, &hours])
-            .await
-            .map_err(db)
+        self.execute(
+            queries::DELETE_OLD_JOBS,
+            &[&statuses, &params.queue, &hours],
+        )
+        .await
     }
 
     async fn register_worker(&self) -> Result<i64> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(queries::REGISTER_WORKER)
-            .await
-            .map_err(db)?;
-        let row = client.query_one(&statement, &[]).await.map_err(db)?;
-        row.try_get(0).map_err(db)
+        let ids = self.query_ids(queries::REGISTER_WORKER, &[]).await?;
+        ids.first().copied().ok_or_else(|| {
+            Error::InvalidInput("procrastinate_register_worker_v1 returned no id".to_owned())
+        })
     }
 
     async fn unregister_worker(&self, worker_id: i64) -> Result<()> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(queries::UNREGISTER_WORKER)
-            .await
-            .map_err(db)?;
-        client
-            .execute(&statement, &[&worker_id])
-            .await
-            .map_err(db)?;
+        self.execute(queries::UNREGISTER_WORKER, &[&worker_id])
+            .await?;
         Ok(())
     }
 
     async fn update_heartbeat(&self, worker_id: i64) -> Result<()> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(queries::UPDATE_HEARTBEAT)
-            .await
-            .map_err(db)?;
-        client
-            .execute(&statement, &[&worker_id])
-            .await
-            .map_err(db)?;
+        self.execute(queries::UPDATE_HEARTBEAT, &[&worker_id])
+            .await?;
         Ok(())
     }
 
     async fn prune_stalled_workers(&self, seconds_since_heartbeat: f64) -> Result<Vec<i64>> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(queries::PRUNE_STALLED_WORKERS)
+        self.query_ids(queries::PRUNE_STALLED_WORKERS, &[&seconds_since_heartbeat])
             .await
-            .map_err(db)?;
-        let rows = client
-            .query(&statement, &[&seconds_since_heartbeat])
-            .await
-            .map_err(db)?;
-        rows.iter().map(|r| r.try_get(0).map_err(db)).collect()
     }
 
     async fn fetch_jobs(
@@ -366,15 +334,9 @@ impl Store for PgStore {
         limit: usize,
     ) -> Result<Vec<Job>> {
         let limit = i32::try_from(limit).unwrap_or(i32::MAX);
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(queries::FETCH_JOBS)
-            .await
-            .map_err(db)?;
-        let rows = client
-            .query(&statement, &[&queues, &worker_id, &limit])
-            .await
-            .map_err(db)?;
+        let rows = self
+            .query(queries::FETCH_JOBS, &[&queues, &worker_id, &limit])
+            .await?;
         let mut jobs = rows.iter().map(rows::job).collect::<Result<Vec<_>>>()?;
         // UPDATE ... RETURNING has no order: restore the fetch order.
         jobs.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
@@ -388,16 +350,8 @@ impl Store for PgStore {
         let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
         let statuses: Vec<&str> = jobs.iter().map(|j| j.status.as_str()).collect();
         let deletes: Vec<bool> = jobs.iter().map(|j| j.delete_job).collect();
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(queries::FINISH_JOBS)
+        self.query_ids(queries::FINISH_JOBS, &[&ids, &statuses, &deletes])
             .await
-            .map_err(db)?;
-        let rows = client
-            .query(&statement, &[&ids, &statuses, &deletes])
-            .await
-            .map_err(db)?;
-        rows.iter().map(|r| r.try_get(0).map_err(db)).collect()
     }
 
     async fn retry_jobs(&self, jobs: &[(i64, RetryJobParams)]) -> Result<Vec<i64>> {
@@ -409,31 +363,17 @@ impl Store for PgStore {
         let priorities: Vec<Option<i32>> = jobs.iter().map(|(_, p)| p.priority).collect();
         let queues: Vec<Option<&str>> = jobs.iter().map(|(_, p)| p.queue.as_deref()).collect();
         let locks: Vec<Option<&str>> = jobs.iter().map(|(_, p)| p.lock.as_deref()).collect();
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(queries::RETRY_JOBS)
-            .await
-            .map_err(db)?;
-        let rows = client
-            .query(
-                &statement,
-                &[&ids, &retry_ats, &priorities, &queues, &locks],
-            )
-            .await
-            .map_err(db)?;
-        rows.iter().map(|r| r.try_get(0).map_err(db)).collect()
+        self.query_ids(
+            queries::RETRY_JOBS,
+            &[&ids, &retry_ats, &priorities, &queues, &locks],
+        )
+        .await
     }
 
     async fn list_jobs_to_abort(&self, ids: &[i64]) -> Result<Vec<i64>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(queries::LIST_JOBS_TO_ABORT)
-            .await
-            .map_err(db)?;
-        let rows = client.query(&statement, &[&ids]).await.map_err(db)?;
-        rows.iter().map(|r| r.try_get(0).map_err(db)).collect()
+        self.query_ids(queries::LIST_JOBS_TO_ABORT, &[&ids]).await
     }
 }
