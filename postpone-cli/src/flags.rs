@@ -85,6 +85,9 @@ pub enum Command {
     /// A worker process of `postpone bench` (internal: driven over stdin/stdout).
     #[command(hide = true)]
     BenchWorker(BenchWorkerFlags),
+    /// Admin shell (Procrastinate's `procrastinate shell`): list_jobs, list_queues,
+    /// list_tasks, list_locks, retry, cancel, abort; interactive, or one command.
+    Shell(ShellFlags),
 }
 
 /// `postpone worker` (Procrastinate's `procrastinate worker`).
@@ -481,4 +484,17 @@ pub struct BenchWorkerFlags {
     /// Report progress this often (milliseconds); 0 reports only at the end.
     #[arg(long, default_value_t = 2)]
     pub report_ms: u64,
+}
+
+/// `postpone shell [COMMAND ...]`: without a command, an interactive session (or, when stdin
+/// is not a terminal, one command per line of stdin); with one, runs it and exits.
+#[derive(Debug, Args)]
+pub struct ShellFlags {
+    /// A shell command and its arguments, e.g. `list_jobs queue=default status=failed`.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<String>,
 }

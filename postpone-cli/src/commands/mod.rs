@@ -8,6 +8,7 @@ mod demo;
 mod healthchecks;
 mod jobs;
 mod schema;
+mod shell;
 mod worker;
 
 use std::process::ExitCode;
@@ -33,6 +34,7 @@ pub(crate) async fn run(command: Command, context: Context) -> anyhow::Result<Ex
         Command::Demo(flags) => demo::run(flags, context).await,
         Command::Bench(flags) => bench::run(flags, context).await,
         Command::BenchWorker(flags) => bench::worker(flags, context).await,
+        Command::Shell(flags) => shell::run(flags, context).await,
     }
 }
 

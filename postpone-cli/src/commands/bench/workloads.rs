@@ -1,0 +1,441 @@
+//! The workloads of `postpone bench`, one function each: what they defer, how they run the
+//! workers, what they time. The command in `../bench.rs` chooses, repeats and reports them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use postpone::App;
+use postpone::connect::ConnectConfig;
+use postpone::worker::WorkerConfig;
+use tokio::sync::mpsc;
+
+use super::child::WorkerProcess;
+use super::{BenchLatency, BenchNoop, FILL_BATCH, Figure, LatencySink, Params, STALL, procfs};
+
+pub(super) fn app(connect: &ConnectConfig, pool_size: Option<usize>) -> anyhow::Result<App> {
+    let mut builder = App::builder()
+        .task::<BenchNoop>()
+        .task::<BenchLatency>()
+        .connect(connect.clone());
+    if let Some(size) = pool_size {
+        builder = builder.pool_size(size);
+    }
+    Ok(builder.build()?)
+}
+
+pub(super) fn rate(jobs: usize, elapsed: Duration) -> f64 {
+    jobs as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+/// W1: `app.defer`, one job per (implicit) transaction, sequentially, on one connection.
+pub(super) async fn w1(connect: &ConnectConfig, jobs: usize) -> anyhow::Result<Vec<Figure>> {
+    let app = app(connect, Some(1))?;
+    app.check_schema().await?; // opens the one connection before the clock starts
+    let started = Instant::now();
+    for i in 0..jobs {
+        app.defer(BenchNoop { i: i as u64 }).await?;
+    }
+    let elapsed = started.elapsed();
+    // The floor under W1 on this machine: the same number of one-row autocommit INSERTs
+    // (prepared, one connection) into a table without index or trigger.
+    let client = connect.connect().await?;
+    client
+        .batch_execute("CREATE TABLE postpone_bench_baseline (id bigint, args jsonb)")
+        .await?;
+    let insert = client
+        .prepare("INSERT INTO postpone_bench_baseline VALUES ($1, $2)")
+        .await?;
+    let args = serde_json::json!({"i": 0});
+    let started = Instant::now();
+    for i in 0..jobs {
+        client.execute(&insert, &[&(i as i64), &args]).await?;
+    }
+    let baseline = started.elapsed();
+    Ok(vec![
+        Figure::new("W1_enqueue_single", rate(jobs, elapsed), "jobs/s"),
+        Figure::new("W1_baseline_bare_insert", rate(jobs, baseline), "rows/s"),
+    ])
+}
+
+/// W2: `batch_defer` in batches, sequentially; then counts the `deferred` events.
+pub(super) async fn w2(
+    connect: &ConnectConfig,
+    jobs: usize,
+    batch: usize,
+) -> anyhow::Result<Vec<Figure>> {
+    let app = app(connect, None)?;
+    app.check_schema().await?;
+    let started = Instant::now();
+    let mut deferred = 0;
+    while deferred < jobs {
+        let end = jobs.min(deferred + batch);
+        let ids = app
+            .batch_defer((deferred..end).map(|i| app.configure(BenchNoop { i: i as u64 })))
+            .await?;
+        deferred += ids.len();
+    }
+    let elapsed = started.elapsed();
+    let client = connect.connect().await?;
+    let events: i64 = client
+        .query_one(
+            "SELECT count(*) FROM procrastinate_events WHERE type = 'deferred'",
+            &[],
+        )
+        .await?
+        .get(0);
+    Ok(vec![
+        Figure::new("W2_enqueue_batch", rate(jobs, elapsed), "jobs/s"),
+        Figure {
+            expected: Some(jobs as f64),
+            ..Figure::new("W2_deferred_events", events as f64, "events")
+        },
+    ])
+}
+
+pub(super) struct DrainCase<'a> {
+    pub(super) processes: usize,
+    pub(super) concurrency: usize,
+    pub(super) jobs: usize,
+    pub(super) prefill: usize,
+    pub(super) name: &'a str,
+    pub(super) memory: bool,
+    pub(super) analyze: bool,
+}
+
+/// Inserts `count` succeeded jobs with their deferred/started/succeeded events, set-wise
+/// (no trigger fires: they are not `todo`), then vacuums and analyses both tables.
+pub(super) async fn prefill(client: &tokio_postgres::Client, count: usize) -> anyhow::Result<()> {
+    client
+        .batch_execute(&format!(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, priority, args, status, attempts)
+             SELECT 'default', 'postpone.bench.noop', 0, jsonb_build_object('i', g), 'succeeded', 1
+               FROM generate_series(1, {count}) AS g;
+             INSERT INTO procrastinate_events (job_id, type, at)
+             SELECT j.id, e.type::procrastinate_job_event_type, now() - interval '1 hour' + e.after
+               FROM procrastinate_jobs AS j
+              CROSS JOIN (VALUES ('deferred', interval '0'), ('started', interval '1 ms'),
+                                 ('succeeded', interval '2 ms')) AS e(type, after)
+              WHERE j.status = 'succeeded';"
+        ))
+        .await
+        .context("cannot prefill the jobs table")?;
+    for table in ["procrastinate_jobs", "procrastinate_events"] {
+        // One statement per call: VACUUM cannot run in the implicit transaction of two.
+        client
+            .batch_execute(&format!("VACUUM ANALYZE {table}"))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Defers `jobs` no-op jobs in batches (untimed set-up).
+pub(super) async fn fill(app: &App, jobs: usize) -> anyhow::Result<()> {
+    let mut deferred = 0;
+    while deferred < jobs {
+        let end = jobs.min(deferred + FILL_BATCH);
+        deferred += app
+            .batch_defer((deferred..end).map(|i| app.configure(BenchNoop { i: i as u64 })))
+            .await?
+            .len();
+    }
+    Ok(())
+}
+
+/// CPU time of the PostgreSQL backends serving this database (other than `client`'s),
+/// by pid; `None` when the server's processes cannot be read (not on this machine).
+pub(super) async fn backend_cpu(client: &tokio_postgres::Client) -> Option<HashMap<u32, Duration>> {
+    let rows = client
+        .query(
+            "SELECT pid FROM pg_stat_activity
+              WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .ok()?;
+    let mut cpu = HashMap::new();
+    for row in rows {
+        let pid = u32::try_from(row.get::<_, i32>(0)).ok()?;
+        if !procfs::is_postgres(pid) {
+            return None;
+        }
+        if let Some(time) = procfs::cpu_time(pid) {
+            cpu.insert(pid, time);
+        }
+    }
+    Some(cpu)
+}
+
+/// CPU the backends used between two readings (backends new in `after` count whole).
+pub(super) fn backend_delta(
+    before: &HashMap<u32, Duration>,
+    after: &HashMap<u32, Duration>,
+) -> Duration {
+    after
+        .iter()
+        .map(|(pid, t)| t.saturating_sub(before.get(pid).copied().unwrap_or_default()))
+        .sum()
+}
+
+/// W3, W3L and MEM: a backlog drained by worker processes.
+pub(super) async fn drain(
+    connect: &ConnectConfig,
+    url: &str,
+    case: DrainCase<'_>,
+) -> anyhow::Result<Vec<Figure>> {
+    let client = connect.connect().await?;
+    if case.prefill > 0 {
+        prefill(&client, case.prefill).await?;
+    }
+    let app = app(connect, None)?;
+    fill(&app, case.jobs).await?;
+    drop(app);
+    if case.analyze {
+        client.batch_execute("ANALYZE procrastinate_jobs").await?;
+    }
+
+    let (mut workers, mut progress) =
+        WorkerProcess::spawn_all(case.processes, url, case.concurrency, 2).await?;
+    let cpu_before: Vec<Duration> = workers
+        .iter()
+        .map(|w| procfs::cpu_time(w.pid()).unwrap_or_default())
+        .collect();
+    let server_before = backend_cpu(&client).await;
+
+    let started = Instant::now();
+    for worker in &mut workers {
+        worker.start().await?;
+    }
+    let target = case.jobs as u64;
+    let mut completed = vec![0u64; case.processes];
+    while completed.iter().sum::<u64>() < target {
+        match tokio::time::timeout(STALL, progress.recv()).await {
+            Ok(Some((index, count))) => completed[index] = count,
+            Ok(None) => bail!("the worker processes exited before the backlog was drained"),
+            Err(_) => bail!(
+                "no progress for {} s: {} of {target} jobs done",
+                STALL.as_secs(),
+                completed.iter().sum::<u64>()
+            ),
+        }
+    }
+    let elapsed = started.elapsed();
+    let cpu: Duration = workers
+        .iter()
+        .zip(&cpu_before)
+        .map(|(w, before)| {
+            procfs::cpu_time(w.pid())
+                .unwrap_or_default()
+                .saturating_sub(*before)
+        })
+        .sum();
+    let peak_rss = workers
+        .iter()
+        .filter_map(|w| procfs::peak_rss(w.pid()))
+        .max();
+    let server_after = backend_cpu(&client).await;
+    for worker in workers {
+        worker.stop().await?;
+    }
+
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE status = 'succeeded'),
+                    count(*) FILTER (WHERE status <> 'succeeded')
+               FROM procrastinate_jobs",
+            &[],
+        )
+        .await?;
+    let (succeeded, other): (i64, i64) = (row.get(0), row.get(1));
+    let expected = (case.jobs + case.prefill) as i64;
+    if succeeded != expected || other != 0 {
+        bail!(
+            "{}: {succeeded} jobs succeeded and {other} did not, expected {expected} succeeded",
+            case.name
+        );
+    }
+
+    let per_job_us = |d: Duration| d.as_secs_f64() * 1e6 / case.jobs as f64;
+    let name = case.name;
+    let mut figures = vec![Figure::new(name, rate(case.jobs, elapsed), "jobs/s")];
+    if case.memory {
+        if let Some(bytes) = peak_rss {
+            figures.push(Figure::new(
+                format!("memory_peak_rss_c{}", case.concurrency),
+                bytes as f64 / (1024.0 * 1024.0),
+                "MB",
+            ));
+        }
+    } else {
+        if cpu > Duration::ZERO {
+            figures.push(Figure::new(
+                format!("{name}_worker_cpu_per_job"),
+                per_job_us(cpu),
+                "us/job",
+            ));
+        }
+        if let (Some(before), Some(after)) = (server_before, server_after) {
+            figures.push(Figure::new(
+                format!("{name}_server_cpu_per_job"),
+                per_job_us(backend_delta(&before, &after)),
+                "us/job",
+            ));
+        }
+    }
+    Ok(figures)
+}
+
+/// IDLE: CPU a started worker process uses with no job at all.
+pub(super) async fn idle(
+    connect: &ConnectConfig,
+    url: &str,
+    seconds: f64,
+) -> anyhow::Result<Vec<Figure>> {
+    let client = connect.connect().await?;
+    let (mut workers, _progress) = WorkerProcess::spawn_all(1, url, 10, 0).await?;
+    for worker in &mut workers {
+        worker.start().await?;
+    }
+    // Let it register, fetch once, find nothing and settle into waiting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = workers[0].pid();
+    let before = procfs::cpu_time(pid);
+    let server_before = backend_cpu(&client).await;
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    let after = procfs::cpu_time(pid);
+    let server_after = backend_cpu(&client).await;
+    for worker in workers {
+        worker.stop().await?;
+    }
+    let mut figures = Vec::new();
+    if let (Some(before), Some(after)) = (before, after) {
+        figures.push(Figure::new(
+            "idle_worker_cpu",
+            after.saturating_sub(before).as_secs_f64() * 1000.0,
+            "ms",
+        ));
+    }
+    if let (Some(before), Some(after)) = (server_before, server_after) {
+        figures.push(Figure::new(
+            "idle_worker_server_cpu",
+            backend_delta(&before, &after).as_secs_f64() * 1000.0,
+            "ms",
+        ));
+    }
+    if figures.is_empty() {
+        bail!("cannot read /proc: the idle CPU figures need Linux");
+    }
+    Ok(figures)
+}
+
+/// W4: an idle listening worker in this process; jobs deferred one at a time.
+pub(super) async fn w4(connect: &ConnectConfig, params: &Params) -> anyhow::Result<Vec<Figure>> {
+    let app = app(connect, None)?;
+    app.check_schema().await?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let config = WorkerConfig {
+        name: Some("bench-latency".to_owned()),
+        concurrency: params.w4_concurrency,
+        additional_context: Some(Arc::new(LatencySink(tx))),
+        ..WorkerConfig::default()
+    };
+    let handle = app.start_worker(config).await?;
+    // Let the worker fetch once, find nothing and wait on its notifications.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let interval = Duration::from_millis(params.w4_interval_ms);
+    let total = params.w4_warmup + params.w4_jobs;
+    let mut from_call = Vec::with_capacity(params.w4_jobs);
+    let mut from_commit = Vec::with_capacity(params.w4_jobs);
+    let origin = tokio::time::Instant::now();
+    let outcome = async {
+        for seq in 0..total {
+            tokio::time::sleep_until(origin + interval * u32::try_from(seq)?).await;
+            let call = Instant::now();
+            app.defer(BenchLatency { seq: seq as u64 }).await?;
+            let returned = Instant::now();
+            let started = loop {
+                match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+                    Ok(Some((s, at))) if s == seq as u64 => break at,
+                    Ok(Some(_)) => {}
+                    Ok(None) => bail!("the latency worker stopped"),
+                    Err(_) => bail!("job {seq} did not start within 10 s"),
+                }
+            };
+            if seq >= params.w4_warmup {
+                from_call.push(signed_ms(started, call));
+                from_commit.push(signed_ms(started, returned));
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    handle.stop();
+    handle.join().await?;
+    outcome?;
+    Ok(vec![
+        Figure::new("W4_defer_to_start_p50", percentile(&from_call, 50.0), "ms"),
+        Figure::new("W4_defer_to_start_p99", percentile(&from_call, 99.0), "ms"),
+        Figure::new("W4_pickup_p50", percentile(&from_commit, 50.0), "ms"),
+        Figure::new("W4_pickup_p99", percentile(&from_commit, 99.0), "ms"),
+    ])
+}
+
+/// `later - earlier` in milliseconds, negative when `later` came first.
+pub(super) fn signed_ms(later: Instant, earlier: Instant) -> f64 {
+    match later.checked_duration_since(earlier) {
+        Some(d) => d.as_secs_f64() * 1000.0,
+        None => -(earlier.duration_since(later).as_secs_f64() * 1000.0),
+    }
+}
+
+/// Nearest-rank percentile.
+pub(super) fn percentile(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+pub(super) fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{median, percentile, signed_ms};
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let values: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&values, 50.0), 50.0);
+        assert_eq!(percentile(&values, 99.0), 99.0);
+        assert_eq!(percentile(&[3.0], 99.0), 3.0);
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0]), 2.5);
+    }
+
+    #[test]
+    fn signed_differences() {
+        let a = Instant::now();
+        let b = a + Duration::from_millis(2);
+        assert!((signed_ms(b, a) - 2.0).abs() < 1e-9);
+        assert!((signed_ms(a, b) + 2.0).abs() < 1e-9);
+    }
+}
