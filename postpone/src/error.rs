@@ -162,6 +162,12 @@ impl DbError {
         self
     }
 
+    /// Gives the error a SQLSTATE code (for stores that mimic the database's errors).
+    pub(crate) fn with_code(mut self, code: &str) -> Self {
+        self.code = Some(code.to_owned());
+        self
+    }
+
     /// Wraps any other error (pool, I/O) as a database error.
     pub fn other(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self {

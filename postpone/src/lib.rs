@@ -22,6 +22,7 @@ pub use defer::{Configured, JobSpec};
 pub use error::{DbError, Error, Result};
 pub use job::{Job, JobStatus};
 pub use manager::{JobFilter, JobManager};
+pub use store::memory::MemoryStore;
 pub use task::{Task, TaskConfig};
 pub use worker::{WorkerConfig, WorkerHandle};
 

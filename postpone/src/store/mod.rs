@@ -5,6 +5,7 @@
 //! `queries.sql`). Inputs are `...Params`, outputs are rows from [`crate::job`].
 //! The trait is object safe so an [`crate::App`] holds an `Arc<dyn Store>`.
 
+pub mod memory;
 pub mod postgres;
 
 use std::collections::BTreeMap;
@@ -165,4 +166,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn retry_jobs(&self, jobs: &[(i64, RetryJobParams)]) -> Result<Vec<i64>>;
     /// Which of these jobs have an abort request.
     async fn list_jobs_to_abort(&self, ids: &[i64]) -> Result<Vec<i64>>;
+
+    /// Signalled when jobs are inserted, for stores without LISTEN/NOTIFY (the worker wakes
+    /// on it as on a NOTIFY). PostgreSQL has none: its notifier listens instead.
+    fn job_inserted(&self) -> Option<&tokio::sync::Notify> {
+        None
+    }
 }

@@ -303,6 +303,22 @@ async fn run(
             ));
         }
     }
+    if store.job_inserted().is_some() {
+        // A store without LISTEN/NOTIFY (the in-memory one) signals inserts itself.
+        let store = store.clone();
+        let wake = wake.clone();
+        let stop = services.clone();
+        side.push(tokio::spawn(async move {
+            if let Some(inserted) = store.job_inserted() {
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = inserted.notified() => wake.notify_one(),
+                    }
+                }
+            }
+        }));
+    }
     side.push(tokio::spawn(
         aborter::Aborter {
             store: store.clone(),

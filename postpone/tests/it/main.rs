@@ -9,6 +9,7 @@ mod harness;
 mod interop;
 mod interop_worker;
 mod manager;
+mod memory;
 mod reliability;
 mod schema;
 mod worker;

@@ -1,0 +1,842 @@
+//! The in-memory store against PostgreSQL: every scenario runs on both, and what it saw
+//! (run order, statuses, attempts, event types, errors) must be equal, so the two stores
+//! cannot drift apart. Each scenario also checks a few results outright, so both cannot
+//! be wrong the same way unnoticed.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use postpone::manager::RetryOptions;
+use postpone::store::{DeferJobParams, FinishJobParams};
+use postpone::task::{JobContext, TaskError};
+use postpone::worker::WorkerConfig;
+use postpone::{App, Error, JobFilter, JobStatus, MemoryStore, Task, TaskConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::harness::{TestDb, schema_db, wait_for};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// What the tasks saw.
+#[derive(Debug, Default)]
+struct Log(Mutex<Vec<String>>);
+
+impl Log {
+    fn push(&self, event: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(event);
+    }
+    fn events(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+fn log(ctx: &JobContext) -> &Log {
+    ctx.additional_context::<Log>()
+        .expect("workers run with a Log as additional context")
+}
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    label: String,
+}
+
+impl Task for Record {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "mem.record".into()
+    }
+    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
+        log(&ctx).push(self.label);
+        Ok(())
+    }
+}
+
+/// Fails every time; retried twice at once.
+#[derive(Serialize, Deserialize)]
+struct Flaky;
+
+impl Task for Flaky {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "mem.flaky".into()
+    }
+    fn config() -> TaskConfig {
+        TaskConfig::default().with_retry(postpone::retry::RetryStrategy::max_attempts(2))
+    }
+    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
+        log(&ctx).push(format!("attempt {}", ctx.job().attempts));
+        Err(TaskError::new("Boom", "always fails"))
+    }
+}
+
+/// Fails, no retry.
+#[derive(Serialize, Deserialize)]
+struct Fails;
+
+impl Task for Fails {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "mem.fails".into()
+    }
+    async fn run(self, _ctx: JobContext) -> Result<(), TaskError> {
+        Err(TaskError::new("Boom", "fails"))
+    }
+}
+
+/// Runs until aborted.
+#[derive(Serialize, Deserialize)]
+struct Forever;
+
+impl Task for Forever {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "mem.forever".into()
+    }
+    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
+        log(&ctx).push("started".to_owned());
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+}
+
+/// One store under test, with what the scenarios need to look inside it.
+enum Backend {
+    Memory(MemoryStore),
+    Pg(TestDb),
+}
+
+impl Backend {
+    fn app(&self) -> App {
+        let builder = App::builder()
+            .task::<Record>()
+            .task::<Flaky>()
+            .task::<Fails>()
+            .task::<Forever>();
+        let builder = match self {
+            Self::Memory(store) => builder.store(Arc::new(store.clone())),
+            Self::Pg(db) => builder.database_url(&db.url).expect("test url parses"),
+        };
+        builder.build().expect("test app builds")
+    }
+
+    async fn events(&self, id: i64) -> Vec<String> {
+        match self {
+            Self::Memory(store) => store
+                .events(id)
+                .iter()
+                .map(|e| e.event_type.as_str().to_owned())
+                .collect(),
+            Self::Pg(db) => db
+                .client()
+                .await
+                .query(
+                    "SELECT type::text FROM procrastinate_events WHERE job_id = $1 ORDER BY id",
+                    &[&id],
+                )
+                .await
+                .expect("events")
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+        }
+    }
+}
+
+fn config(log: &Arc<Log>) -> WorkerConfig {
+    WorkerConfig {
+        additional_context: Some(log.clone()),
+        fetch_job_polling_interval: Duration::from_millis(20),
+        abort_job_polling_interval: Duration::from_millis(20),
+        ..WorkerConfig::default()
+    }
+}
+
+/// An error as the scenarios compare it: its kind, not the driver's wording.
+fn kind(error: &Error) -> String {
+    match error {
+        Error::AlreadyEnqueued { queueing_lock } => format!("AlreadyEnqueued({queueing_lock})"),
+        Error::InvalidJobStatus { id, action, status } => {
+            format!("InvalidJobStatus({id}, {action}, {status})")
+        }
+        Error::JobNotFound { id } => format!("JobNotFound({id})"),
+        Error::Database(_) => "Database".to_owned(),
+        other => format!("other: {other}"),
+    }
+}
+
+fn outcome<T: std::fmt::Debug>(result: &postpone::Result<T>) -> String {
+    match result {
+        Ok(value) => format!("ok {value:?}"),
+        Err(error) => kind(error),
+    }
+}
+
+fn spec(
+    queue: &str,
+    priority: i32,
+    lock: Option<&str>,
+    queueing_lock: Option<&str>,
+) -> DeferJobParams {
+    DeferJobParams {
+        queue_name: queue.to_owned(),
+        task_name: "mem.record".to_owned(),
+        priority,
+        lock: lock.map(str::to_owned),
+        queueing_lock: queueing_lock.map(str::to_owned),
+        args: serde_json::json!({"label": format!("{queue}/{priority}")}),
+        scheduled_at: None,
+    }
+}
+
+/// Runs a scenario on PostgreSQL and in memory; they must see the same.
+macro_rules! on_both_stores {
+    ($($test:ident => $scenario:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $test() {
+            let pg = $scenario(&Backend::Pg(schema_db().await)).await;
+            let memory = $scenario(&Backend::Memory(MemoryStore::new())).await;
+            assert_eq!(memory, pg, "the in-memory store differs from PostgreSQL");
+        }
+    )*};
+}
+
+on_both_stores! {
+    priority_then_id => run_by_priority,
+    locks_exclusive_and_ordered => lock_order,
+    queueing_lock_one_todo_job => queueing_lock,
+    future_jobs_wait => scheduling,
+    retries_by_strategy => retries,
+    abort_of_a_running_job => abort,
+    cancel_and_delete => cancel,
+    manual_retry_of_a_failed_job => manual_retry,
+    lists_and_counts => lists,
+    stalled_jobs_and_pruning => stalled,
+}
+
+async fn run_by_priority(backend: &Backend) -> Vec<String> {
+    let app = backend.app();
+    let mut ids = Vec::new();
+    for (label, priority) in [("low", -1), ("a", 0), ("high", 5), ("b", 0), ("top", 9)] {
+        let job = app.configure(Record {
+            label: label.to_owned(),
+        });
+        ids.push(job.with_priority(priority).defer().await.expect("defer"));
+    }
+    assert_eq!(ids, [1, 2, 3, 4, 5], "ids increase from 1");
+    let log = Arc::new(Log::default());
+    app.run_worker(config(&log).one_shot())
+        .await
+        .expect("worker");
+    assert_eq!(log.events(), ["top", "high", "a", "b", "low"]);
+    let mut seen = log.events();
+    for id in ids {
+        let job = app.job_manager().get_job(id).await.expect("job");
+        seen.push(format!("{id} {} {}", job.status, job.attempts));
+        seen.extend(backend.events(id).await);
+    }
+    seen
+}
+
+async fn lock_order(backend: &Backend) -> Vec<String> {
+    let app = backend.app();
+    let store = app.store();
+    let ids = store
+        .defer_jobs(&[
+            spec("q", 0, Some("L"), None),
+            spec("q", 5, Some("L"), None),
+            spec("q", 0, None, None),
+            spec("q", 0, Some("L"), None),
+            spec("other", 9, Some("M"), None),
+            spec("q", 1, Some("M"), None),
+        ])
+        .await
+        .expect("defer");
+    let worker = store.register_worker().await.expect("register");
+    let mut seen = Vec::new();
+    // One job per lock per batch, the first of each lock by priority then id; a todo job
+    // of another queue still comes first in its lock.
+    for round in 0..5 {
+        let fetched = store
+            .fetch_jobs(Some(&["q".to_owned()]), worker, 10)
+            .await
+            .expect("fetch");
+        let fetched: Vec<i64> = fetched.iter().map(|j| j.id).collect();
+        if round == 0 {
+            assert_eq!(fetched, [ids[1], ids[2]], "priority 5 first in L; M waits");
+        }
+        seen.push(format!("round {round}: {fetched:?}"));
+        let finish: Vec<FinishJobParams> = fetched
+            .iter()
+            .map(|&id| FinishJobParams {
+                id,
+                status: JobStatus::Succeeded,
+                delete_job: false,
+            })
+            .collect();
+        let written = store.finish_jobs(&finish).await.expect("finish");
+        seen.push(format!("written {written:?}"));
+    }
+    let all = store
+        .fetch_jobs(None, worker, 10)
+        .await
+        .expect("fetch all queues");
+    seen.push(format!(
+        "all queues: {:?}",
+        all.iter().map(|j| j.id).collect::<Vec<_>>()
+    ));
+    seen
+}
+
+async fn queueing_lock(backend: &Backend) -> Vec<String> {
+    let app = backend.app();
+    let store = app.store();
+    let mut seen = Vec::new();
+    let first = store.defer_jobs(&[spec("q", 0, None, Some("one"))]).await;
+    seen.push(outcome(&first));
+    let again = store.defer_jobs(&[spec("q", 0, None, Some("one"))]).await;
+    assert_eq!(outcome(&again), "AlreadyEnqueued(one)");
+    seen.push(outcome(&again));
+    // A batch is all or nothing: "two" is not inserted either.
+    let batch = store
+        .defer_jobs(&[
+            spec("q", 0, None, Some("two")),
+            spec("q", 0, None, Some("one")),
+        ])
+        .await;
+    seen.push(outcome(&batch));
+    let doubled = store
+        .defer_jobs(&[
+            spec("q", 0, None, Some("three")),
+            spec("q", 0, None, Some("three")),
+        ])
+        .await;
+    seen.push(outcome(&doubled));
+    let jobs = store.list_jobs(&JobFilter::default()).await.expect("list");
+    assert_eq!(jobs.len(), 1, "nothing of the refused batches was written");
+    // Once the job runs, the lock is free again.
+    let worker = store.register_worker().await.expect("register");
+    let fetched = store.fetch_jobs(None, worker, 1).await.expect("fetch");
+    seen.push(format!("fetched {}", fetched.len()));
+    seen.push(outcome(
+        &store.defer_jobs(&[spec("q", 0, None, Some("one"))]).await,
+    ));
+    seen
+}
+
+async fn scheduling(backend: &Backend) -> Vec<String> {
+    let app = backend.app();
+    let later = app
+        .configure(Record {
+            label: "later".to_owned(),
+        })
+        .schedule_in(Duration::from_secs(3600))
+        .defer()
+        .await
+        .expect("defer");
+    let now = app
+        .configure(Record {
+            label: "now".to_owned(),
+        })
+        .with_priority(-5)
+        .defer()
+        .await
+        .expect("defer");
+    let log = Arc::new(Log::default());
+    app.run_worker(config(&log).one_shot())
+        .await
+        .expect("worker");
+    assert_eq!(log.events(), ["now"], "the future job is not fetched");
+    let manager = app.job_manager();
+    let mut seen = log.events();
+    for id in [later, now] {
+        seen.push(format!(
+            "{id} {}",
+            manager.get_job_status(id).await.expect("status")
+        ));
+        seen.extend(backend.events(id).await);
+    }
+    seen
+}
+
+async fn retries(backend: &Backend) -> Vec<String> {
+    let app = backend.app();
+    let id = app.defer(Flaky).await.expect("defer");
+    let log = Arc::new(Log::default());
+    app.run_worker(config(&log).one_shot())
+        .await
+        .expect("worker");
+    let job = app.job_manager().get_job(id).await.expect("job");
+    assert_eq!((job.status, job.attempts), (JobStatus::Failed, 3));
+    let mut seen = log.events();
+    seen.push(format!("{} {}", job.status, job.attempts));
+    seen.extend(backend.events(id).await);
+    seen
+}
+
+async fn abort(backend: &Backend) -> Vec<String> {
+    let app = backend.app();
+    let manager = app.job_manager();
+    let id = app.defer(Forever).await.expect("defer");
+    let waiting = app.defer(Forever).await.expect("defer");
+    let log = Arc::new(Log::default());
+    let handle = app.start_worker(config(&log)).await.expect("worker");
+    wait_for("the job to start", DEADLINE, || async {
+        log.events() == ["started"]
+    })
+    .await;
+    let mut seen = Vec::new();
+    // The second job waits (concurrency 1): aborting it cancels it at once.
+    seen.push(outcome(
+        &manager.cancel_job_by_id(waiting, true, false).await,
+    ));
+    seen.push(outcome(&manager.cancel_job_by_id(id, true, false).await));
+    wait_for("the job to be aborted", DEADLINE, || async {
+        manager.get_job_status(id).await.expect("status") == JobStatus::Aborted
+    })
+    .await;
+    handle.stop();
+    handle.join().await.expect("worker stops");
+    for id in [id, waiting] {
+        let job = manager.get_job(id).await.expect("job");
+        seen.push(format!(
+            "{id} {} {} {}",
+            job.status, job.attempts, job.abort_requested
+        ));
+        seen.extend(backend.events(id).await);
+    }
+    assert_eq!(
+        seen[2..],
+        [
+            "1 aborted 1 false",
+            "deferred",
+            "started",
+            "abort_requested",
+            "aborted",
+            "2 cancelled 0 true",
+            "deferred",
+            "abort_requested",
+            "cancelled"
+        ]
+    );
+    seen
+}
+
+async fn cancel(backend: &Backend) -> Vec<String> {
+    let app = backend.app();
+    let store = app.store();
+    let manager = app.job_manager();
+    let ids = store
+        .defer_jobs(&[
+            spec("q", 0, None, None),
+            spec("q", 0, None, None),
+            spec("q", 9, None, None),
+        ])
+        .await
+        .expect("defer");
+    let mut seen = Vec::new();
+    seen.push(outcome(
+        &manager.cancel_job_by_id(ids[0], false, false).await,
+    ));
+    seen.push(outcome(
+        &manager.cancel_job_by_id(ids[0], false, false).await,
+    ));
+    seen.push(outcome(
+        &manager.cancel_job_by_id(ids[1], false, true).await,
+    ));
+    seen.push(outcome(&manager.get_job(ids[1]).await));
+    let worker = store.register_worker().await.expect("register");
+    store.fetch_jobs(None, worker, 1).await.expect("fetch");
+    // A running job is not cancelled, nor deleted, without abort.
+    seen.push(outcome(
+        &manager.cancel_job_by_id(ids[2], false, true).await,
+    ));
+    seen.push(outcome(&manager.cancel_job_by_id(999, true, true).await));
+    for id in [ids[0], ids[2]] {
+        seen.push(format!(
+            "{id} {}",
+            manager.get_job_status(id).await.expect("status")
+        ));
+        seen.extend(backend.events(id).await);
+    }
+    assert_eq!(
+        seen[..4],
+        ["ok true", "ok false", "ok true", "JobNotFound(2)"]
+    );
+    seen
+}
+
+async fn manual_retry(backend: &Backend) -> Vec<String> {
+    let app = backend.app();
+    let manager = app.job_manager();
+    let failed = app.defer(Fails).await.expect("defer");
+    let ok = app
+        .defer(Record {
+            label: "x".to_owned(),
+        })
+        .await
+        .expect("defer");
+    let log = Arc::new(Log::default());
+    app.run_worker(config(&log).one_shot())
+        .await
+        .expect("worker");
+    let mut seen = vec![
+        outcome(
+            &manager
+                .retry_job_by_id(
+                    failed,
+                    RetryOptions {
+                        priority: Some(5),
+                        queue: Some("elsewhere".to_owned()),
+                        ..RetryOptions::default()
+                    },
+                )
+                .await,
+        ),
+        outcome(&manager.retry_job_by_id(ok, RetryOptions::default()).await),
+    ];
+    let job = manager.get_job(failed).await.expect("job");
+    seen.push(format!(
+        "{} {} {} {}",
+        job.status, job.attempts, job.priority, job.queue_name
+    ));
+    assert_eq!(job.status, JobStatus::Todo);
+    seen.extend(backend.events(failed).await);
+    seen
+}
+
+async fn lists(backend: &Backend) -> Vec<String> {
+    let app = backend.app();
+    let store = app.store();
+    let manager = app.job_manager();
+    store
+        .defer_jobs(&[
+            spec("a", 0, Some("L1"), None),
+            spec("a", 0, None, Some("ql")),
+            spec("b", 0, Some("L2"), None),
+            spec("b", 3, Some("L1"), None),
+            spec("c", 0, None, None),
+        ])
+        .await
+        .expect("defer");
+    let mut flaky = spec("a", 0, None, None);
+    flaky.task_name = "mem.flaky".to_owned();
+    store.defer_jobs(&[flaky]).await.expect("defer");
+    let worker = store.register_worker().await.expect("register");
+    store
+        .fetch_jobs(Some(&["b".to_owned()]), worker, 5)
+        .await
+        .expect("fetch");
+    store.cancel_job(5, false, false).await.expect("cancel");
+    let mut seen = Vec::new();
+    let filters = [
+        JobFilter::default(),
+        JobFilter {
+            queue_name: Some("a".to_owned()),
+            ..JobFilter::default()
+        },
+        JobFilter {
+            status: Some(JobStatus::Doing),
+            ..JobFilter::default()
+        },
+        JobFilter {
+            lock: Some("L1".to_owned()),
+            ..JobFilter::default()
+        },
+        JobFilter {
+            queueing_lock: Some("ql".to_owned()),
+            ..JobFilter::default()
+        },
+        JobFilter {
+            worker_id: Some(worker),
+            ..JobFilter::default()
+        },
+        JobFilter {
+            task_name: Some("mem.flaky".to_owned()),
+            ..JobFilter::default()
+        },
+        JobFilter {
+            limit: Some(2),
+            ..JobFilter::default()
+        },
+        JobFilter {
+            id: Some(3),
+            ..JobFilter::default()
+        },
+    ];
+    for filter in &filters {
+        let jobs = manager.list_jobs(filter).await.expect("list");
+        seen.push(format!(
+            "{:?}",
+            jobs.iter().map(|j| (j.id, j.status)).collect::<Vec<_>>()
+        ));
+        seen.push(format!(
+            "queues {:?}",
+            manager.list_queues(filter).await.expect("queues")
+        ));
+        seen.push(format!(
+            "tasks {:?}",
+            manager.list_tasks(filter).await.expect("tasks")
+        ));
+        seen.push(format!(
+            "locks {:?}",
+            manager.list_locks(filter).await.expect("locks")
+        ));
+    }
+    assert_eq!(
+        seen[0],
+        "[(1, Todo), (2, Todo), (3, Doing), (4, Doing), (5, Cancelled), (6, Todo)]"
+    );
+    seen.push(outcome(
+        &manager
+            .list_jobs(&JobFilter {
+                limit: Some(-1),
+                ..JobFilter::default()
+            })
+            .await
+            .map(|j| j.len()),
+    ));
+    seen
+}
+
+async fn stalled(backend: &Backend) -> Vec<String> {
+    let app = backend.app();
+    let store = app.store();
+    let manager = app.job_manager();
+    store
+        .defer_jobs(&[
+            spec("q", 0, None, None),
+            spec("r", 0, None, None),
+            spec("q", 0, None, None),
+        ])
+        .await
+        .expect("defer");
+    let old = store.register_worker().await.expect("register");
+    let fetched = store.fetch_jobs(None, old, 2).await.expect("fetch");
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let live = store.register_worker().await.expect("register");
+    let ids = |jobs: Vec<postpone::Job>| {
+        format!(
+            "{:?}",
+            jobs.iter().map(|j| (j.id, j.worker_id)).collect::<Vec<_>>()
+        )
+    };
+    let mut seen = vec![
+        format!("fetched {}", fetched.len()),
+        ids(manager
+            .list_stalled_jobs(3600.0, None, None)
+            .await
+            .expect("stalled")),
+        ids(manager
+            .list_stalled_jobs(0.02, None, None)
+            .await
+            .expect("stalled")),
+        ids(manager
+            .list_stalled_jobs(0.02, Some("r"), None)
+            .await
+            .expect("stalled")),
+        ids(manager
+            .list_stalled_jobs(0.02, None, Some("mem.nothing"))
+            .await
+            .expect("stalled")),
+        format!(
+            "pruned {:?}",
+            store.prune_stalled_workers(3600.0).await.expect("prune")
+        ),
+        format!(
+            "pruned {:?}",
+            store.prune_stalled_workers(0.02).await.expect("prune")
+        ),
+    ];
+    assert_eq!(
+        seen[6],
+        format!("pruned [{old}]"),
+        "only the silent worker is pruned"
+    );
+    // Its jobs lose their worker, and stay stalled whatever the delay.
+    seen.push(ids(manager
+        .list_stalled_jobs(3600.0, None, None)
+        .await
+        .expect("stalled")));
+    // The pruned worker cannot claim a job any more; the live one can.
+    seen.push(outcome(
+        &store.fetch_jobs(None, old, 1).await.map(|j| j.len()),
+    ));
+    seen.push(outcome(
+        &store.fetch_jobs(None, live, 1).await.map(|j| j.len()),
+    ));
+    store.update_heartbeat(live).await.expect("heartbeat");
+    // Old finished jobs go by their latest event.
+    let finish: Vec<FinishJobParams> = [1, 2, 3]
+        .into_iter()
+        .map(|id| FinishJobParams {
+            id,
+            status: JobStatus::Succeeded,
+            delete_job: false,
+        })
+        .collect();
+    seen.push(format!(
+        "finished {:?}",
+        store.finish_jobs(&finish).await.expect("finish")
+    ));
+    seen.push(format!(
+        "deleted {}",
+        manager
+            .delete_old_jobs(&postpone::manager::DeleteOldJobsOptions {
+                nb_hours: 1,
+                ..Default::default()
+            })
+            .await
+            .expect("delete")
+    ));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    seen.push(format!(
+        "deleted {}",
+        manager
+            .delete_old_jobs(&postpone::manager::DeleteOldJobsOptions {
+                nb_hours: 0,
+                ..Default::default()
+            })
+            .await
+            .expect("delete")
+    ));
+    seen.push(format!(
+        "left {}",
+        manager
+            .list_jobs(&JobFilter::default())
+            .await
+            .expect("list")
+            .len()
+    ));
+    seen.extend(backend.events(1).await);
+    store.unregister_worker(live).await.expect("unregister");
+    seen
+}
+
+/// The test helpers, in memory only: `run_all`, `job_inserted`, `reset`, and a waiting
+/// worker that finds new jobs by polling.
+#[tokio::test]
+async fn memory_store_helpers() {
+    let store = MemoryStore::new();
+    let app = Backend::Memory(store.clone()).app();
+    let log = Arc::new(Log::default());
+
+    // job_inserted is signalled by every defer.
+    let inserted = store.job_inserted().notified();
+    let id = app
+        .defer(Record {
+            label: "one".to_owned(),
+        })
+        .await
+        .expect("defer");
+    tokio::time::timeout(Duration::from_secs(5), inserted)
+        .await
+        .expect("job_inserted signalled");
+    assert_eq!(store.deferred_jobs("mem.record")[0].id, id);
+    assert!(store.deferred_jobs("mem.flaky").is_empty());
+
+    let stats = store
+        .run_all_with(&app, config(&log))
+        .await
+        .expect("run_all");
+    assert_eq!((stats.succeeded(), stats.completed()), (1, 1));
+    assert_eq!(log.events(), ["one"]);
+    assert!(
+        store.workers().is_empty(),
+        "the one-shot worker unregistered"
+    );
+
+    // run_all refuses an app on another store, before starting anything.
+    let other = Backend::Memory(MemoryStore::new()).app();
+    let err = store.run_all(&other).await.expect_err("another store");
+    assert!(
+        err.to_string().contains("does not run on this MemoryStore"),
+        "{err}"
+    );
+
+    // A waiting worker without NOTIFY finds new jobs at its polling interval.
+    let handle = app.start_worker(config(&log)).await.expect("worker");
+    app.defer(Record {
+        label: "two".to_owned(),
+    })
+    .await
+    .expect("defer");
+    wait_for("the polling worker to run the job", DEADLINE, || async {
+        log.events() == ["one", "two"]
+    })
+    .await;
+    handle.stop();
+    handle.join().await.expect("worker stops");
+
+    store.reset();
+    assert!(store.jobs().is_empty() && store.events(id).is_empty());
+    let again = app
+        .defer(Record {
+            label: "x".to_owned(),
+        })
+        .await
+        .expect("defer");
+    assert_eq!(again, 1, "ids start again at 1 after reset");
+}
+
+#[tokio::test]
+async fn a_worker_on_the_memory_store_wakes_on_inserts_and_survives_pruning() {
+    use std::time::Duration;
+
+    use postpone::store::Store as _;
+    use postpone::task::{JobContext, TaskError};
+    use postpone::worker::WorkerConfig;
+    use postpone::{App, JobStatus, MemoryStore, Task};
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Ping;
+
+    impl Task for Ping {
+        fn name() -> std::borrow::Cow<'static, str> {
+            "tests.ping".into()
+        }
+        async fn run(self, _ctx: JobContext) -> Result<(), TaskError> {
+            Ok(())
+        }
+    }
+
+    let store = MemoryStore::new();
+    let app = App::builder()
+        .store(std::sync::Arc::new(store.clone()))
+        .task::<Ping>()
+        .build()
+        .expect("app");
+    let handle = app
+        .start_worker(WorkerConfig {
+            // Polling alone would take an hour: only the store's insert signal can wake it.
+            fetch_job_polling_interval: Duration::from_secs(3600),
+            ..WorkerConfig::default()
+        })
+        .await
+        .expect("worker");
+    let first_id = handle.worker_id();
+    let manager = app.job_manager();
+    let one = app.defer(Ping).await.expect("defer");
+    crate::harness::wait_for("the first job to run", Duration::from_secs(20), || async {
+        manager.get_job_status(one).await.expect("status") == JobStatus::Succeeded
+    })
+    .await;
+    // Another worker prunes this one as stalled.
+    store
+        .prune_stalled_workers(-1.0)
+        .await
+        .expect("prune everyone");
+    let two = app.defer(Ping).await.expect("defer");
+    crate::harness::wait_for("the second job to run", Duration::from_secs(20), || async {
+        manager.get_job_status(two).await.expect("status") == JobStatus::Succeeded
+    })
+    .await;
+    assert_ne!(
+        handle.worker_id(),
+        first_id,
+        "registered again after the prune"
+    );
+    handle.stop();
+    handle.join().await.expect("worker stops");
+}
