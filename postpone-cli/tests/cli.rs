@@ -4,28 +4,15 @@
 //! Run with: `cargo test -p postpone-cli --test cli` (a PostgreSQL server is found or
 //! started by `postpone-testkit`; without one, the tests fail: they never skip).
 
+mod common;
+
+use common::block_on;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{LazyLock, OnceLock};
+use std::sync::OnceLock;
 
 use serde_json::Value;
-
-static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-});
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    RUNTIME.block_on(future)
-}
-
-fn server() -> &'static postpone_testkit::Server {
-    block_on(postpone_testkit::server()).unwrap_or_else(|error| panic!("{error}"))
-}
 
 /// A fresh database, dropped when the test ends (even when it fails).
 struct TestDb {
@@ -36,22 +23,8 @@ struct TestDb {
 impl TestDb {
     /// An empty database (no schema).
     fn empty() -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "postpone_clitest_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let server = server();
-        block_on(async {
-            server.drop_database(&name).await?;
-            server.create_database(&name, None).await
-        })
-        .unwrap_or_else(|error| panic!("{error}"));
-        Self {
-            url: server.url(&name),
-            name,
-        }
+        let (name, url) = common::create_database("postpone_clitest");
+        Self { url, name }
     }
 
     /// A database with the schema, applied by `postpone schema apply`.
@@ -134,12 +107,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        // Dropping runs on its own thread: this may be called inside a panicking test.
-        let _ = std::thread::spawn(move || {
-            let _ = block_on(server().drop_database(&name));
-        })
-        .join();
+        common::drop_database(&self.name);
     }
 }
 

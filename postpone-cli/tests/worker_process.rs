@@ -10,12 +10,15 @@
 //!
 //! Run with: `cargo test -p postpone-cli --test worker_process`
 
+mod common;
+
+use common::{block_on, server};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -23,22 +26,6 @@ use serde_json::Value;
 
 /// How long any awaited condition may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-});
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    RUNTIME.block_on(future)
-}
-
-fn server() -> &'static postpone_testkit::Server {
-    block_on(postpone_testkit::server()).unwrap_or_else(|error| panic!("{error}"))
-}
 
 fn now_micros() -> i64 {
     let since = SystemTime::now()
@@ -65,24 +52,9 @@ struct TestDb {
 
 impl TestDb {
     fn new() -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "postpone_workertest_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let server = server();
-        let client = block_on(async {
-            server.drop_database(&name).await?;
-            server.create_database(&name, None).await?;
-            server.connect(&name).await
-        })
-        .unwrap_or_else(|error| panic!("{error}"));
-        let db = Self {
-            url: server.url(&name),
-            name,
-            client,
-        };
+        let (name, url) = common::create_database("postpone_workertest");
+        let client = block_on(server().connect(&name)).unwrap_or_else(|error| panic!("{error}"));
+        let db = Self { url, name, client };
         let out = db.postpone(&["schema", "apply"]);
         assert_eq!(out.code, 0, "schema apply failed: {out:?}");
         db
@@ -170,12 +142,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        // On its own thread: this may run inside a panicking test.
-        let _ = std::thread::spawn(move || {
-            let _ = block_on(server().drop_database(&name));
-        })
-        .join();
+        common::drop_database(&self.name);
     }
 }
 
