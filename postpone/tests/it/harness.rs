@@ -447,3 +447,20 @@ mod harness_tests {
         wait_for("never", Duration::from_millis(50), || async { false }).await;
     }
 }
+
+/// Waits until a worker's LISTEN connection to `db` is up (so a NOTIFY reaches it).
+pub async fn wait_for_listener(db: &TestDb) {
+    let client = db.client().await;
+    wait_for("a worker to LISTEN", Duration::from_secs(20), || async {
+        let listening: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+                &[],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0);
+        listening > 0
+    })
+    .await;
+}

@@ -11,7 +11,7 @@ use postpone::worker::{DeleteJobs, WorkerConfig};
 use postpone::{App, JobStatus, Task, TaskConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::harness::{TestDb, schema_db, wait_for};
+use crate::harness::{TestDb, schema_db, wait_for, wait_for_listener};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -643,19 +643,7 @@ async fn notify_wakes_an_idle_worker() {
         .await
         .expect("worker");
     // Let the listener connect before deferring.
-    let client = db.client().await;
-    wait_for("the listener to connect", DEADLINE, || async {
-        let n: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
-                &[],
-            )
-            .await
-            .expect("activity")
-            .get(0);
-        n > 0
-    })
-    .await;
+    wait_for_listener(&db).await;
     app.defer(Record {
         label: "woken".to_owned(),
     })
@@ -774,19 +762,7 @@ async fn a_burst_of_notifications_costs_a_few_fetches_not_one_each() {
         })
         .await
         .expect("worker");
-    let client = db.client().await;
-    wait_for("the listener to connect", DEADLINE, || async {
-        let n: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
-                &[],
-            )
-            .await
-            .expect("activity")
-            .get(0);
-        n > 0
-    })
-    .await;
+    wait_for_listener(&db).await;
     let stats = handle.stats();
     let before = stats.fetches();
     // One commit: 500 job_inserted notifications reach the worker at once.
