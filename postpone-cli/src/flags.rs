@@ -145,6 +145,10 @@ pub struct WorkerFlags {
         value_name = "DELAY"
     )]
     pub heartbeat_interval: String,
+    /// Write claims and outcomes with synchronous_commit off (faster; after a PostgreSQL
+    /// crash some jobs may run again, none is lost).
+    #[arg(long, env = "POSTPONE_WORKER_ASYNCHRONOUS_COMMIT", value_parser = FalseyValueParser::new())]
+    pub asynchronous_commit: bool,
     /// Workers silent for this long are stalled (pruned at start; their jobs listed as stalled).
     #[arg(
         long,
@@ -484,6 +488,10 @@ pub struct BenchWorkerFlags {
     /// Report progress this often (milliseconds); 0 reports only at the end.
     #[arg(long, default_value_t = 2)]
     pub report_ms: u64,
+    /// As `postpone worker --asynchronous-commit` (inherited from the environment, so
+    /// `POSTPONE_WORKER_ASYNCHRONOUS_COMMIT=true postpone bench` measures it).
+    #[arg(long, env = "POSTPONE_WORKER_ASYNCHRONOUS_COMMIT", value_parser = FalseyValueParser::new())]
+    pub asynchronous_commit: bool,
 }
 
 /// `postpone shell [COMMAND ...]`: without a command, an interactive session (or, when stdin

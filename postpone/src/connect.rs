@@ -124,6 +124,20 @@ impl ConnectConfig {
         Self { config }
     }
 
+    /// The same place, with a server setting for every session (`-c name=value` in the
+    /// startup options, after any already there).
+    #[must_use]
+    pub fn with_session_setting(&self, name: &str, value: &str) -> Self {
+        let mut config = self.config.clone();
+        let setting = format!("-c {name}={value}");
+        let options = match config.get_options() {
+            Some(existing) if !existing.trim().is_empty() => format!("{existing} {setting}"),
+            _ => setting,
+        };
+        config.options(&options);
+        Self { config }
+    }
+
     /// The driver configuration.
     #[must_use]
     pub fn config(&self) -> &tokio_postgres::Config {
@@ -213,6 +227,21 @@ mod tests {
         let c = ConnectConfig::parse("host=/tmp port=5433 user=x dbname=y password=z").unwrap();
         assert_eq!(c.target(), "host=/tmp port=5433 user=x dbname=y");
         assert!(!format!("{c:?}").contains('z'));
+    }
+
+    #[test]
+    fn session_settings_add_to_the_options() {
+        let c = ConnectConfig::parse("host=/tmp user=x dbname=y options='-c statement_timeout=5s'")
+            .unwrap()
+            .with_session_setting("synchronous_commit", "off");
+        assert_eq!(
+            c.config().get_options(),
+            Some("-c statement_timeout=5s -c synchronous_commit=off")
+        );
+        let c = ConnectConfig::parse("host=/tmp user=x dbname=y")
+            .unwrap()
+            .with_session_setting("synchronous_commit", "off");
+        assert_eq!(c.config().get_options(), Some("-c synchronous_commit=off"));
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub(crate) fn config(flags: &WorkerFlags) -> anyhow::Result<WorkerConfig> {
             &flags.stalled_worker_timeout,
         )?,
         install_signal_handlers: true,
+        asynchronous_commit: flags.asynchronous_commit,
         ..WorkerConfig::default()
     };
     config.validate()?;

@@ -79,6 +79,12 @@ pub struct WorkerConfig {
     pub additional_context: Option<Arc<dyn Any + Send + Sync>>,
     /// First SIGINT/SIGTERM stops gracefully, the second aborts (used by `run_worker`).
     pub install_signal_handlers: bool,
+    /// Write this worker's claims and outcomes with `synchronous_commit = off` (its own
+    /// connections only; deferring is unaffected). Measured here: 1.5-2x the drain
+    /// throughput. The price: after a PostgreSQL crash (not a worker crash) the last
+    /// moments of claims and outcomes may be lost, so those jobs are claimed again or found
+    /// stalled; none is lost, some may run twice. Default off.
+    pub asynchronous_commit: bool,
     /// Middleware around every attempt (outside each task's own).
     pub middleware: Vec<Arc<dyn crate::middleware::Middleware>>,
 }
@@ -99,6 +105,7 @@ impl Default for WorkerConfig {
             stalled_worker_timeout: STALLED_WORKER_TIMEOUT_DEFAULT,
             additional_context: None,
             install_signal_handlers: false,
+            asynchronous_commit: false,
             middleware: Vec::new(),
         }
     }
@@ -124,6 +131,7 @@ impl fmt::Debug for WorkerConfig {
             .field("delete_jobs", &self.delete_jobs)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("stalled_worker_timeout", &self.stalled_worker_timeout)
+            .field("asynchronous_commit", &self.asynchronous_commit)
             .field("middleware", &self.middleware.len())
             .finish_non_exhaustive()
     }

@@ -36,6 +36,8 @@ pub use config::{DeleteJobs, WorkerConfig};
 
 use crate::app::App;
 use crate::context::AbortReason;
+use crate::store::Store;
+use crate::store::postgres::PgStore;
 use crate::{Error, Result};
 
 /// The worker's id in `procrastinate_workers`, shared by the parts that use it: it
@@ -181,7 +183,7 @@ impl App {
     /// while registering.
     pub async fn start_worker(&self, config: WorkerConfig) -> Result<WorkerHandle> {
         config.validate()?;
-        let store = self.store().clone();
+        let store = self.worker_store(&config)?;
         let pruned = store
             .prune_stalled_workers(config.stalled_worker_timeout.as_secs_f64())
             .await?;
@@ -194,6 +196,7 @@ impl App {
         let stats = Arc::new(WorkerStats::default());
         let done = tokio::spawn(run(
             self.clone(),
+            store,
             config,
             worker_id.clone(),
             stop.clone(),
@@ -209,6 +212,25 @@ impl App {
         })
     }
 }
+
+impl App {
+    /// The store a worker writes through: the app's, or with `asynchronous_commit` a
+    /// pool of its own whose sessions commit without waiting for the WAL flush.
+    fn worker_store(&self, config: &WorkerConfig) -> Result<Arc<dyn Store>> {
+        match (config.asynchronous_commit, self.connect_config()) {
+            (true, Some(connect)) => {
+                let connect = connect.with_session_setting("synchronous_commit", "off");
+                let pool = connect.pool(WORKER_POOL_SIZE)?;
+                Ok(Arc::new(PgStore::new(pool, connect.target())))
+            }
+            _ => Ok(self.store().clone()),
+        }
+    }
+}
+
+/// Connections of a worker's own pool: the producer, the completer's two statements, and
+/// the heartbeat or abort poll.
+const WORKER_POOL_SIZE: usize = 4;
 
 /// SIGINT and SIGTERM, listened to from creation on.
 struct StopSignals {
@@ -260,13 +282,13 @@ impl StopSignals {
 
 async fn run(
     app: App,
+    store: Arc<dyn Store>,
     config: WorkerConfig,
     worker_id: WorkerId,
     stop: CancellationToken,
     abort: CancellationToken,
     stats: Arc<WorkerStats>,
 ) -> Result<()> {
-    let store = app.store().clone();
     let name: Arc<str> = Arc::from(config.name.clone().unwrap_or_else(|| "worker".to_owned()));
     tracing::info!(worker_id = worker_id.get(), name = %name, queues = ?config.queues, concurrency = config.concurrency, "worker started");
     let services = CancellationToken::new();

@@ -845,3 +845,32 @@ async fn a_shutdown_abort_is_retried_when_the_task_allows_it() {
     assert_eq!((job.status, job.attempts), (JobStatus::Todo, 1));
     assert_eq!(status(&app, aborted).await, JobStatus::Aborted);
 }
+
+#[tokio::test]
+async fn asynchronous_commit_runs_jobs_on_its_own_connections() {
+    let db = schema_db().await;
+    let app = app(&db);
+    let ids = app
+        .batch_defer((0..20).map(|i| {
+            app.configure(Record {
+                label: format!("{i}"),
+            })
+        }))
+        .await
+        .expect("defer");
+    let log = Arc::new(Log::default());
+    app.run_worker(WorkerConfig {
+        asynchronous_commit: true,
+        ..config(&log).with_concurrency(4).one_shot()
+    })
+    .await
+    .expect("worker");
+    assert_eq!(log.events().len(), 20);
+    for &id in &ids {
+        assert_eq!(status(&app, id).await, JobStatus::Succeeded);
+    }
+    assert_eq!(
+        events(&db, ids[0]).await,
+        ["deferred", "started", "succeeded"]
+    );
+}

@@ -65,6 +65,7 @@ pub(crate) async fn worker(flags: BenchWorkerFlags, context: Context) -> anyhow:
     let config = WorkerConfig {
         name: Some(format!("bench-{}", std::process::id())),
         concurrency: flags.concurrency,
+        asynchronous_commit: flags.asynchronous_commit,
         ..WorkerConfig::default()
     };
     let handle = app.start_worker(config).await?;
