@@ -6,13 +6,11 @@
 
 mod common;
 
-use common::block_on;
+use common::{Output, block_on, run};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-
-use serde_json::Value;
 
 /// A fresh database, dropped when the test ends (even when it fails).
 struct TestDb {
@@ -36,16 +34,7 @@ impl TestDb {
     }
 
     fn command(&self, binary: &Path, args: &[&str]) -> Command {
-        let mut command = Command::new(binary);
-        command.args(args);
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy().into_owned();
-            if key.starts_with("POSTPONE_") || key.starts_with("PG") || key == "RUST_LOG" {
-                command.env_remove(key);
-            }
-        }
-        command.env("DATABASE_URL", &self.url);
-        command
+        common::command(binary, &self.url, args)
     }
 
     /// Runs the `postpone` binary on this database.
@@ -111,20 +100,7 @@ impl Drop for TestDb {
     }
 }
 
-/// What a command did.
-#[derive(Debug)]
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 impl Output {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|error| panic!("stdout is not JSON ({error}): {self:?}"))
-    }
-
     /// Asserts a failure reported as exactly one line naming the problem.
     fn assert_one_line_error(&self, needles: &[&str]) {
         assert_ne!(self.code, 0, "expected a failure: {self:?}");
@@ -142,17 +118,6 @@ impl Output {
                 lines[0]
             );
         }
-    }
-}
-
-fn run(mut command: Command) -> Output {
-    let output = command
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
-    Output {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
 

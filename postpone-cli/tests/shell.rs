@@ -7,13 +7,11 @@
 
 mod common;
 
-use common::block_on;
+use common::{Output, block_on};
 
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
-
-use serde_json::Value;
 
 /// A fresh database with the schema, dropped when the test ends (even when it fails).
 struct TestDb {
@@ -31,16 +29,7 @@ impl TestDb {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(Path::new(env!("CARGO_BIN_EXE_postpone")));
-        command.args(args);
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy().into_owned();
-            if key.starts_with("POSTPONE_") || key.starts_with("PG") || key == "RUST_LOG" {
-                command.env_remove(key);
-            }
-        }
-        command.env("DATABASE_URL", &self.url);
-        command
+        common::command(Path::new(env!("CARGO_BIN_EXE_postpone")), &self.url, args)
     }
 
     /// Runs `postpone ARGS` with stdin closed (not a terminal: an empty session).
@@ -66,11 +55,7 @@ impl TestDb {
         });
         let output = child.wait_with_output().expect("the shell's output");
         writer.join().expect("the stdin writer");
-        Output {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        output.into()
     }
 
     /// `postpone shell ARGS` (one-shot).
@@ -140,19 +125,7 @@ impl Drop for TestDb {
     }
 }
 
-#[derive(Debug)]
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 impl Output {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|error| panic!("stdout is not JSON ({error}): {self:?}"))
-    }
-
     fn assert_ok(&self) {
         assert_eq!(self.code, 0, "{self:?}");
         assert_eq!(self.stderr, "", "{self:?}");

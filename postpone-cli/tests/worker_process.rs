@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{block_on, server};
+use common::{Output, block_on, server};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
@@ -21,8 +21,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use serde_json::Value;
 
 /// How long any awaited condition may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -61,15 +59,7 @@ impl TestDb {
     }
 
     fn command(&self, binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut command = Command::new(binary);
-        command.args(args);
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy().into_owned();
-            if key.starts_with("POSTPONE_") || key.starts_with("PG") || key == "RUST_LOG" {
-                command.env_remove(key);
-            }
-        }
-        command.env("DATABASE_URL", &self.url);
+        let mut command = common::command(binary, &self.url, args);
         command.envs(env.iter().copied());
         command
     }
@@ -146,20 +136,7 @@ impl Drop for TestDb {
     }
 }
 
-/// What a finished command did.
-#[derive(Debug)]
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 impl Output {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|error| panic!("stdout is not JSON ({error}): {self:?}"))
-    }
-
     /// A refusal: non-zero exit, exactly one error line, naming `option` (written with
     /// dashes or underscores).
     fn assert_refused(&self, option: &str) {

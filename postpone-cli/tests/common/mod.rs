@@ -4,6 +4,8 @@
 // Each test binary uses only some of these.
 #![allow(dead_code)]
 
+use std::path::Path;
+use std::process::Command;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -50,4 +52,53 @@ pub fn drop_database(name: &str) {
         let _ = block_on(server().drop_database(&name));
     })
     .join();
+}
+
+/// `binary ARGS` against the database at `url`, without the caller's `POSTPONE_*`, `PG*`
+/// and `RUST_LOG` variables, so the environment of whoever runs the tests cannot steer them.
+pub fn command(binary: &Path, url: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(binary);
+    command.args(args);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("POSTPONE_") || key.starts_with("PG") || key == "RUST_LOG" {
+            command.env_remove(key);
+        }
+    }
+    command.env("DATABASE_URL", url);
+    command
+}
+
+/// What a finished command did.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<std::process::Output> for Output {
+    fn from(output: std::process::Output) -> Self {
+        Self {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Output {
+    /// Stdout as one JSON document.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|error| panic!("stdout is not JSON ({error}): {self:?}"))
+    }
+}
+
+/// Runs a command to its end.
+pub fn run(mut command: Command) -> Output {
+    command
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"))
+        .into()
 }
