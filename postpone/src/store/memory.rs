@@ -216,6 +216,8 @@ struct State {
     last_job_id: i64,
     last_event_id: i64,
     last_worker_id: i64,
+    /// `procrastinate_periodic_defers`: (task name, periodic id, tick timestamp).
+    periodic_defers: BTreeSet<(String, String, i64)>,
 }
 
 /// Which columns an `UPDATE` sets: `AFTER UPDATE OF column` triggers look at this list,
@@ -281,6 +283,56 @@ impl State {
         for id in ids {
             self.update(id, sets, now, |job| job.worker_id = None);
         }
+    }
+
+    /// Inserts jobs, all or nothing, with their insert-trigger events; their ids.
+    fn insert_jobs(&mut self, jobs: &[DeferJobParams], now: DateTime<Utc>) -> Result<Vec<i64>> {
+        // All or nothing: check every row before writing one.
+        let mut batch_locks = HashSet::new();
+        for (n, job) in (1_i64..).zip(jobs) {
+            check_defer(job)?;
+            if let Some(queueing_lock) = &job.queueing_lock {
+                if !batch_locks.insert(queueing_lock.as_str())
+                    || self.queueing_lock_taken(queueing_lock, None)
+                {
+                    // The rows up to the collision took ids from the sequence, and a
+                    // rollback does not give them back.
+                    self.last_job_id += n;
+                    return Err(Error::AlreadyEnqueued {
+                        queueing_lock: queueing_lock.clone(),
+                    });
+                }
+            }
+        }
+        let mut ids = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            self.last_job_id += 1;
+            let id = self.last_job_id;
+            self.jobs.insert(
+                id,
+                Job {
+                    id,
+                    queue_name: job.queue_name.clone(),
+                    task_name: job.task_name.clone(),
+                    priority: job.priority,
+                    lock: job.lock.clone(),
+                    queueing_lock: job.queueing_lock.clone(),
+                    args: job.args.clone(),
+                    status: JobStatus::Todo,
+                    scheduled_at: job.scheduled_at,
+                    attempts: 0,
+                    abort_requested: false,
+                    worker_id: None,
+                },
+            );
+            // Insert triggers by name: scheduled, then status (deferred).
+            if let Some(at) = job.scheduled_at {
+                self.event(id, EventType::Scheduled, at);
+            }
+            self.event(id, EventType::Deferred, now);
+            ids.push(id);
+        }
+        Ok(ids)
     }
 
     /// Is a todo job already holding this queueing lock (other than `except`)?
@@ -481,58 +533,33 @@ impl Store for MemoryStore {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let now = Utc::now();
-        let ids = {
-            let mut state = self.state();
-            // All or nothing: check every row before writing one.
-            let mut batch_locks = HashSet::new();
-            for (n, job) in (1_i64..).zip(jobs) {
-                check_defer(job)?;
-                if let Some(queueing_lock) = &job.queueing_lock {
-                    if !batch_locks.insert(queueing_lock.as_str())
-                        || state.queueing_lock_taken(queueing_lock, None)
-                    {
-                        // The rows up to the collision took ids from the sequence, and a
-                        // rollback does not give them back.
-                        state.last_job_id += n;
-                        return Err(Error::AlreadyEnqueued {
-                            queueing_lock: queueing_lock.clone(),
-                        });
-                    }
-                }
-            }
-            let mut ids = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                state.last_job_id += 1;
-                let id = state.last_job_id;
-                state.jobs.insert(
-                    id,
-                    Job {
-                        id,
-                        queue_name: job.queue_name.clone(),
-                        task_name: job.task_name.clone(),
-                        priority: job.priority,
-                        lock: job.lock.clone(),
-                        queueing_lock: job.queueing_lock.clone(),
-                        args: job.args.clone(),
-                        status: JobStatus::Todo,
-                        scheduled_at: job.scheduled_at,
-                        attempts: 0,
-                        abort_requested: false,
-                        worker_id: None,
-                    },
-                );
-                // Insert triggers by name: scheduled, then status (deferred).
-                if let Some(at) = job.scheduled_at {
-                    state.event(id, EventType::Scheduled, at);
-                }
-                state.event(id, EventType::Deferred, now);
-                ids.push(id);
-            }
-            ids
-        };
+        let ids = self.state().insert_jobs(jobs, Utc::now())?;
         self.shared.inserted.notify_waiters();
         Ok(ids)
+    }
+
+    async fn defer_periodic_job(
+        &self,
+        job: &DeferJobParams,
+        periodic_id: &str,
+        defer_timestamp: i64,
+    ) -> Result<Option<i64>> {
+        let id = {
+            let mut state = self.state();
+            let tick = (job.task_name.clone(), periodic_id.to_owned(), defer_timestamp);
+            if state.periodic_defers.contains(&tick) {
+                return Ok(None); // another worker deferred this tick
+            }
+            // A failed insert (queueing lock taken) records no tick, as the rollback does.
+            let ids = state.insert_jobs(std::slice::from_ref(job), Utc::now())?;
+            state.periodic_defers.retain(|(task, periodic, timestamp)| {
+                !(task == &tick.0 && periodic == &tick.1 && *timestamp < defer_timestamp)
+            });
+            state.periodic_defers.insert(tick);
+            ids.first().copied()
+        };
+        self.shared.inserted.notify_waiters();
+        Ok(id)
     }
 
     async fn get_job(&self, id: i64) -> Result<Option<Job>> {

@@ -130,6 +130,15 @@ pub struct FinishJobParams {
 pub trait Store: Send + Sync + fmt::Debug {
     /// Inserts jobs in one statement, all or nothing; ids in input order.
     async fn defer_jobs(&self, jobs: &[DeferJobParams]) -> Result<Vec<i64>>;
+    /// Defers one tick of a periodic task (`procrastinate_defer_periodic_job_v2`): the
+    /// job's id, or `None` when this `(task, periodic_id, defer_timestamp)` was deferred
+    /// already, by any worker. Older ticks of the same schedule are forgotten.
+    async fn defer_periodic_job(
+        &self,
+        job: &DeferJobParams,
+        periodic_id: &str,
+        defer_timestamp: i64,
+    ) -> Result<Option<i64>>;
     /// One job.
     async fn get_job(&self, id: i64) -> Result<Option<Job>>;
     /// Jobs matching a filter, by id.

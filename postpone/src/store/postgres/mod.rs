@@ -192,6 +192,34 @@ impl Store for PgStore {
         defer_jobs_on(&**client, &statement, jobs).await
     }
 
+    async fn defer_periodic_job(
+        &self,
+        job: &DeferJobParams,
+        periodic_id: &str,
+        defer_timestamp: i64,
+    ) -> Result<Option<i64>> {
+        let args = job.args.to_string();
+        let rows = self
+            .query(
+                queries::DEFER_PERIODIC_JOB,
+                &[
+                    &job.queue_name,
+                    &job.lock,
+                    &job.queueing_lock,
+                    &job.task_name,
+                    &job.priority,
+                    &periodic_id,
+                    &defer_timestamp,
+                    &args,
+                ],
+            )
+            .await?;
+        match rows.first() {
+            Some(row) => row.try_get(0).map_err(db),
+            None => Ok(None),
+        }
+    }
+
     async fn get_job(&self, id: i64) -> Result<Option<Job>> {
         let filter = JobFilter {
             id: Some(id),

@@ -4,6 +4,8 @@
 
 /// Inserts a batch of jobs.
 pub const DEFER_JOBS: &str = include_str!("queries/defer_jobs.sql");
+/// Defers one tick of a periodic task, deduplicated across workers.
+pub const DEFER_PERIODIC_JOB: &str = include_str!("queries/defer_periodic_job.sql");
 /// Lists jobs with filters.
 pub const LIST_JOBS: &str = include_str!("queries/list_jobs.sql");
 /// Counts jobs per queue and status.
