@@ -157,6 +157,10 @@ pub struct WorkerFlags {
         value_name = "DELAY"
     )]
     pub stalled_worker_timeout: String,
+    /// Do not defer this binary's periodic tasks (another worker does; default: defer
+    /// them, every tick once across all workers).
+    #[arg(long, env = "POSTPONE_WORKER_NO_PERIODIC", value_parser = FalseyValueParser::new())]
+    pub no_periodic: bool,
 }
 
 /// `postpone demo`

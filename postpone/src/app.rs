@@ -1,18 +1,25 @@
 //! The entry point: an [`App`] knows its tasks and its store (Procrastinate's `App`).
 //!
-//! Build one with [`App::builder`]: register tasks, say where the database is, `build()`.
-//! Building checks the registry (names, aliases, duplicates) and touches no database; the
-//! first query does. An `App` is cheap to clone and share.
+//! Build one with [`App::builder`]: register tasks (alone or in [`Blueprint`]s) and
+//! periodic schedules, say where the database is, `build()`. Building checks the whole
+//! registry (names, aliases, duplicates, namespaces, cron expressions, time zones,
+//! periodic ids and kwargs) and touches no database; the first query does. Every app also
+//! has the builtin tasks ([`crate::builtin`]). An `App` is cheap to clone and share.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
+use crate::blueprint::Blueprint;
 use crate::connect::ConnectConfig;
 use crate::manager::JobManager;
+use crate::periodic::{MAX_DELAY_DEFAULT, Periodic, Schedule, TIMESTAMP_KWARG};
 use crate::protocol::{check_name, check_queue_name};
-use crate::store::Store;
 use crate::store::postgres::PgStore;
+use crate::store::{DeferJobParams, Store};
 use crate::task::{Task, TaskEntry};
 use crate::{Error, Result};
 
@@ -33,6 +40,9 @@ struct AppInner {
     tasks: HashMap<String, Arc<TaskEntry>>,
     /// Registered task names (not aliases), sorted.
     task_names: Vec<String>,
+    /// Periodic registrations, with their task's registered name and parsed schedule.
+    periodic: Vec<Periodic>,
+    periodic_max_delay: Duration,
 }
 
 impl fmt::Debug for App {
@@ -40,6 +50,7 @@ impl fmt::Debug for App {
         f.debug_struct("App")
             .field("store", &self.inner.store)
             .field("tasks", &self.inner.task_names)
+            .field("periodic", &self.inner.periodic)
             .finish_non_exhaustive()
     }
 }
@@ -86,6 +97,97 @@ impl App {
         self.inner.tasks.get(name)
     }
 
+    /// Periodic registrations (task names as registered, namespaces included).
+    #[must_use]
+    pub fn periodic_tasks(&self) -> &[Periodic] {
+        &self.inner.periodic
+    }
+
+    /// Ticks older than this are not deferred (see [`AppBuilder::periodic_max_delay`]).
+    #[must_use]
+    pub fn periodic_max_delay(&self) -> Duration {
+        self.inner.periodic_max_delay
+    }
+
+    /// The job one tick of a periodic registration defers: the task's defaults, the
+    /// registration's options, its kwargs and `timestamp`.
+    pub(crate) fn periodic_job(
+        &self,
+        periodic: &Periodic,
+        timestamp: i64,
+    ) -> Result<DeferJobParams> {
+        let mut kwargs = periodic.kwargs_map()?;
+        kwargs.insert(TIMESTAMP_KWARG.to_owned(), timestamp.into());
+        let mut job =
+            self.configure_by_name(&periodic.task_name, serde_json::Value::Object(kwargs));
+        if let Some(queue) = &periodic.queue {
+            job = job.with_queue(queue);
+        }
+        if let Some(priority) = periodic.priority {
+            job = job.with_priority(priority);
+        }
+        if let Some(lock) = &periodic.lock {
+            job = job.with_lock(lock);
+        }
+        if let Some(queueing_lock) = &periodic.queueing_lock {
+            job = job.with_queueing_lock(queueing_lock);
+        }
+        job.into_spec().map_err(|e| {
+            Error::InvalidInput(format!(
+                "{}: {e} (its jobs get the registration's kwargs and `timestamp`)",
+                periodic.label()
+            ))
+        })
+    }
+
+    /// Defers one tick of a periodic registration, once across all workers: the job id,
+    /// or `None` when the tick was deferred already or its queueing lock is taken.
+    pub(crate) async fn defer_periodic_tick(
+        &self,
+        periodic: &Periodic,
+        timestamp: i64,
+    ) -> Result<Option<i64>> {
+        let job = self.periodic_job(periodic, timestamp)?;
+        match self
+            .store()
+            .defer_periodic_job(&job, &periodic.periodic_id, timestamp)
+            .await
+        {
+            Ok(Some(id)) => {
+                tracing::info!(task = %periodic.task_name, periodic_id = %periodic.periodic_id, timestamp, job_id = id, "periodic job deferred");
+                Ok(Some(id))
+            }
+            Ok(None) => {
+                tracing::debug!(task = %periodic.task_name, periodic_id = %periodic.periodic_id, timestamp, "periodic tick already deferred");
+                Ok(None)
+            }
+            Err(Error::AlreadyEnqueued { queueing_lock }) => {
+                tracing::debug!(task = %periodic.task_name, periodic_id = %periodic.periodic_id, timestamp, %queueing_lock, "periodic tick skipped: a job with its queueing lock is waiting");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Defers, for every periodic registration, its latest tick at or before `at` (unless
+    /// older than the max delay, or deferred already by anyone): what a worker starting at
+    /// `at` would do. Returns the ids of the jobs deferred. Useful in tests.
+    ///
+    /// # Errors
+    /// A database error; ticks deferred before it stay deferred.
+    pub async fn defer_periodic_jobs(&self, at: DateTime<Utc>) -> Result<Vec<i64>> {
+        let mut ids = Vec::new();
+        for periodic in &self.inner.periodic {
+            let Some(schedule) = &periodic.schedule else {
+                continue;
+            };
+            for tick in schedule.due_ticks(None, at, self.inner.periodic_max_delay) {
+                ids.extend(self.defer_periodic_tick(periodic, tick).await?);
+            }
+        }
+        Ok(ids)
+    }
+
     /// Checks the database schema is installed and current; returns its version.
     ///
     /// # Errors
@@ -103,7 +205,8 @@ impl App {
 /// Builds an [`App`].
 #[derive(Default)]
 pub struct AppBuilder {
-    tasks: Vec<TaskEntry>,
+    root: Blueprint,
+    periodic_max_delay: Option<Duration>,
     connect: Option<ConnectConfig>,
     pool_size: Option<usize>,
     store: Option<Arc<dyn Store>>,
@@ -112,7 +215,7 @@ pub struct AppBuilder {
 impl fmt::Debug for AppBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AppBuilder")
-            .field("tasks", &self.tasks)
+            .field("registry", &self.root)
             .field("connect", &self.connect)
             .finish_non_exhaustive()
     }
@@ -122,7 +225,30 @@ impl AppBuilder {
     /// Registers a task.
     #[must_use]
     pub fn task<T: Task>(mut self) -> Self {
-        self.tasks.push(TaskEntry::of::<T>());
+        self.root = self.root.task::<T>();
+        self
+    }
+
+    /// Registers a periodic schedule for a task (checked by [`Self::build`]).
+    #[must_use]
+    pub fn periodic(mut self, periodic: Periodic) -> Self {
+        self.root = self.root.periodic(periodic);
+        self
+    }
+
+    /// Adds a blueprint's tasks and periodic schedules under `namespace`
+    /// (`namespace:task`).
+    #[must_use]
+    pub fn blueprint(mut self, namespace: impl Into<String>, blueprint: Blueprint) -> Self {
+        self.root = self.root.blueprint(namespace, blueprint);
+        self
+    }
+
+    /// Periodic ticks older than this are skipped, at start-up or after an outage
+    /// (default [`MAX_DELAY_DEFAULT`], 10 minutes, as Procrastinate).
+    #[must_use]
+    pub fn periodic_max_delay(mut self, max_delay: Duration) -> Self {
+        self.periodic_max_delay = Some(max_delay);
         self
     }
 
@@ -160,11 +286,16 @@ impl AppBuilder {
     /// [`ConnectConfig::resolve`] says (`DATABASE_URL`, libpq variables, local server).
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a task name that is empty, too long, or registered twice.
+    /// [`Error::InvalidInput`], before anything runs, for: a task name or alias that is
+    /// empty, too long, or registered twice; a blueprint namespace added twice, or taken by
+    /// the builtin tasks; a periodic registration for an unknown task, with an invalid cron
+    /// expression (the message names the field), an unknown time zone, a periodic id used
+    /// twice for one task, or kwargs the task's type does not accept.
     pub fn build(self) -> Result<App> {
+        let (entries, periodic) = self.root.flatten_root()?;
         let mut tasks: HashMap<String, Arc<TaskEntry>> = HashMap::new();
         let mut task_names = Vec::new();
-        for entry in self.tasks {
+        for entry in entries {
             check_name("task", &entry.name)?;
             let entry = Arc::new(entry);
             let names = std::iter::once(&entry.name).chain(entry.config.aliases.iter());
@@ -183,6 +314,7 @@ impl AppBuilder {
             task_names.push(entry.name.clone());
         }
         task_names.sort();
+        let periodic = check_periodic(periodic, &tasks)?;
         let (store, pg, connect): (Arc<dyn Store>, _, _) = match self.store {
             Some(store) => (store, None, self.connect),
             None => {
@@ -195,14 +327,54 @@ impl AppBuilder {
                 (Arc::new(pg.clone()), Some(pg), Some(connect))
             }
         };
-        Ok(App {
+        let app = App {
             inner: Arc::new(AppInner {
                 store,
                 pg,
                 connect,
                 tasks,
                 task_names,
+                periodic,
+                periodic_max_delay: self.periodic_max_delay.unwrap_or(MAX_DELAY_DEFAULT),
             }),
-        })
+        };
+        // Each registration must make a valid job (queue, lock and kwargs included).
+        for periodic in app.periodic_tasks() {
+            app.periodic_job(periodic, 0)?;
+        }
+        Ok(app)
     }
+}
+
+/// Resolves periodic registrations to their task's registered name, parses their
+/// schedules and refuses duplicates.
+fn check_periodic(
+    periodic: Vec<Periodic>,
+    tasks: &HashMap<String, Arc<TaskEntry>>,
+) -> Result<Vec<Periodic>> {
+    let mut seen: Vec<(String, String)> = Vec::new();
+    periodic
+        .into_iter()
+        .map(|mut p| {
+            let entry = tasks.get(&p.task_name).ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "{}: no task is registered under that name: register it (with .task::<T>() on the same app or blueprint) or fix the name",
+                    p.label()
+                ))
+            })?;
+            p.task_name.clone_from(&entry.name);
+            let key = (p.task_name.clone(), p.periodic_id.clone());
+            if seen.contains(&key) {
+                return Err(Error::InvalidInput(format!(
+                    "{} is registered twice: give each schedule of a task its own periodic_id",
+                    p.label()
+                )));
+            }
+            seen.push(key);
+            let schedule = Schedule::parse(&p.cron, p.timezone.as_deref())
+                .map_err(|e| Error::InvalidInput(format!("{}: {e}", p.label())))?;
+            p.schedule = Some(schedule);
+            Ok(p)
+        })
+        .collect()
 }

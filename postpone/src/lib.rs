@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod blueprint;
+pub mod builtin;
 pub mod connect;
 pub mod context;
 pub mod defer;
@@ -10,6 +12,7 @@ pub mod job;
 pub mod maintenance;
 pub mod manager;
 pub mod middleware;
+pub mod periodic;
 pub mod protocol;
 pub mod retry;
 pub mod schema;
@@ -18,10 +21,12 @@ pub mod task;
 pub mod worker;
 
 pub use app::{App, AppBuilder};
+pub use blueprint::Blueprint;
 pub use defer::{Configured, JobSpec};
 pub use error::{DbError, Error, Result};
 pub use job::{Job, JobStatus};
 pub use manager::{JobFilter, JobManager};
+pub use periodic::Periodic;
 pub use store::memory::MemoryStore;
 pub use task::{Task, TaskConfig};
 pub use worker::{WorkerConfig, WorkerHandle};

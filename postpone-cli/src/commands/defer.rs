@@ -73,11 +73,18 @@ pub(crate) async fn run(flags: DeferFlags, context: Context) -> anyhow::Result<E
 }
 
 fn unknown_task(app: &App, name: &str) -> anyhow::Error {
-    let known = if app.task_names().is_empty() {
-        "this binary has no Rust tasks; embed the CLI in your own binary to register them"
+    // The builtin tasks are in every app; name the binary's own.
+    let own: Vec<&str> = app
+        .task_names()
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !name.starts_with("builtin:"))
+        .collect();
+    let known = if own.is_empty() {
+        "this binary has no Rust tasks of its own; embed the CLI in your own binary to register them"
             .to_owned()
     } else {
-        format!("known tasks: {}", app.task_names().join(", "))
+        format!("known tasks: {}", own.join(", "))
     };
     anyhow!("unknown task {name:?}: pass --unknown to defer it anyway ({known})")
 }

@@ -41,6 +41,7 @@ pub(crate) fn config(flags: &WorkerFlags) -> anyhow::Result<WorkerConfig> {
         )?,
         install_signal_handlers: true,
         asynchronous_commit: flags.asynchronous_commit,
+        periodic: !flags.no_periodic,
         ..WorkerConfig::default()
     };
     config.validate()?;
@@ -51,10 +52,19 @@ pub(crate) async fn run(flags: WorkerFlags, context: Context) -> anyhow::Result<
     let config = config(&flags)?;
     let (app, _format) = context.app()?;
     app.check_schema().await?;
-    if app.task_names().is_empty() {
+    if app
+        .task_names()
+        .iter()
+        .all(|name| name.starts_with("builtin:"))
+    {
         tracing::warn!(
             "this binary registers no task: every job it takes will fail as unknown; embed the CLI in your own binary (postpone_cli::run) to run your tasks"
         );
+    }
+    for periodic in app.periodic_tasks() {
+        if let Some(schedule) = periodic.schedule() {
+            tracing::info!(task = %periodic.task_name(), periodic_id = %periodic.periodic_id(), cron = %schedule.cron(), timezone = %schedule.timezone(), deferred = config.periodic, "periodic task");
+        }
     }
     app.run_worker(config).await?;
     Ok(ExitCode::SUCCESS)

@@ -4,6 +4,7 @@
 //! [`run_every`] until its cancellation token fires.
 
 pub mod heartbeat;
+pub(crate) mod periodic;
 
 use std::future::Future;
 use std::time::Duration;

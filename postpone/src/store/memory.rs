@@ -475,7 +475,8 @@ impl MemoryStore {
     }
 
     /// As [`Self::run_all`], with these worker settings (say, `additional_context` or a
-    /// concurrency); one-shot, without NOTIFY, polling every [`RUN_ALL_POLLING_INTERVAL`].
+    /// concurrency); one-shot, without NOTIFY, polling every [`RUN_ALL_POLLING_INTERVAL`],
+    /// and without the periodic deferrer (defer ticks with [`App::defer_periodic_jobs`]).
     ///
     /// # Errors
     /// As [`Self::run_all`], and [`Error::InvalidInput`] for bad settings.
@@ -492,6 +493,7 @@ impl MemoryStore {
             listen_notify: false,
             install_signal_handlers: false,
             fetch_job_polling_interval: RUN_ALL_POLLING_INTERVAL,
+            periodic: false,
             ..config
         };
         let handle = app.start_worker(config).await?;
@@ -546,7 +548,11 @@ impl Store for MemoryStore {
     ) -> Result<Option<i64>> {
         let id = {
             let mut state = self.state();
-            let tick = (job.task_name.clone(), periodic_id.to_owned(), defer_timestamp);
+            let tick = (
+                job.task_name.clone(),
+                periodic_id.to_owned(),
+                defer_timestamp,
+            );
             if state.periodic_defers.contains(&tick) {
                 return Ok(None); // another worker deferred this tick
             }

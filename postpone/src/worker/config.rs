@@ -87,6 +87,9 @@ pub struct WorkerConfig {
     pub asynchronous_commit: bool,
     /// Middleware around every attempt (outside each task's own).
     pub middleware: Vec<Arc<dyn crate::middleware::Middleware>>,
+    /// Run the periodic deferrer for the app's periodic tasks (default true, as every
+    /// Procrastinate worker does; the database keeps each tick to one job).
+    pub periodic: bool,
 }
 
 impl Default for WorkerConfig {
@@ -107,6 +110,7 @@ impl Default for WorkerConfig {
             install_signal_handlers: false,
             asynchronous_commit: false,
             middleware: Vec::new(),
+            periodic: true,
         }
     }
 }
@@ -133,6 +137,7 @@ impl fmt::Debug for WorkerConfig {
             .field("stalled_worker_timeout", &self.stalled_worker_timeout)
             .field("asynchronous_commit", &self.asynchronous_commit)
             .field("middleware", &self.middleware.len())
+            .field("periodic", &self.periodic)
             .finish_non_exhaustive()
     }
 }

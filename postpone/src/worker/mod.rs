@@ -6,7 +6,8 @@
 //! - [`completer`]: writes outcomes in batches, retrying what it cannot write yet;
 //! - [`notifier`]: LISTEN/NOTIFY wake-ups and abort requests, reconnecting on its own;
 //! - `aborter`: polls abort requests NOTIFY may have missed;
-//! - [`crate::maintenance::heartbeat`]: keeps the worker row alive.
+//! - [`crate::maintenance::heartbeat`]: keeps the worker row alive;
+//! - `maintenance::periodic`: defers the ticks of the app's periodic tasks.
 //!
 //! Lifecycle (Procrastinate's `Worker.run`): prune stalled workers, register, start the
 //! parts; on stop, claim nothing more, wait for running jobs up to the graceful timeout,
@@ -361,6 +362,13 @@ async fn run(
                 let id = worker_id.get();
                 async move { crate::maintenance::heartbeat::run_once(&store, id).await }
             },
+        )));
+    }
+
+    if config.periodic {
+        side.push(tokio::spawn(crate::maintenance::periodic::run(
+            app.clone(),
+            services.clone(),
         )));
     }
 

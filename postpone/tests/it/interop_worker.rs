@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use postpone::retry::RetryStrategy;
 use postpone::task::{JobContext, TaskError};
 use postpone::worker::WorkerConfig;
-use postpone::{App, JobStatus, Task, TaskConfig};
+use postpone::{App, JobStatus, Periodic, Task, TaskConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
@@ -827,4 +827,185 @@ async fn rust_finds_and_prunes_a_dead_python_worker() {
     assert_eq!(stalled(60.0).await, [(id, JobStatus::Doing, None)]);
     handle.stop();
     handle.join().await.expect("worker stops");
+}
+
+/// `interop.tick`: the per-second periodic task of the fleet test below.
+#[derive(Serialize, Deserialize)]
+struct Tick {
+    timestamp: i64,
+}
+
+impl Task for Tick {
+    fn name() -> Cow<'static, str> {
+        "interop.tick".into()
+    }
+    fn config() -> TaskConfig {
+        TaskConfig::default().with_queue("ticks")
+    }
+    async fn run(self, _ctx: JobContext) -> Result<(), TaskError> {
+        Ok(())
+    }
+}
+
+/// Ticks deferred so far: (timestamp, jobs) by timestamp.
+async fn ticks(client: &Client) -> Vec<(i64, i64)> {
+    client
+        .query(
+            "SELECT (args->>'timestamp')::bigint, count(*) FROM procrastinate_jobs \
+             WHERE task_name = 'interop.tick' GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("ticks")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// Waits until `n` more ticks than `after` are deferred, checking the Python process
+/// lives when there is one.
+async fn wait_for_ticks(
+    client: &Client,
+    python: Option<&mut PythonProcess>,
+    after: usize,
+    n: usize,
+) {
+    let started = std::time::Instant::now();
+    let mut python = python;
+    loop {
+        if let Some(python) = python.as_deref_mut() {
+            python.assert_alive().await;
+        }
+        if ticks(client).await.len() >= after + n {
+            return;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "timed out waiting for {n} more ticks"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Issue 4's check: two Rust workers and a Python worker run the same per-second
+/// periodic task (same name, same periodic_id): exactly one job per tick, none missed,
+/// first with Python alone, then all three, then the Rust workers alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rust_and_python_workers_defer_each_periodic_tick_once() {
+    let db = schema_db().await;
+    let client = db.client().await;
+    let body = r#"
+@app.periodic(cron="* * * * * *", periodic_id="fleet")
+@app.task(name="interop.tick", queue="ticks")
+async def tick(timestamp):
+    pass
+
+serve(queues=["ticks"], fetch_job_polling_interval=0.1)
+"#;
+    let mut python = PythonProcess::spawn(&db, body).await;
+    wait_for_ticks(&client, Some(&mut python), 0, 2).await;
+
+    let app = App::builder()
+        .database_url(&db.url)
+        .expect("database url")
+        .task::<Tick>()
+        .periodic(Periodic::new::<Tick>("* * * * * *").with_periodic_id("fleet"))
+        .build()
+        .expect("build app");
+    let config = WorkerConfig {
+        fetch_job_polling_interval: Duration::from_millis(100),
+        ..WorkerConfig::default().with_queues(["ticks"])
+    };
+    let rust = [
+        app.start_worker(config.clone())
+            .await
+            .expect("first Rust worker"),
+        app.start_worker(config).await.expect("second Rust worker"),
+    ];
+    let together = ticks(&client).await.len();
+    wait_for_ticks(&client, Some(&mut python), together, 5).await;
+    python.stop().await;
+    let alone = ticks(&client).await.len();
+    wait_for_ticks(&client, None, alone, 2).await;
+    for worker in rust {
+        worker.stop();
+        worker.join().await.expect("Rust worker stops");
+    }
+
+    let ticks = ticks(&client).await;
+    assert!(
+        ticks.iter().all(|&(_, jobs)| jobs == 1),
+        "one job per tick: {ticks:?}"
+    );
+    let first = ticks[0].0;
+    let seconds: Vec<i64> = ticks.iter().map(|&(t, _)| t).collect();
+    assert_eq!(
+        seconds,
+        (first..).take(seconds.len()).collect::<Vec<_>>(),
+        "no tick missed while workers came and went"
+    );
+    let recorded: Vec<(String, String)> = client
+        .query(
+            "SELECT DISTINCT task_name, periodic_id FROM procrastinate_periodic_defers",
+            &[],
+        )
+        .await
+        .expect("periodic defers")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(recorded, [("interop.tick".to_owned(), "fleet".to_owned())]);
+}
+
+/// A `remove_old_jobs` deferred by Python (under its namespaced name) runs on a Rust
+/// worker and removes the finished jobs.
+#[tokio::test]
+async fn a_python_deferred_remove_old_jobs_runs_in_rust() {
+    let (db, client, app, shared) = setup().await;
+    let result = python(
+        &db,
+        r#"
+with app.open():
+    ids = [typed.configure(queue="old").defer(**TYPED_ARGS) for _ in range(2)]
+run_until_idle(["old"])
+with app.open():
+    task = app.tasks["builtin:procrastinate.builtin_tasks.remove_old_jobs"]
+    cleanup = task.defer(max_hours=0, queue="old")
+show({"ids": ids, "cleanup": cleanup})
+"#,
+    )
+    .await;
+    let cleanup = result["cleanup"].as_i64().expect("cleanup id");
+    let row = client
+        .query_one(
+            "SELECT task_name, queue_name FROM procrastinate_jobs WHERE id = $1",
+            &[&cleanup],
+        )
+        .await
+        .expect("cleanup job");
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        (
+            "builtin:procrastinate.builtin_tasks.remove_old_jobs".to_owned(),
+            "builtin".to_owned()
+        )
+    );
+    app.run_worker(config(&shared).with_queues(["builtin"]).one_shot())
+        .await
+        .expect("worker");
+    let left: Vec<(i64, String)> = client
+        .query(
+            "SELECT id, status::text FROM procrastinate_jobs ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("jobs")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        left,
+        [(cleanup, "succeeded".to_owned())],
+        "the old jobs are gone"
+    );
 }

@@ -10,6 +10,7 @@ mod interop;
 mod interop_worker;
 mod manager;
 mod memory;
+mod periodic;
 mod reliability;
 mod schema;
 mod worker;

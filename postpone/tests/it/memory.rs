@@ -6,11 +6,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use postpone::manager::RetryOptions;
 use postpone::store::{DeferJobParams, FinishJobParams};
 use postpone::task::{JobContext, TaskError};
 use postpone::worker::WorkerConfig;
-use postpone::{App, Error, JobFilter, JobStatus, MemoryStore, Task, TaskConfig};
+use postpone::{App, Error, JobFilter, JobStatus, MemoryStore, Periodic, Task, TaskConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::harness::{TestDb, schema_db, wait_for};
@@ -101,6 +102,23 @@ impl Task for Forever {
     }
 }
 
+/// A periodic task: the tick's timestamp and a label from the registration's kwargs.
+#[derive(Serialize, Deserialize)]
+struct Tick {
+    timestamp: i64,
+    label: String,
+}
+
+impl Task for Tick {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "mem.tick".into()
+    }
+    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
+        log(&ctx).push(format!("tick {} {}", self.label, self.timestamp));
+        Ok(())
+    }
+}
+
 /// One store under test, with what the scenarios need to look inside it.
 enum Backend {
     Memory(MemoryStore),
@@ -114,6 +132,31 @@ impl Backend {
             .task::<Flaky>()
             .task::<Fails>()
             .task::<Forever>();
+        let builder = match self {
+            Self::Memory(store) => builder.store(Arc::new(store.clone())),
+            Self::Pg(db) => builder.database_url(&db.url).expect("test url parses"),
+        };
+        builder.build().expect("test app builds")
+    }
+
+    /// An app with two schedules of [`Tick`] every 10 minutes, `b` with a queueing lock,
+    /// and ticks older than 400 s skipped.
+    fn periodic_app(&self) -> App {
+        let builder = App::builder()
+            .task::<Tick>()
+            .periodic(
+                Periodic::new::<Tick>("*/10 * * * *")
+                    .with_periodic_id("a")
+                    .with_kwargs(serde_json::json!({"label": "a"})),
+            )
+            .periodic(
+                Periodic::new::<Tick>("*/10 * * * *")
+                    .with_periodic_id("b")
+                    .with_kwargs(serde_json::json!({"label": "b"}))
+                    .with_queueing_lock("tick-b")
+                    .with_priority(3),
+            )
+            .periodic_max_delay(Duration::from_secs(400));
         let builder = match self {
             Self::Memory(store) => builder.store(Arc::new(store.clone())),
             Self::Pg(db) => builder.database_url(&db.url).expect("test url parses"),
@@ -213,6 +256,8 @@ on_both_stores! {
     manual_retry_of_a_failed_job => manual_retry,
     lists_and_counts => lists,
     stalled_jobs_and_pruning => stalled,
+    periodic_ticks_deduplicated => periodic_ticks,
+    builtin_remove_old_jobs => remove_old_jobs,
 }
 
 async fn run_by_priority(backend: &Backend) -> Vec<String> {
@@ -839,4 +884,124 @@ async fn a_worker_on_the_memory_store_wakes_on_inserts_and_survives_pruning() {
     );
     handle.stop();
     handle.join().await.expect("worker stops");
+}
+
+fn at(rfc3339: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(rfc3339)
+        .expect("test time parses")
+        .with_timezone(&Utc)
+}
+
+async fn periodic_ticks(backend: &Backend) -> Vec<String> {
+    let app = backend.periodic_app();
+    let mut seen = Vec::new();
+    let ten = at("2026-01-01T10:00:00Z").timestamp();
+    // Both schedules defer the 10:00 tick once, however often they are asked.
+    let first = app.defer_periodic_jobs(at("2026-01-01T10:05:00Z")).await;
+    assert_eq!(outcome(&first), "ok [1, 2]");
+    seen.push(outcome(&first));
+    let again = app.defer_periodic_jobs(at("2026-01-01T10:06:00Z")).await;
+    assert_eq!(outcome(&again), "ok []", "a tick is deferred once");
+    seen.push(outcome(&again));
+    // Another app (another worker) asking for the same tick gets nothing either.
+    let other = backend.periodic_app();
+    seen.push(outcome(
+        &other.defer_periodic_jobs(at("2026-01-01T10:07:00Z")).await,
+    ));
+    // 10:10: `a` again; `b` is skipped, its queueing lock still held by its todo job.
+    let next = app.defer_periodic_jobs(at("2026-01-01T10:12:00Z")).await;
+    seen.push(outcome(&next));
+    // 10:20 asked at 10:27: older than the max delay, skipped.
+    let late = app.defer_periodic_jobs(at("2026-01-01T10:27:00Z")).await;
+    assert_eq!(
+        outcome(&late),
+        "ok []",
+        "ticks older than max_delay are skipped"
+    );
+    seen.push(outcome(&late));
+    for job in app
+        .job_manager()
+        .list_jobs(&JobFilter::default())
+        .await
+        .expect("list")
+    {
+        seen.push(format!(
+            "job {} {} p{} {:?} {}",
+            job.id, job.task_name, job.priority, job.queueing_lock, job.args
+        ));
+        if job.id == 1 {
+            assert_eq!(
+                job.args,
+                serde_json::json!({"label": "a", "timestamp": ten})
+            );
+        }
+    }
+    let log = Arc::new(Log::default());
+    let config = WorkerConfig {
+        periodic: false,
+        ..config(&log).one_shot()
+    };
+    app.run_worker(config).await.expect("worker");
+    let mut ran = log.events();
+    ran.sort();
+    assert_eq!(
+        ran,
+        [
+            format!("tick a {ten}"),
+            format!("tick a {}", ten + 600),
+            format!("tick b {ten}"),
+        ]
+    );
+    seen.extend(ran);
+    seen
+}
+
+async fn remove_old_jobs(backend: &Backend) -> Vec<String> {
+    let app = backend.app();
+    let mut seen = Vec::new();
+    let ids = app
+        .batch_defer((0..3).map(|i| {
+            app.configure(Record {
+                label: i.to_string(),
+            })
+        }))
+        .await
+        .expect("defer");
+    let log = Arc::new(Log::default());
+    app.run_worker(config(&log).one_shot())
+        .await
+        .expect("worker");
+    assert_eq!(ids.len(), 3);
+    // Deferred by Procrastinate's old name (its alias), as a Python service would.
+    let cleanup = app
+        .configure_by_name(
+            "procrastinate.builtin_tasks.remove_old_jobs",
+            serde_json::json!({"max_hours": 0}),
+        )
+        .defer()
+        .await
+        .expect("defer remove_old_jobs");
+    let job = app.job_manager().get_job(cleanup).await.expect("job");
+    seen.push(format!("{} {}", job.queue_name, job.task_name));
+    assert_eq!(job.queue_name, "builtin");
+    app.run_worker(config(&log).with_queues(["builtin"]).one_shot())
+        .await
+        .expect("worker");
+    let left: Vec<String> = app
+        .job_manager()
+        .list_jobs(&JobFilter::default())
+        .await
+        .expect("list")
+        .iter()
+        .map(|job| format!("{} {} {}", job.id, job.task_name, job.status))
+        .collect();
+    assert_eq!(
+        left,
+        [format!(
+            "{cleanup} procrastinate.builtin_tasks.remove_old_jobs succeeded"
+        )],
+        "the three finished jobs were removed"
+    );
+    seen.extend(left);
+    seen
 }
