@@ -1,0 +1,230 @@
+//! The tables, and the trigger rules applied when they change.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::events::{EventType, JobEvent};
+use crate::job::{Job, JobStatus};
+use crate::store::{CountBy, DeferJobParams, RetryJobParams};
+use crate::{DbError, Error, Result};
+
+/// Longest queue or task name (`character varying(128)`).
+pub(super) const NAME_MAX: usize = 128;
+
+/// What the in-memory store refuses, worded as PostgreSQL would.
+#[derive(Debug)]
+pub(super) struct Refused(pub(super) String);
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+pub(super) fn refused(message: impl Into<String>) -> Error {
+    Error::Database(DbError::other(Refused(message.into())))
+}
+
+/// The tables.
+#[derive(Debug, Default)]
+pub(super) struct State {
+    pub(super) jobs: BTreeMap<i64, Job>,
+    pub(super) events: Vec<JobEvent>,
+    /// Worker id to last heartbeat.
+    pub(super) workers: BTreeMap<i64, DateTime<Utc>>,
+    pub(super) last_job_id: i64,
+    pub(super) last_event_id: i64,
+    pub(super) last_worker_id: i64,
+    /// `procrastinate_periodic_defers`: (task name, periodic id, tick timestamp).
+    pub(super) periodic_defers: BTreeSet<(String, String, i64)>,
+}
+
+/// Which columns an `UPDATE` sets: `AFTER UPDATE OF column` triggers look at this list,
+/// not at whether the value changed.
+#[derive(Clone, Copy)]
+pub(super) struct Sets {
+    pub(super) status: bool,
+    pub(super) abort_requested: bool,
+}
+
+impl State {
+    pub(super) fn event(&mut self, job_id: i64, event_type: EventType, at: DateTime<Utc>) {
+        self.last_event_id += 1;
+        self.events.push(JobEvent {
+            id: self.last_event_id,
+            job_id,
+            event_type,
+            at,
+        });
+    }
+
+    /// Updates one job and fires the update triggers, in PostgreSQL's order (by name):
+    /// abort_requested, then scheduled, then status events.
+    pub(super) fn update(
+        &mut self,
+        id: i64,
+        sets: Sets,
+        now: DateTime<Utc>,
+        change: impl FnOnce(&mut Job),
+    ) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        let old_status = job.status;
+        change(job);
+        let new = job.clone();
+        if sets.abort_requested && new.abort_requested {
+            self.event(id, EventType::AbortRequested, now);
+        }
+        if let (Some(at), JobStatus::Todo) = (new.scheduled_at, new.status) {
+            self.event(id, EventType::Scheduled, at);
+        }
+        if sets.status {
+            if let Some(event) = EventType::for_change(old_status, new.status) {
+                self.event(id, event, now);
+            }
+        }
+    }
+
+    pub(super) fn delete_job(&mut self, id: i64) {
+        self.jobs.remove(&id);
+        self.events.retain(|e| e.job_id != id);
+    }
+
+    /// Deletes a worker: its jobs lose their `worker_id` (`ON DELETE SET NULL`, an
+    /// update that fires the scheduled trigger on todo jobs).
+    pub(super) fn delete_worker(&mut self, worker_id: i64, now: DateTime<Utc>) {
+        self.workers.remove(&worker_id);
+        let ids: Vec<i64> = self
+            .jobs
+            .values()
+            .filter(|j| j.worker_id == Some(worker_id))
+            .map(|j| j.id)
+            .collect();
+        let sets = Sets {
+            status: false,
+            abort_requested: false,
+        };
+        for id in ids {
+            self.update(id, sets, now, |job| job.worker_id = None);
+        }
+    }
+
+    /// Inserts jobs, all or nothing, with their insert-trigger events; their ids.
+    pub(super) fn insert_jobs(
+        &mut self,
+        jobs: &[DeferJobParams],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>> {
+        // All or nothing: check every row before writing one.
+        let mut batch_locks = HashSet::new();
+        for (n, job) in (1_i64..).zip(jobs) {
+            check_defer(job)?;
+            if let Some(queueing_lock) = &job.queueing_lock {
+                if !batch_locks.insert(queueing_lock.as_str())
+                    || self.queueing_lock_taken(queueing_lock, None)
+                {
+                    // The rows up to the collision took ids from the sequence, and a
+                    // rollback does not give them back.
+                    self.last_job_id += n;
+                    return Err(Error::AlreadyEnqueued {
+                        queueing_lock: queueing_lock.clone(),
+                    });
+                }
+            }
+        }
+        let mut ids = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            self.last_job_id += 1;
+            let id = self.last_job_id;
+            self.jobs.insert(
+                id,
+                Job {
+                    id,
+                    queue_name: job.queue_name.clone(),
+                    task_name: job.task_name.clone(),
+                    priority: job.priority,
+                    lock: job.lock.clone(),
+                    queueing_lock: job.queueing_lock.clone(),
+                    args: job.args.clone(),
+                    status: JobStatus::Todo,
+                    scheduled_at: job.scheduled_at,
+                    attempts: 0,
+                    abort_requested: false,
+                    worker_id: None,
+                },
+            );
+            // Insert triggers by name: scheduled, then status (deferred).
+            if let Some(at) = job.scheduled_at {
+                self.event(id, EventType::Scheduled, at);
+            }
+            self.event(id, EventType::Deferred, now);
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    /// Is a todo job already holding this queueing lock (other than `except`)?
+    pub(super) fn queueing_lock_taken(&self, queueing_lock: &str, except: Option<i64>) -> bool {
+        self.jobs.values().any(|j| {
+            j.status == JobStatus::Todo
+                && Some(j.id) != except
+                && j.queueing_lock.as_deref() == Some(queueing_lock)
+        })
+    }
+}
+
+/// `at < now - seconds`, as `make_interval(secs => seconds)` compares.
+pub(super) fn older_than(at: DateTime<Utc>, now: DateTime<Utc>, seconds: f64) -> Result<bool> {
+    if !seconds.is_finite() {
+        return Err(refused(format!("interval out of range: {seconds} seconds")));
+    }
+    // Saturating float-to-int cast: out-of-range delays clamp to the widest interval.
+    #[allow(clippy::cast_possible_truncation)]
+    let micros = (seconds * 1_000_000.0).round() as i64;
+    let threshold = now.checked_sub_signed(TimeDelta::microseconds(micros));
+    Ok(match threshold {
+        Some(threshold) => at < threshold,
+        // Past the calendar's ends: everything is newer (delay > 0) or older (delay < 0).
+        None => micros < 0,
+    })
+}
+
+pub(super) fn check_defer(job: &DeferJobParams) -> Result<()> {
+    for (what, value) in [
+        ("queue_name", &job.queue_name),
+        ("task_name", &job.task_name),
+    ] {
+        if value.chars().count() > NAME_MAX {
+            return Err(refused(format!(
+                "value too long for type character varying({NAME_MAX}) ({what})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn count_name(job: &Job, by: CountBy) -> Option<&str> {
+    match by {
+        CountBy::Queue => Some(&job.queue_name),
+        CountBy::Task => Some(&job.task_name),
+        CountBy::Lock => job.lock.as_deref(),
+    }
+}
+
+/// The new priority, queue and lock of a retry, when given (`coalesce(new, old)`).
+pub(super) fn apply_retry(job: &mut Job, params: &RetryJobParams) {
+    if let Some(priority) = params.priority {
+        job.priority = priority;
+    }
+    if let Some(queue) = &params.queue {
+        job.queue_name.clone_from(queue);
+    }
+    if let Some(lock) = &params.lock {
+        job.lock = Some(lock.clone());
+    }
+}

@@ -1,0 +1,485 @@
+//! The [`Store`] operations on the in-memory tables, one per named query of the
+//! PostgreSQL store.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::Notify;
+
+use super::MemoryStore;
+use super::state::{Refused, Sets, State, apply_retry, count_name, older_than, refused};
+use crate::job::{Job, JobStatus};
+use crate::manager::JobFilter;
+use crate::store::{
+    CountBy, DeferJobParams, DeleteOldJobsParams, FinishJobParams, JobCounts, RetryJobParams,
+    StalledJobsParams, Store,
+};
+use crate::{DbError, Error, Result};
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn job_inserted(&self) -> Option<&Notify> {
+        Some(MemoryStore::job_inserted(self))
+    }
+
+    async fn defer_jobs(&self, jobs: &[DeferJobParams]) -> Result<Vec<i64>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = self.state().insert_jobs(jobs, Utc::now())?;
+        self.shared.inserted.notify_waiters();
+        Ok(ids)
+    }
+
+    async fn defer_periodic_job(
+        &self,
+        job: &DeferJobParams,
+        periodic_id: &str,
+        defer_timestamp: i64,
+    ) -> Result<Option<i64>> {
+        let id = {
+            let mut state = self.state();
+            let tick = (
+                job.task_name.clone(),
+                periodic_id.to_owned(),
+                defer_timestamp,
+            );
+            if state.periodic_defers.contains(&tick) {
+                return Ok(None); // another worker deferred this tick
+            }
+            // A failed insert (queueing lock taken) records no tick, as the rollback does.
+            let ids = state.insert_jobs(std::slice::from_ref(job), Utc::now())?;
+            state.periodic_defers.retain(|(task, periodic, timestamp)| {
+                !(task == &tick.0 && periodic == &tick.1 && *timestamp < defer_timestamp)
+            });
+            state.periodic_defers.insert(tick);
+            ids.first().copied()
+        };
+        self.shared.inserted.notify_waiters();
+        Ok(id)
+    }
+
+    async fn get_job(&self, id: i64) -> Result<Option<Job>> {
+        Ok(self.state().jobs.get(&id).cloned())
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
+        let limit = match filter.limit {
+            Some(limit) if limit < 0 => {
+                return Err(refused("LIMIT must not be negative"));
+            }
+            Some(limit) => usize::try_from(limit).unwrap_or(usize::MAX),
+            None => usize::MAX,
+        };
+        let matches = |j: &&Job| {
+            filter.id.is_none_or(|id| j.id == id)
+                && filter
+                    .queue_name
+                    .as_ref()
+                    .is_none_or(|q| &j.queue_name == q)
+                && filter.task_name.as_ref().is_none_or(|t| &j.task_name == t)
+                && filter.status.is_none_or(|s| j.status == s)
+                && filter
+                    .lock
+                    .as_ref()
+                    .is_none_or(|l| j.lock.as_ref() == Some(l))
+                && filter
+                    .queueing_lock
+                    .as_ref()
+                    .is_none_or(|l| j.queueing_lock.as_ref() == Some(l))
+                && filter.worker_id.is_none_or(|w| j.worker_id == Some(w))
+        };
+        Ok(self
+            .state()
+            .jobs
+            .values()
+            .filter(matches)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn count_jobs(&self, by: CountBy, filter: &JobFilter) -> Result<Vec<JobCounts>> {
+        let state = self.state();
+        let mut counts: BTreeMap<&str, BTreeMap<JobStatus, i64>> = BTreeMap::new();
+        for job in state.jobs.values().filter(|j| {
+            filter
+                .queue_name
+                .as_ref()
+                .is_none_or(|q| &j.queue_name == q)
+                && filter.task_name.as_ref().is_none_or(|t| &j.task_name == t)
+                && filter.status.is_none_or(|s| j.status == s)
+                && filter
+                    .lock
+                    .as_ref()
+                    .is_none_or(|l| j.lock.as_ref() == Some(l))
+        }) {
+            if let Some(name) = count_name(job, by) {
+                *counts
+                    .entry(name)
+                    .or_default()
+                    .entry(job.status)
+                    .or_default() += 1;
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .map(|(name, stats)| JobCounts {
+                name: name.to_owned(),
+                jobs_count: stats.values().sum(),
+                stats,
+            })
+            .collect())
+    }
+
+    async fn cancel_job(&self, id: i64, abort: bool, delete: bool) -> Result<Option<i64>> {
+        let now = Utc::now();
+        let mut state = self.state();
+        let Some(status) = state.jobs.get(&id).map(|j| j.status) else {
+            return Ok(None);
+        };
+        // Same steps as procrastinate_cancel_job_v1.
+        if delete && status == JobStatus::Todo {
+            state.delete_job(id);
+            return Ok(Some(id));
+        }
+        if abort {
+            if !matches!(status, JobStatus::Todo | JobStatus::Doing) {
+                return Ok(None);
+            }
+            let sets = Sets {
+                status: true,
+                abort_requested: true,
+            };
+            state.update(id, sets, now, |job| {
+                job.abort_requested = true;
+                if job.status == JobStatus::Todo {
+                    job.status = JobStatus::Cancelled;
+                }
+            });
+            return Ok(Some(id));
+        }
+        if status != JobStatus::Todo {
+            return Ok(None);
+        }
+        let sets = Sets {
+            status: true,
+            abort_requested: false,
+        };
+        state.update(id, sets, now, |job| job.status = JobStatus::Cancelled);
+        Ok(Some(id))
+    }
+
+    async fn retry_job(&self, id: i64, params: &RetryJobParams) -> Result<()> {
+        let now = Utc::now();
+        let mut state = self.state();
+        // Same steps as procrastinate_retry_job_v2.
+        let Some(job) = state
+            .jobs
+            .get(&id)
+            .filter(|j| matches!(j.status, JobStatus::Doing | JobStatus::Failed))
+        else {
+            return Err(refused(format!(
+                "Job was not found or has an invalid status to retry (job id: {id})"
+            )));
+        };
+        if job.status == JobStatus::Doing && job.abort_requested {
+            let sets = Sets {
+                status: true,
+                abort_requested: false,
+            };
+            state.update(id, sets, now, |job| job.status = JobStatus::Failed);
+            return Ok(());
+        }
+        if job.abort_requested {
+            return Err(refused(
+                "new row for relation \"procrastinate_jobs\" violates check constraint \"check_not_todo_abort_requested\"",
+            ));
+        }
+        if let Some(queueing_lock) = &job.queueing_lock {
+            if state.queueing_lock_taken(queueing_lock, Some(id)) {
+                return Err(Error::AlreadyEnqueued {
+                    queueing_lock: queueing_lock.clone(),
+                });
+            }
+        }
+        let sets = Sets {
+            status: true,
+            abort_requested: false,
+        };
+        state.update(id, sets, now, |job| {
+            job.status = JobStatus::Todo;
+            job.attempts = job.attempts.saturating_add(1);
+            job.scheduled_at = Some(params.retry_at.unwrap_or(now));
+            apply_retry(job, params);
+        });
+        Ok(())
+    }
+
+    async fn list_stalled_jobs(&self, params: &StalledJobsParams) -> Result<Vec<Job>> {
+        let now = Utc::now();
+        let state = self.state();
+        let mut stalled = Vec::new();
+        for job in state.jobs.values() {
+            if job.status != JobStatus::Doing
+                || params.queue.as_ref().is_some_and(|q| &job.queue_name != q)
+                || params
+                    .task_name
+                    .as_ref()
+                    .is_some_and(|t| &job.task_name != t)
+            {
+                continue;
+            }
+            let heartbeat = job.worker_id.and_then(|w| state.workers.get(&w));
+            let is_stalled = match heartbeat {
+                None => true,
+                Some(at) => older_than(*at, now, params.seconds_since_heartbeat)?,
+            };
+            if is_stalled {
+                stalled.push(job.clone());
+            }
+        }
+        Ok(stalled)
+    }
+
+    async fn delete_old_jobs(&self, params: &DeleteOldJobsParams) -> Result<u64> {
+        let now = Utc::now();
+        // Past the calendar's start, no event is older.
+        let Some(threshold) = now.checked_sub_signed(TimeDelta::hours(i64::from(params.nb_hours)))
+        else {
+            return Ok(0);
+        };
+        let mut state = self.state();
+        let mut latest: HashMap<i64, DateTime<Utc>> = HashMap::new();
+        for event in &state.events {
+            let at = latest.entry(event.job_id).or_insert(event.at);
+            *at = (*at).max(event.at);
+        }
+        let doomed: Vec<i64> = state
+            .jobs
+            .values()
+            .filter(|j| {
+                params.statuses.contains(&j.status)
+                    && params.queue.as_ref().is_none_or(|q| &j.queue_name == q)
+                    && latest.get(&j.id).is_some_and(|at| *at < threshold)
+            })
+            .map(|j| j.id)
+            .collect();
+        let doomed_set: BTreeSet<i64> = doomed.iter().copied().collect();
+        state.jobs.retain(|id, _| !doomed_set.contains(id));
+        state.events.retain(|e| !doomed_set.contains(&e.job_id));
+        Ok(doomed.len() as u64)
+    }
+
+    async fn register_worker(&self) -> Result<i64> {
+        let mut state = self.state();
+        state.last_worker_id += 1;
+        let id = state.last_worker_id;
+        state.workers.insert(id, Utc::now());
+        Ok(id)
+    }
+
+    async fn unregister_worker(&self, worker_id: i64) -> Result<()> {
+        self.state().delete_worker(worker_id, Utc::now());
+        Ok(())
+    }
+
+    async fn update_heartbeat(&self, worker_id: i64) -> Result<()> {
+        if let Some(at) = self.state().workers.get_mut(&worker_id) {
+            *at = Utc::now();
+        }
+        Ok(())
+    }
+
+    async fn prune_stalled_workers(&self, seconds_since_heartbeat: f64) -> Result<Vec<i64>> {
+        let now = Utc::now();
+        let mut state = self.state();
+        let mut pruned = Vec::new();
+        for (id, at) in &state.workers {
+            if older_than(*at, now, seconds_since_heartbeat)? {
+                pruned.push(*id);
+            }
+        }
+        for id in &pruned {
+            state.delete_worker(*id, now);
+        }
+        Ok(pruned)
+    }
+
+    async fn fetch_jobs(
+        &self,
+        queues: Option<&[String]>,
+        worker_id: i64,
+        limit: usize,
+    ) -> Result<Vec<Job>> {
+        let now = Utc::now();
+        let mut state = self.state();
+        // Per lock: is a job doing, and which todo job comes first (priority DESC, id ASC)?
+        let mut busy: HashSet<&str> = HashSet::new();
+        let mut first: HashMap<&str, (i32, i64)> = HashMap::new();
+        for job in state.jobs.values() {
+            let Some(lock) = job.lock.as_deref() else {
+                continue;
+            };
+            match job.status {
+                JobStatus::Doing => {
+                    busy.insert(lock);
+                }
+                JobStatus::Todo => {
+                    let entry = first.entry(lock).or_insert((job.priority, job.id));
+                    if job.priority > entry.0 {
+                        *entry = (job.priority, job.id);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut candidates: Vec<(i32, i64)> = state
+            .jobs
+            .values()
+            .filter(|j| {
+                j.status == JobStatus::Todo
+                    && queues.is_none_or(|qs| qs.contains(&j.queue_name))
+                    && j.scheduled_at.is_none_or(|at| at <= now)
+                    && j.lock.as_deref().is_none_or(|lock| {
+                        !busy.contains(lock) && first.get(lock) == Some(&(j.priority, j.id))
+                    })
+            })
+            .map(|j| (j.priority, j.id))
+            .collect();
+        candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        candidates.truncate(limit);
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !state.workers.contains_key(&worker_id) {
+            // SQLSTATE 23503 (foreign_key_violation), as PostgreSQL says it: a worker
+            // pruned by another one registers again.
+            return Err(Error::Database(
+                DbError::other(Refused(format!(
+                    "insert or update on table \"procrastinate_jobs\" violates foreign key constraint \"procrastinate_jobs_worker_id_fkey\": worker {worker_id} is not registered (pruned as stalled, or unregistered)"
+                )))
+                .with_code("23503"),
+            ));
+        }
+        let sets = Sets {
+            status: true,
+            abort_requested: false,
+        };
+        let mut fetched = Vec::with_capacity(candidates.len());
+        for (_, id) in candidates {
+            state.update(id, sets, now, |job| {
+                job.status = JobStatus::Doing;
+                job.worker_id = Some(worker_id);
+            });
+            if let Some(job) = state.jobs.get(&id) {
+                fetched.push(job.clone());
+            }
+        }
+        Ok(fetched)
+    }
+
+    async fn finish_jobs(&self, jobs: &[FinishJobParams]) -> Result<Vec<i64>> {
+        let now = Utc::now();
+        let mut state = self.state();
+        let open = |state: &State, id: i64| {
+            state
+                .jobs
+                .get(&id)
+                .is_some_and(|j| matches!(j.status, JobStatus::Todo | JobStatus::Doing))
+        };
+        // Same rows as finish_jobs.sql: the deleted ones, then the updated ones.
+        let mut deleted = Vec::new();
+        let mut updated = Vec::new();
+        for finish in jobs {
+            if !open(&state, finish.id) {
+                continue;
+            }
+            if finish.delete_job {
+                state.delete_job(finish.id);
+                deleted.push(finish.id);
+            } else {
+                let sets = Sets {
+                    status: true,
+                    abort_requested: true,
+                };
+                state.update(finish.id, sets, now, |job| {
+                    if job.status == JobStatus::Doing {
+                        job.attempts = job.attempts.saturating_add(1);
+                    }
+                    job.status = finish.status;
+                    job.abort_requested = false;
+                });
+                updated.push(finish.id);
+            }
+        }
+        deleted.extend(updated);
+        Ok(deleted)
+    }
+
+    async fn retry_jobs(&self, jobs: &[(i64, RetryJobParams)]) -> Result<Vec<i64>> {
+        let now = Utc::now();
+        let mut state = self.state();
+        // A job back in todo must not collide on its queueing lock (unique index): check
+        // the whole statement before writing, as PostgreSQL would fail it whole.
+        let mut batch_locks = HashSet::new();
+        for (id, _) in jobs {
+            let Some(job) = state.jobs.get(id) else {
+                continue;
+            };
+            if job.status != JobStatus::Doing || job.abort_requested {
+                continue;
+            }
+            if let Some(queueing_lock) = &job.queueing_lock {
+                if !batch_locks.insert(queueing_lock.clone())
+                    || state.queueing_lock_taken(queueing_lock, Some(*id))
+                {
+                    return Err(Error::AlreadyEnqueued {
+                        queueing_lock: queueing_lock.clone(),
+                    });
+                }
+            }
+        }
+        let sets = Sets {
+            status: true,
+            abort_requested: false,
+        };
+        let mut written = Vec::new();
+        for (id, params) in jobs {
+            if state
+                .jobs
+                .get(id)
+                .is_none_or(|j| j.status != JobStatus::Doing)
+            {
+                continue;
+            }
+            state.update(*id, sets, now, |job| {
+                if job.abort_requested {
+                    job.status = JobStatus::Failed;
+                } else {
+                    job.status = JobStatus::Todo;
+                    job.attempts = job.attempts.saturating_add(1);
+                    job.scheduled_at = Some(params.retry_at.unwrap_or(now));
+                    apply_retry(job, params);
+                }
+            });
+            written.push(*id);
+        }
+        Ok(written)
+    }
+
+    async fn list_jobs_to_abort(&self, ids: &[i64]) -> Result<Vec<i64>> {
+        let state = self.state();
+        let wanted: BTreeSet<i64> = ids.iter().copied().collect();
+        Ok(wanted
+            .into_iter()
+            .filter(|id| {
+                state
+                    .jobs
+                    .get(id)
+                    .is_some_and(|j| j.status == JobStatus::Doing && j.abort_requested)
+            })
+            .collect())
+    }
+}
