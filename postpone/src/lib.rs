@@ -37,4 +37,8 @@ pub mod guide {
     pub mod tasks_and_deferring {}
     #[doc = include_str!("../../docs/worker.md")]
     pub mod worker {}
+    #[doc = include_str!("../../docs/periodic.md")]
+    pub mod periodic {}
+    #[doc = include_str!("../../docs/blueprints.md")]
+    pub mod blueprints {}
 }

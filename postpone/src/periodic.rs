@@ -475,6 +475,25 @@ mod tests {
     }
 
     #[test]
+    fn last_days_nth_weekdays_and_sunday_as_seven() {
+        let next = |cron: &str, from: &str| {
+            Schedule::parse(cron, None)
+                .unwrap()
+                .next_after(at(from))
+                .unwrap()
+        };
+        assert_eq!(next("0 0 L * *", "2026-02-03T00:00:00Z"), at("2026-02-28T00:00:00Z"));
+        // Second Friday, last Friday of January 2026 (Fridays: 2, 9, 16, 23, 30).
+        assert_eq!(next("0 0 * * 5#2", "2026-01-01T00:00:00Z"), at("2026-01-09T00:00:00Z"));
+        assert_eq!(next("0 0 * * 5L", "2026-01-01T00:00:00Z"), at("2026-01-30T00:00:00Z"));
+        // 2026-01-04 is a Sunday.
+        assert_eq!(next("0 0 * * 7", "2026-01-01T00:00:00Z"), at("2026-01-04T00:00:00Z"));
+        assert_eq!(next("0 0 * * sun", "2026-01-01T00:00:00Z"), at("2026-01-04T00:00:00Z"));
+        // Either day field matching is enough: the 1st, or a Monday (2026-01-05).
+        assert_eq!(next("0 0 1 * mon", "2026-01-01T12:00:00Z"), at("2026-01-05T00:00:00Z"));
+    }
+
+    #[test]
     fn nicknames_parse() {
         let s = Schedule::parse("@hourly", None).unwrap();
         assert_eq!(
