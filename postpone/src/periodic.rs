@@ -482,15 +482,33 @@ mod tests {
                 .next_after(at(from))
                 .unwrap()
         };
-        assert_eq!(next("0 0 L * *", "2026-02-03T00:00:00Z"), at("2026-02-28T00:00:00Z"));
+        assert_eq!(
+            next("0 0 L * *", "2026-02-03T00:00:00Z"),
+            at("2026-02-28T00:00:00Z")
+        );
         // Second Friday, last Friday of January 2026 (Fridays: 2, 9, 16, 23, 30).
-        assert_eq!(next("0 0 * * 5#2", "2026-01-01T00:00:00Z"), at("2026-01-09T00:00:00Z"));
-        assert_eq!(next("0 0 * * 5L", "2026-01-01T00:00:00Z"), at("2026-01-30T00:00:00Z"));
+        assert_eq!(
+            next("0 0 * * 5#2", "2026-01-01T00:00:00Z"),
+            at("2026-01-09T00:00:00Z")
+        );
+        assert_eq!(
+            next("0 0 * * 5L", "2026-01-01T00:00:00Z"),
+            at("2026-01-30T00:00:00Z")
+        );
         // 2026-01-04 is a Sunday.
-        assert_eq!(next("0 0 * * 7", "2026-01-01T00:00:00Z"), at("2026-01-04T00:00:00Z"));
-        assert_eq!(next("0 0 * * sun", "2026-01-01T00:00:00Z"), at("2026-01-04T00:00:00Z"));
+        assert_eq!(
+            next("0 0 * * 7", "2026-01-01T00:00:00Z"),
+            at("2026-01-04T00:00:00Z")
+        );
+        assert_eq!(
+            next("0 0 * * sun", "2026-01-01T00:00:00Z"),
+            at("2026-01-04T00:00:00Z")
+        );
         // Either day field matching is enough: the 1st, or a Monday (2026-01-05).
-        assert_eq!(next("0 0 1 * mon", "2026-01-01T12:00:00Z"), at("2026-01-05T00:00:00Z"));
+        assert_eq!(
+            next("0 0 1 * mon", "2026-01-01T12:00:00Z"),
+            at("2026-01-05T00:00:00Z")
+        );
     }
 
     #[test]

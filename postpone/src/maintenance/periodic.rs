@@ -33,14 +33,15 @@ pub(crate) async fn run(app: App, stop: CancellationToken) {
     loop {
         let now = Utc::now();
         let failed = run_once(&app, &mut last, now).await;
-        let next = periodic
+        let Some(next) = periodic
             .iter()
             .filter_map(|p| p.schedule().and_then(|s| s.next_after(now)))
-            .min();
-        let mut wait = next
-            .and_then(|next| (next - Utc::now()).to_std().ok())
-            .unwrap_or(Duration::ZERO)
-            + MARGIN;
+            .min()
+        else {
+            tracing::warn!("no periodic schedule has a tick to come: periodic deferrer stopped");
+            return;
+        };
+        let mut wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO) + MARGIN;
         if failed {
             wait = wait.min(RETRY_AFTER);
         }
@@ -52,11 +53,7 @@ pub(crate) async fn run(app: App, stop: CancellationToken) {
 }
 
 /// One pass at `now`: defers the due ticks; true if one of them could not be written.
-pub(crate) async fn run_once(
-    app: &App,
-    last: &mut HashMap<usize, i64>,
-    now: chrono::DateTime<Utc>,
-) -> bool {
+async fn run_once(app: &App, last: &mut HashMap<usize, i64>, now: chrono::DateTime<Utc>) -> bool {
     let max_delay = app.periodic_max_delay();
     let mut failed = false;
     for (index, periodic) in app.periodic_tasks().iter().enumerate() {
