@@ -39,6 +39,14 @@
 
 mod commands;
 pub mod flags;
+/// The command line's guides from `docs/`, compiled here so that their examples, which
+/// embed this crate, are tested (`cargo test --doc -p postpone-cli`).
+pub mod guide {
+    #[doc = include_str!("../../docs/cli.md")]
+    pub mod cli {}
+    #[doc = include_str!("../../docs/migration.md")]
+    pub mod migration {}
+}
 pub mod output;
 mod values;
 

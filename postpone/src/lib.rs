@@ -31,14 +31,30 @@ pub use store::memory::MemoryStore;
 pub use task::{Task, TaskConfig};
 pub use worker::{WorkerConfig, WorkerHandle};
 
-/// The guides of the `docs/` folder, compiled here so that their examples are tested.
+/// The guides of the `docs/` folder, compiled here so that their examples are tested
+/// (`cargo test --doc`). The command line's guides (`cli`, `migration`) are compiled by
+/// `postpone-cli`, whose examples embed it.
 pub mod guide {
-    #[doc = include_str!("../../docs/tasks-and-deferring.md")]
-    pub mod tasks_and_deferring {}
+    #[doc = include_str!("../../docs/tasks.md")]
+    pub mod tasks {}
+    #[doc = include_str!("../../docs/deferring.md")]
+    pub mod deferring {}
     #[doc = include_str!("../../docs/worker.md")]
     pub mod worker {}
+    #[doc = include_str!("../../docs/retries.md")]
+    pub mod retries {}
+    #[doc = include_str!("../../docs/locks.md")]
+    pub mod locks {}
     #[doc = include_str!("../../docs/periodic.md")]
     pub mod periodic {}
     #[doc = include_str!("../../docs/blueprints.md")]
     pub mod blueprints {}
+    #[doc = include_str!("../../docs/testing.md")]
+    pub mod testing {}
+    #[doc = include_str!("../../docs/interop.md")]
+    pub mod interop {}
+    #[doc = include_str!("../../docs/schema.md")]
+    pub mod schema {}
+    #[doc = include_str!("../../docs/performance.md")]
+    pub mod performance {}
 }
