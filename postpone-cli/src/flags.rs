@@ -70,7 +70,7 @@ pub enum Command {
     Tasks(CountFlags),
     /// Locks with their job counts per status.
     Locks(CountFlags),
-    /// Put a failed job back in the queue.
+    /// Put a failed job, or a stalled (doing) one, back in the queue.
     Retry(RetryFlags),
     /// Cancel a job that has not started (todo -> cancelled).
     Cancel(CancelFlags),
@@ -360,7 +360,7 @@ pub struct CountFlags {
 /// `postpone retry`
 #[derive(Debug, Args)]
 pub struct RetryFlags {
-    /// The failed job's id.
+    /// The job's id (failed, or doing with a dead worker).
     pub id: i64,
     /// Run it at this time (ISO 8601 with a time zone) instead of now.
     #[arg(

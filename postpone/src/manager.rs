@@ -142,18 +142,21 @@ impl JobManager {
         Ok(self.store.cancel_job(id, abort, delete).await?.is_some())
     }
 
-    /// Puts a `failed` job back in `todo` (Procrastinate's `retry_job_by_id`), optionally
-    /// at another time, priority, queue or lock.
+    /// Puts a `failed` job, or a `doing` one (a stalled job whose worker is gone), back in
+    /// `todo` (Procrastinate's `retry_job_by_id`, `procrastinate_retry_job_v2`), optionally
+    /// at another time, priority, queue or lock. A `doing` job with an abort request ends
+    /// `failed` instead. Retrying a `doing` job whose worker is alive runs it twice: check
+    /// with [`Self::list_stalled_jobs`] first.
     ///
     /// # Errors
-    /// [`Error::JobNotFound`], [`Error::InvalidJobStatus`] unless the job failed, or
-    /// [`Error::InvalidInput`] for a bad queue name.
+    /// [`Error::JobNotFound`], [`Error::InvalidJobStatus`] unless the job failed or is
+    /// doing, or [`Error::InvalidInput`] for a bad queue name.
     pub async fn retry_job_by_id(&self, id: i64, options: RetryOptions) -> Result<()> {
         if let Some(queue) = &options.queue {
             check_queue_name(queue)?;
         }
         let job = self.get_job(id).await?;
-        if job.status != JobStatus::Failed {
+        if !matches!(job.status, JobStatus::Failed | JobStatus::Doing) {
             return Err(Error::InvalidJobStatus {
                 id,
                 action: "retried",

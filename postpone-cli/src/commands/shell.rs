@@ -84,7 +84,7 @@ const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "retry",
         usage: "retry JOB_ID",
-        summary: "Retry a failed job now (its status goes back to todo).",
+        summary: "Retry a failed or stalled (doing) job now: its status goes back to todo.",
         filters: &[],
         example: "retry 2",
     },

@@ -1,7 +1,7 @@
 //! Background services of a worker, one file each, sharing one loop helper.
 //!
 //! A service is a `run_once` pass (that tests call directly) repeated every period by
-//! [`run_every`] until its cancellation token fires.
+//! `run_every` until its cancellation token fires.
 
 pub mod heartbeat;
 pub(crate) mod periodic;

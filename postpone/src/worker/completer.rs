@@ -176,21 +176,22 @@ impl Completer {
             self.store.finish_jobs(&finishes),
             self.store.retry_jobs(&retries)
         )?;
-        let written = finished.len() + retried.len();
-        if written < batch.len() {
-            let mut done: Vec<i64> = finished.into_iter().chain(retried).collect();
-            done.sort_unstable();
+        let mut done: Vec<i64> = finished.into_iter().chain(retried).collect();
+        done.sort_unstable();
+        let written = |c: &&Completion| done.binary_search(&c.job.id).is_ok();
+        if done.len() < batch.len() {
             let skipped: Vec<i64> = batch
                 .iter()
+                .filter(|c| !written(c))
                 .map(|c| c.job.id)
-                .filter(|id| done.binary_search(id).is_err())
                 .collect();
             tracing::warn!(
                 ?skipped,
                 "jobs no longer doing when their outcome was written; left as they are"
             );
         }
-        for c in batch {
+        // Only what was written counts (a job cancelled meanwhile is not a success).
+        for c in batch.iter().filter(written) {
             self.stats.count(&c.write);
         }
         Ok(())

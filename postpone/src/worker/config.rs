@@ -80,7 +80,7 @@ pub struct WorkerConfig {
     /// First SIGINT/SIGTERM stops gracefully, the second aborts (used by `run_worker`).
     pub install_signal_handlers: bool,
     /// Write this worker's claims and outcomes with `synchronous_commit = off` (its own
-    /// connections only; deferring is unaffected). Measured here: 1.5-2x the drain
+    /// connections only; deferring is unaffected). Measured here: 1.3-1.4x the drain
     /// throughput. The price: after a PostgreSQL crash (not a worker crash) the last
     /// moments of claims and outcomes may be lost, so those jobs are claimed again or found
     /// stalled; none is lost, some may run twice. Default off.

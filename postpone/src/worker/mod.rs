@@ -2,7 +2,7 @@
 //!
 //! Its parts, one file each, joined by channels and sharing one start/stop lifecycle:
 //! - [`producer`]: claims jobs in batches when slots are free and something woke it;
-//! - [`executor`]: runs one attempt per job in its own task (panics caught, aborts honoured);
+//! - `executor`: runs one attempt per job in its own task (panics caught, aborts honoured);
 //! - [`completer`]: writes outcomes in batches, retrying what it cannot write yet;
 //! - [`notifier`]: LISTEN/NOTIFY wake-ups and abort requests, reconnecting on its own;
 //! - `aborter`: polls abort requests NOTIFY may have missed;

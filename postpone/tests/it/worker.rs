@@ -874,3 +874,42 @@ async fn asynchronous_commit_runs_jobs_on_its_own_connections() {
         ["deferred", "started", "succeeded"]
     );
 }
+
+/// An outcome the database refuses to take (the job was moved on by someone else while it
+/// ran) is left as it is and not counted in the worker's stats.
+#[tokio::test]
+async fn outcomes_not_written_are_not_counted() {
+    let db = schema_db().await;
+    let app = app(&db);
+    let id = app
+        .defer(Slow {
+            label: "s".to_owned(),
+            millis: 300,
+        })
+        .await
+        .expect("defer");
+    let log = Arc::new(Log::default());
+    let handle = app.start_worker(config(&log)).await.expect("worker");
+    wait_for("the job to start", DEADLINE, || async {
+        log.events() == ["start s"]
+    })
+    .await;
+    // An admin fails it by hand while it runs.
+    db.client()
+        .await
+        .execute(
+            "UPDATE procrastinate_jobs SET status = 'failed' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("fail the job by hand");
+    wait_for("the job to end", DEADLINE, || async {
+        log.events().len() == 2
+    })
+    .await;
+    let stats = handle.stats();
+    handle.stop();
+    handle.join().await.expect("worker stops");
+    assert_eq!(status(&app, id).await, JobStatus::Failed, "left as it was");
+    assert_eq!((stats.succeeded(), stats.failed()), (0, 0));
+}

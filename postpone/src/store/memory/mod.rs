@@ -1,4 +1,4 @@
-//! The in-memory store: [`MemoryStore`], a [`Store`] without a database, for users' tests.
+//! The in-memory store: [`MemoryStore`], a [`Store`](crate::store::Store) without a database, for users' tests.
 //!
 //! It keeps the PostgreSQL store's semantics, statement by statement (the integration
 //! tests run the same scenarios against both, `tests/it/memory.rs`):
@@ -84,7 +84,7 @@
 //! ```
 //!
 //! The code: `events` (event types and rows), `state` (the tables and the trigger rules
-//! applied to them), `store` (the [`Store`] operations, one per named query), and here
+//! applied to them), `store` (the [`Store`](crate::store::Store) operations, one per named query), and here
 //! the [`MemoryStore`] handle with its test helpers.
 
 mod events;
@@ -110,7 +110,7 @@ use crate::{Error, Result};
 /// How often [`MemoryStore::run_all`]'s worker polls (it has no NOTIFY to wake it).
 pub const RUN_ALL_POLLING_INTERVAL: Duration = Duration::from_millis(10);
 
-/// A [`Store`] in memory, with PostgreSQL's semantics, for tests (see the module docs).
+/// A [`Store`](crate::store::Store) in memory, with PostgreSQL's semantics, for tests (see the module docs).
 ///
 /// Cheap to clone: clones share the same jobs. Give an app a clone with
 /// `App::builder().store(Arc::new(store.clone()))` and keep the original to look inside.
