@@ -11,15 +11,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-
 use crate::blueprint::Blueprint;
 use crate::connect::ConnectConfig;
 use crate::manager::JobManager;
-use crate::periodic::{MAX_DELAY_DEFAULT, Periodic, Schedule, TIMESTAMP_KWARG};
+use crate::periodic::{MAX_DELAY_DEFAULT, Periodic};
 use crate::protocol::{check_name, check_queue_name};
+use crate::store::Store;
 use crate::store::postgres::PgStore;
-use crate::store::{DeferJobParams, Store};
 use crate::task::{Task, TaskEntry};
 use crate::{Error, Result};
 
@@ -107,85 +105,6 @@ impl App {
     #[must_use]
     pub fn periodic_max_delay(&self) -> Duration {
         self.inner.periodic_max_delay
-    }
-
-    /// The job one tick of a periodic registration defers: the task's defaults, the
-    /// registration's options, its kwargs and `timestamp`.
-    pub(crate) fn periodic_job(
-        &self,
-        periodic: &Periodic,
-        timestamp: i64,
-    ) -> Result<DeferJobParams> {
-        let mut kwargs = periodic.kwargs_map()?;
-        kwargs.insert(TIMESTAMP_KWARG.to_owned(), timestamp.into());
-        let mut job =
-            self.configure_by_name(&periodic.task_name, serde_json::Value::Object(kwargs));
-        if let Some(queue) = &periodic.queue {
-            job = job.with_queue(queue);
-        }
-        if let Some(priority) = periodic.priority {
-            job = job.with_priority(priority);
-        }
-        if let Some(lock) = &periodic.lock {
-            job = job.with_lock(lock);
-        }
-        if let Some(queueing_lock) = &periodic.queueing_lock {
-            job = job.with_queueing_lock(queueing_lock);
-        }
-        job.into_spec().map_err(|e| {
-            Error::InvalidInput(format!(
-                "{}: {e} (its jobs get the registration's kwargs and `timestamp`)",
-                periodic.label()
-            ))
-        })
-    }
-
-    /// Defers one tick of a periodic registration, once across all workers: the job id,
-    /// or `None` when the tick was deferred already or its queueing lock is taken.
-    pub(crate) async fn defer_periodic_tick(
-        &self,
-        periodic: &Periodic,
-        timestamp: i64,
-    ) -> Result<Option<i64>> {
-        let job = self.periodic_job(periodic, timestamp)?;
-        match self
-            .store()
-            .defer_periodic_job(&job, &periodic.periodic_id, timestamp)
-            .await
-        {
-            Ok(Some(id)) => {
-                tracing::info!(task = %periodic.task_name, periodic_id = %periodic.periodic_id, timestamp, job_id = id, "periodic job deferred");
-                Ok(Some(id))
-            }
-            Ok(None) => {
-                tracing::debug!(task = %periodic.task_name, periodic_id = %periodic.periodic_id, timestamp, "periodic tick already deferred");
-                Ok(None)
-            }
-            Err(Error::AlreadyEnqueued { queueing_lock }) => {
-                tracing::debug!(task = %periodic.task_name, periodic_id = %periodic.periodic_id, timestamp, %queueing_lock, "periodic tick skipped: a job with its queueing lock is waiting");
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Defers, for every periodic registration, its latest tick at or before `at` (unless
-    /// older than the max delay, or deferred already by anyone): what a worker starting at
-    /// `at` would do. Returns the ids of the jobs deferred. Useful in tests.
-    ///
-    /// # Errors
-    /// A database error; ticks deferred before it stay deferred.
-    pub async fn defer_periodic_jobs(&self, at: DateTime<Utc>) -> Result<Vec<i64>> {
-        let mut ids = Vec::new();
-        for periodic in &self.inner.periodic {
-            let Some(schedule) = &periodic.schedule else {
-                continue;
-            };
-            for tick in schedule.due_ticks(None, at, self.inner.periodic_max_delay) {
-                ids.extend(self.defer_periodic_tick(periodic, tick).await?);
-            }
-        }
-        Ok(ids)
     }
 
     /// Checks the database schema is installed and current; returns its version.
@@ -314,7 +233,7 @@ impl AppBuilder {
             task_names.push(entry.name.clone());
         }
         task_names.sort();
-        let periodic = check_periodic(periodic, &tasks)?;
+        let periodic = crate::periodic::check_registrations(periodic, &tasks)?;
         let (store, pg, connect): (Arc<dyn Store>, _, _) = match self.store {
             Some(store) => (store, None, self.connect),
             None => {
@@ -344,37 +263,4 @@ impl AppBuilder {
         }
         Ok(app)
     }
-}
-
-/// Resolves periodic registrations to their task's registered name, parses their
-/// schedules and refuses duplicates.
-fn check_periodic(
-    periodic: Vec<Periodic>,
-    tasks: &HashMap<String, Arc<TaskEntry>>,
-) -> Result<Vec<Periodic>> {
-    let mut seen: Vec<(String, String)> = Vec::new();
-    periodic
-        .into_iter()
-        .map(|mut p| {
-            let entry = tasks.get(&p.task_name).ok_or_else(|| {
-                Error::InvalidInput(format!(
-                    "{}: no task is registered under that name: register it (with .task::<T>() on the same app or blueprint) or fix the name",
-                    p.label()
-                ))
-            })?;
-            p.task_name.clone_from(&entry.name);
-            let key = (p.task_name.clone(), p.periodic_id.clone());
-            if seen.contains(&key) {
-                return Err(Error::InvalidInput(format!(
-                    "{} is registered twice: give each schedule of a task its own periodic_id",
-                    p.label()
-                )));
-            }
-            seen.push(key);
-            let schedule = Schedule::parse(&p.cron, p.timezone.as_deref())
-                .map_err(|e| Error::InvalidInput(format!("{}: {e}", p.label())))?;
-            p.schedule = Some(schedule);
-            Ok(p)
-        })
-        .collect()
 }
