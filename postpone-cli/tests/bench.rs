@@ -54,6 +54,8 @@ fn quick_bench_reports_every_figure() {
         ("W3S_drain_b10", "jobs/s"),
         ("W3S_drain_b100", "jobs/s"),
         ("W3S_drain_b10_no_triggers", "jobs/s"),
+        ("W3S_drain_b10_x2", "jobs/s"),
+        ("W3S_drain_b10_async", "jobs/s"),
         ("W3_drain_1x10_worker_cpu_per_job", "us/job"),
         ("W3_drain_2x10", "jobs/s"),
         ("W3_drain_2x10_worker_cpu_per_job", "us/job"),
@@ -94,6 +96,7 @@ fn quick_bench_reports_every_figure() {
         "W2S_defer_batch_trigger_share",
         "W2S_defer_batch_notify_share",
         "W3S_drain_b10_trigger_share",
+        "W3S_drain_b10_commit_wait_share",
     ] {
         assert_eq!(figure(share)["unit"], "ratio");
     }
@@ -172,6 +175,8 @@ fn ceilings_do_the_work_and_report_it() {
         "W3S_drain_b10",
         "W3S_drain_b50",
         "W3S_drain_b10_no_triggers",
+        "W3S_drain_b10_x2",
+        "W3S_drain_b10_async",
     ] {
         let (value, unit) = get(rate);
         assert_eq!(unit, "jobs/s", "{rate}");
@@ -181,6 +186,7 @@ fn ceilings_do_the_work_and_report_it() {
         "W2S_defer_batch_trigger_share",
         "W2S_defer_batch_notify_share",
         "W3S_drain_b10_trigger_share",
+        "W3S_drain_b10_commit_wait_share",
     ] {
         assert_eq!(get(share).1, "ratio", "{share}");
     }
@@ -197,6 +203,10 @@ fn ceilings_do_the_work_and_report_it() {
         ("W3S_drain_b50_succeeded", 120.0, "jobs"),
         ("W3S_drain_b50_events", 240.0, "events"),
         ("W3S_drain_b10_no_triggers_succeeded", 120.0, "jobs"),
+        ("W3S_drain_b10_x2_succeeded", 120.0, "jobs"),
+        ("W3S_drain_b10_x2_events", 240.0, "events"),
+        ("W3S_drain_b10_async_succeeded", 120.0, "jobs"),
+        ("W3S_drain_b10_async_events", 240.0, "events"),
     ];
     for (name, expected, unit) in counts {
         assert_eq!(get(name), (expected, unit.to_owned()), "{name}");

@@ -18,7 +18,9 @@
 //! And the ceilings the database contract puts on W1-W3 (`ceilings.rs`): W1S, W2S and W3S
 //! do the same row work inside PL/pgSQL procedures, with no client in the loop. W2S also
 //! runs with the `job_inserted` NOTIFY trigger, and with every user trigger, disabled (the
-//! triggers' share); W3S drains in the worker's claim size (the W3 concurrency) and larger.
+//! triggers' share); W3S drains in the worker's claim size (the W3 concurrency) and larger,
+//! and at the worker's claim size also in as many sessions as W3 has processes, with
+//! `synchronous_commit` off (the commit wait's share) and with the triggers disabled.
 //!
 //! Output: one `workload value unit` line per figure (the median over `--runs`), then a
 //! table; `--json` prints one document with every run's values instead.
@@ -45,7 +47,7 @@ use crate::Context;
 use crate::flags::BenchFlags;
 use crate::output::{Table, print, print_json};
 
-use ceilings::{Triggers, w1s, w2s, w3s};
+use ceilings::{Drain, Triggers, w1s, w2s, w3s};
 pub(crate) use child::worker;
 use workloads::{DrainCase, drain, idle, median, w1, w2, w4};
 
@@ -386,7 +388,7 @@ pub(crate) async fn run(flags: BenchFlags, context: Context) -> anyhow::Result<E
         if let Some(ratio) = large_ratio(&figures, &params) {
             figures.push(ratio);
         }
-        figures.extend(trigger_shares(&figures));
+        figures.extend(cost_shares(&figures));
         for figure in figures {
             match series.iter_mut().find(|s| s.workload == figure.workload) {
                 Some(s) => s.runs.push(figure.value),
@@ -453,10 +455,11 @@ fn large_ratio(figures: &[Figure], params: &Params) -> Option<Figure> {
     Some(Figure::new("W3_large_ratio", large / empty, "ratio"))
 }
 
-/// For each ceiling run with triggers disabled (`<name>_no_triggers`, `<name>_no_notify`),
-/// the share of `<name>`'s time that went to them in the same run:
-/// `1 - rate with / rate without` (`<name>_trigger_share`, `<name>_notify_share`).
-fn trigger_shares(figures: &[Figure]) -> Vec<Figure> {
+/// For each ceiling run without a cost (`<name>_no_triggers`, `<name>_no_notify`: triggers
+/// disabled; `<name>_async`: no wait for the WAL flush), the share of `<name>`'s time that
+/// went to it in the same run, `1 - rate with / rate without` (`<name>_trigger_share`,
+/// `<name>_notify_share`, `<name>_commit_wait_share`).
+fn cost_shares(figures: &[Figure]) -> Vec<Figure> {
     let rate = |name: &str| {
         figures
             .iter()
@@ -465,7 +468,11 @@ fn trigger_shares(figures: &[Figure]) -> Vec<Figure> {
     };
     let mut shares = Vec::new();
     for figure in figures.iter().filter(|f| f.unit == "jobs/s") {
-        for (suffix, share) in [("_no_triggers", "trigger"), ("_no_notify", "notify")] {
+        for (suffix, share) in [
+            ("_no_triggers", "trigger"),
+            ("_no_notify", "notify"),
+            ("_async", "commit_wait"),
+        ] {
             if let Some(base) = figure.workload.strip_suffix(suffix)
                 && let Some(with) = rate(base)
             {
@@ -511,10 +518,7 @@ enum Case {
     W1S,
     W2,
     W2S(Triggers),
-    W3S {
-        batch: usize,
-        triggers: Triggers,
-    },
+    W3S(Drain),
     Drain {
         processes: usize,
         concurrency: usize,
@@ -534,10 +538,7 @@ impl Case {
             Case::W1S => "W1S server-side ceiling of W1".to_owned(),
             Case::W2 => "W2 batch enqueue".to_owned(),
             Case::W2S(triggers) => format!("W2S server-side ceiling of W2{}", triggers.label()),
-            Case::W3S { batch, triggers } => format!(
-                "W3S server-side drain, claims of {batch}{}",
-                triggers.label()
-            ),
+            Case::W3S(drain) => drain.label(),
             Case::Drain {
                 processes,
                 concurrency,
@@ -577,20 +578,27 @@ impl Bench<'_> {
                 .map(Case::W2S)
                 .collect(),
             "W3S" => {
+                let drain = |batch, sessions, asynchronous, triggers| {
+                    Case::W3S(Drain {
+                        batch,
+                        sessions,
+                        asynchronous,
+                        triggers,
+                    })
+                };
                 let mut cases: Vec<Case> = p
                     .w3s_batches
                     .iter()
-                    .map(|&batch| Case::W3S {
-                        batch,
-                        triggers: Triggers::All,
-                    })
+                    .map(|&batch| drain(batch, 1, false, Triggers::All))
                     .collect();
-                // The triggers' share of the drain, at the worker's claim size.
+                // At the worker's claim size: as many sessions as W3 has processes, without
+                // waiting for the WAL flush, and without the triggers.
                 if let Some(&batch) = p.w3s_batches.first() {
-                    cases.push(Case::W3S {
-                        batch,
-                        triggers: Triggers::None,
-                    });
+                    for &sessions in p.w3_processes.iter().filter(|&&n| n > 1) {
+                        cases.push(drain(batch, sessions, false, Triggers::All));
+                    }
+                    cases.push(drain(batch, 1, true, Triggers::All));
+                    cases.push(drain(batch, 1, false, Triggers::None));
                 }
                 cases
             }
@@ -663,9 +671,7 @@ impl Bench<'_> {
                 )
                 .await
             }
-            Case::W3S { batch, triggers } => {
-                w3s(&connect, self.params.w3_jobs, *batch, *triggers).await
-            }
+            Case::W3S(drain) => w3s(&connect, self.params.w3_jobs, *drain).await,
             Case::Drain {
                 processes,
                 concurrency,

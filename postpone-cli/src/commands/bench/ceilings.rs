@@ -79,26 +79,33 @@ fn ceilings_sql() -> anyhow::Result<String> {
         .replace("{{FINISH_JOBS}}", queries::FINISH_JOBS.trim_end()))
 }
 
-/// A connection with the procedures created, the triggers set, and its backend's CPU
-/// clock (when the server runs on this machine).
+/// A connection and its backend's CPU clock (when the server runs on this machine).
 struct Session {
     client: tokio_postgres::Client,
     backend: Option<u32>,
 }
 
 impl Session {
-    async fn open(connect: &ConnectConfig, triggers: Triggers) -> anyhow::Result<Self> {
-        let client = connect.connect().await?;
-        client
+    /// Opens a session, creates the procedures and sets the triggers.
+    async fn install(connect: &ConnectConfig, triggers: Triggers) -> anyhow::Result<Self> {
+        let session = Self::open(connect).await?;
+        session
+            .client
             .batch_execute(&ceilings_sql()?)
             .await
             .context("cannot create the bench's ceiling procedures")?;
         if let Some(disable) = triggers.disable() {
-            client
+            session
+                .client
                 .batch_execute(disable)
                 .await
                 .context("cannot disable the triggers of procrastinate_jobs")?;
         }
+        Ok(session)
+    }
+
+    async fn open(connect: &ConnectConfig) -> anyhow::Result<Self> {
+        let client = connect.connect().await?;
         let pid: i32 = client
             .query_one("SELECT pg_backend_pid()", &[])
             .await?
@@ -162,7 +169,7 @@ fn figures(
 
 /// W1S: `jobs` calls of `procrastinate_defer_jobs_v1`, each committed on its own.
 pub(super) async fn w1s(connect: &ConnectConfig, jobs: usize) -> anyhow::Result<Vec<Figure>> {
-    let session = Session::open(connect, Triggers::All).await?;
+    let session = Session::install(connect, Triggers::All).await?;
     let (elapsed, cpu) = session
         .call(&format!("CALL postpone_bench_w1s({jobs})"))
         .await?;
@@ -196,7 +203,7 @@ pub(super) async fn w2s(
     batch: usize,
     triggers: Triggers,
 ) -> anyhow::Result<Vec<Figure>> {
-    let session = Session::open(connect, triggers).await?;
+    let session = Session::install(connect, triggers).await?;
     let (elapsed, cpu) = session
         .call(&format!("CALL postpone_bench_w2s({jobs}, {batch})"))
         .await?;
@@ -211,39 +218,117 @@ pub(super) async fn w2s(
     Ok(figures)
 }
 
-/// W3S: a backlog of `jobs` (deferred as W3's, untimed) drained in claims of `batch`, each
-/// claim and each batch finish its own transaction, with `triggers` during the drain.
-/// With `POSTPONE_WORKER_ASYNCHRONOUS_COMMIT` set, the drain commits as such a worker does.
+/// One server-side drain: claims of `batch`, in `sessions` concurrent sessions (each a
+/// worker of its own), committing synchronously unless `asynchronous`, with `triggers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Drain {
+    pub(super) batch: usize,
+    pub(super) sessions: usize,
+    pub(super) asynchronous: bool,
+    pub(super) triggers: Triggers,
+}
+
+impl Drain {
+    /// `W3S_drain_b<batch>[_x<sessions>][_async][_no_triggers]`.
+    pub(super) fn name(&self) -> String {
+        let mut name = format!("W3S_drain_b{}", self.batch);
+        if self.sessions > 1 {
+            name.push_str(&format!("_x{}", self.sessions));
+        }
+        if self.asynchronous {
+            name.push_str("_async");
+        }
+        name.push_str(self.triggers.suffix());
+        name
+    }
+
+    pub(super) fn label(&self) -> String {
+        format!(
+            "W3S server-side drain, claims of {}, {} session(s){}{}",
+            self.batch,
+            self.sessions,
+            if self.asynchronous {
+                ", synchronous_commit off"
+            } else {
+                ""
+            },
+            self.triggers.label()
+        )
+    }
+}
+
+/// W3S: a backlog of `jobs` (deferred as W3's, untimed) drained as `drain` says, each
+/// claim and each batch finish its own transaction. With
+/// `POSTPONE_WORKER_ASYNCHRONOUS_COMMIT` set, every drain commits as such a worker does.
 pub(super) async fn w3s(
     connect: &ConnectConfig,
     jobs: usize,
-    batch: usize,
-    triggers: Triggers,
+    drain: Drain,
 ) -> anyhow::Result<Vec<Figure>> {
     let app = app(connect, None)?;
     fill(&app, jobs).await?;
     drop(app);
-    let session = Session::open(connect, triggers).await?;
-    if workers_commit_asynchronously() {
-        session
-            .client
-            .batch_execute("SET synchronous_commit = off")
-            .await?;
+    let first = Session::install(connect, drain.triggers).await?;
+    let mut sessions = vec![first];
+    for _ in 1..drain.sessions {
+        sessions.push(Session::open(connect).await?);
     }
-    let worker: i64 = session
-        .client
-        .query_one(queries::REGISTER_WORKER, &[])
-        .await?
-        .try_get(0)?;
-    let (elapsed, cpu) = session
-        .call(&format!("CALL postpone_bench_w3s({worker}, {batch})"))
-        .await?;
-    let name = format!("W3S_drain_b{batch}{}", triggers.suffix());
+    let mut calls = Vec::new();
+    for session in &sessions {
+        if drain.asynchronous || workers_commit_asynchronously() {
+            session
+                .client
+                .batch_execute("SET synchronous_commit = off")
+                .await?;
+        }
+        let worker: i64 = session
+            .client
+            .query_one(queries::REGISTER_WORKER, &[])
+            .await?
+            .try_get(0)?;
+        calls.push(format!(
+            "CALL postpone_bench_w3s({worker}, {})",
+            drain.batch
+        ));
+    }
+    let cpu_before: Option<Vec<Duration>> = sessions.iter().map(Session::backend_cpu).collect();
+    let started = Instant::now();
+    let mut running = tokio::task::JoinSet::new();
+    for (session, call) in sessions.into_iter().zip(calls) {
+        running.spawn(async move {
+            session
+                .client
+                .batch_execute(&call)
+                .await
+                .with_context(|| format!("{call} failed"))?;
+            anyhow::Ok(session)
+        });
+    }
+    let mut sessions = Vec::new();
+    while let Some(done) = running.join_next().await {
+        sessions.push(done??);
+    }
+    let elapsed = started.elapsed();
+    let cpu_after: Option<Vec<Duration>> = sessions.iter().map(Session::backend_cpu).collect();
+    // Sessions came back in another order: compare sums.
+    let cpu = match (cpu_before, cpu_after) {
+        (Some(before), Some(after)) => Some(
+            after
+                .iter()
+                .sum::<Duration>()
+                .saturating_sub(before.iter().sum()),
+        ),
+        _ => None,
+    };
+    let session = sessions
+        .first()
+        .context("no session came back from the drain")?;
+    let name = drain.name();
     let succeeded = session
         .count("SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'")
         .await?;
     let mut figures = figures(&name, jobs, elapsed, cpu, ("succeeded", succeeded))?;
-    if triggers == Triggers::All {
+    if drain.triggers == Triggers::All {
         // Each job's 'started' and 'succeeded' events, written by the triggers.
         let events = session
             .count(
