@@ -482,8 +482,8 @@ pub struct BenchFlags {
     /// IDLE: seconds an idle worker process is watched for CPU use [default: 2].
     #[arg(long, env = "POSTPONE_BENCH_IDLE_SECONDS", value_name = "SECONDS")]
     pub idle_seconds: Option<f64>,
-    /// ANALYZE the jobs table after filling each drain's backlog (default: not, as a fresh
-    /// backlog is before autovacuum gets to it).
+    /// ANALYZE the jobs table after filling each drain's backlog, W3S's included (default:
+    /// not, as a fresh backlog is before autovacuum gets to it).
     #[arg(long, env = "POSTPONE_BENCH_ANALYZE", value_parser = FalseyValueParser::new())]
     pub analyze: bool,
 }

@@ -671,7 +671,9 @@ impl Bench<'_> {
                 )
                 .await
             }
-            Case::W3S(drain) => w3s(&connect, self.params.w3_jobs, *drain).await,
+            Case::W3S(drain) => {
+                w3s(&connect, self.params.w3_jobs, *drain, self.params.analyze).await
+            }
             Case::Drain {
                 processes,
                 concurrency,

@@ -257,18 +257,25 @@ impl Drain {
     }
 }
 
-/// W3S: a backlog of `jobs` (deferred as W3's, untimed) drained as `drain` says, each
-/// claim and each batch finish its own transaction. With
+/// W3S: a backlog of `jobs` (deferred as W3's, untimed; analysed with `--analyze`, as
+/// W3's) drained as `drain` says, each claim and each batch finish its own transaction. With
 /// `POSTPONE_WORKER_ASYNCHRONOUS_COMMIT` set, every drain commits as such a worker does.
 pub(super) async fn w3s(
     connect: &ConnectConfig,
     jobs: usize,
     drain: Drain,
+    analyze: bool,
 ) -> anyhow::Result<Vec<Figure>> {
     let app = app(connect, None)?;
     fill(&app, jobs).await?;
     drop(app);
     let first = Session::install(connect, drain.triggers).await?;
+    if analyze {
+        first
+            .client
+            .batch_execute("ANALYZE procrastinate_jobs")
+            .await?;
+    }
     let mut sessions = vec![first];
     for _ in 1..drain.sessions {
         sessions.push(Session::open(connect).await?);
