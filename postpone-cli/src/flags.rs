@@ -80,7 +80,8 @@ pub enum Command {
     Worker(WorkerFlags),
     /// Demo: defer jobs into a fresh database and work them off, showing the throughput.
     Demo(DemoFlags),
-    /// Benchmark: run the workloads W1-W4, memory and idle CPU, each in a fresh database.
+    /// Benchmark: run the workloads W1-W4, their server-side ceilings, memory and idle CPU,
+    /// each in a fresh database.
     Bench(BenchFlags),
     /// A worker process of `postpone bench` (internal: driven over stdin/stdout).
     #[command(hide = true)]
@@ -419,8 +420,9 @@ pub struct BenchFlags {
     /// that everything runs, measures nothing meaningful.
     #[arg(long, env = "POSTPONE_BENCH_QUICK", value_parser = FalseyValueParser::new())]
     pub quick: bool,
-    /// Workloads to run, comma separated: W1, W2, W3, W3L (1,000,000-row table), W4, MEM,
-    /// IDLE (default: all).
+    /// Workloads to run, comma separated: W1, W1S, W2, W2S, W3, W3S, W3L (1,000,000-row
+    /// table), W4, MEM, IDLE (default: all). W1S, W2S and W3S are the server-side ceilings
+    /// of W1, W2 and W3: the same row work in PL/pgSQL procedures, no client in the loop.
     #[arg(
         long,
         env = "POSTPONE_BENCH_ONLY",
@@ -454,6 +456,15 @@ pub struct BenchFlags {
         value_name = "LIST"
     )]
     pub w3_processes: Vec<usize>,
+    /// W3S: claim sizes of the server-side drains, comma separated [default: the W3
+    /// concurrency (what its worker claims at most) and 100].
+    #[arg(
+        long,
+        env = "POSTPONE_BENCH_W3S_BATCHES",
+        value_delimiter = ',',
+        value_name = "LIST"
+    )]
+    pub w3s_batches: Vec<usize>,
     /// W3L: succeeded jobs already in the table [default: 1,000,000].
     #[arg(long, env = "POSTPONE_BENCH_W3_PREFILL", value_name = "N")]
     pub w3_prefill: Option<usize>,
@@ -475,8 +486,8 @@ pub struct BenchFlags {
     /// IDLE: seconds an idle worker process is watched for CPU use [default: 2].
     #[arg(long, env = "POSTPONE_BENCH_IDLE_SECONDS", value_name = "SECONDS")]
     pub idle_seconds: Option<f64>,
-    /// ANALYZE the jobs table after filling each drain's backlog (default: not, as a fresh
-    /// backlog is before autovacuum gets to it).
+    /// ANALYZE the jobs table after filling each drain's backlog, W3S's included (default:
+    /// not, as a fresh backlog is before autovacuum gets to it).
     #[arg(long, env = "POSTPONE_BENCH_ANALYZE", value_parser = FalseyValueParser::new())]
     pub analyze: bool,
 }

@@ -4,34 +4,24 @@
 //! Run with: `cargo test -p postpone-cli --test bench` (a PostgreSQL server is found or
 //! started by `postpone-testkit`; without one, the test fails: it never skips).
 
-use std::process::Command;
+mod common;
+
+use std::path::Path;
 
 use serde_json::Value;
 
-fn server_url() -> String {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    let server = runtime
-        .block_on(postpone_testkit::server())
-        .unwrap_or_else(|error| panic!("{error}"));
-    // The bench makes (and drops) its own databases on this server.
-    server.url("postgres")
+/// `postpone bench ARGS` against the test server (the bench makes and drops its own
+/// databases there), in a clean environment.
+fn bench(args: &[&str]) -> std::process::Output {
+    let url = common::server().url("postgres");
+    let mut command = common::command(Path::new(env!("CARGO_BIN_EXE_postpone")), &url, &["bench"]);
+    command.args(args);
+    command.output().expect("postpone bench runs")
 }
 
 #[test]
 fn quick_bench_reports_every_figure() {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_postpone"));
-    command.args(["bench", "--quick", "--json"]);
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy().into_owned();
-        if key.starts_with("POSTPONE_") || key.starts_with("PG") || key == "RUST_LOG" {
-            command.env_remove(key);
-        }
-    }
-    command.env("DATABASE_URL", server_url());
-    let output = command.output().expect("postpone bench runs");
+    let output = bench(&["--quick", "--json"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -54,9 +44,18 @@ fn quick_bench_reports_every_figure() {
     };
     let expected = [
         ("W1_enqueue_single", "jobs/s"),
+        ("W1S_defer_single", "jobs/s"),
         ("W2_enqueue_batch", "jobs/s"),
         ("W2_deferred_events", "events"),
+        ("W2S_defer_batch", "jobs/s"),
+        ("W2S_defer_batch_no_notify", "jobs/s"),
+        ("W2S_defer_batch_no_triggers", "jobs/s"),
         ("W3_drain_1x10", "jobs/s"),
+        ("W3S_drain_b10", "jobs/s"),
+        ("W3S_drain_b100", "jobs/s"),
+        ("W3S_drain_b10_no_triggers", "jobs/s"),
+        ("W3S_drain_b10_x2", "jobs/s"),
+        ("W3S_drain_b10_async", "jobs/s"),
         ("W3_drain_1x10_worker_cpu_per_job", "us/job"),
         ("W3_drain_2x10", "jobs/s"),
         ("W3_drain_2x10_worker_cpu_per_job", "us/job"),
@@ -83,10 +82,27 @@ fn quick_bench_reports_every_figure() {
             assert!(value > 0.0 && value.is_finite(), "{f}");
         }
     }
-    // Every figure, optional ones included, is a finite number of the right sign.
+    // Every figure, optional ones included, is a finite number of the right sign; a
+    // share of time (the triggers' in a ceiling) is a difference of two timings, so it may
+    // come out below zero on a noisy machine.
     for f in figures {
         let value = f["value"].as_f64().unwrap_or(f64::NAN);
-        assert!(value.is_finite() && value >= 0.0, "{f}");
+        let share = f["workload"]
+            .as_str()
+            .is_some_and(|w| w.ends_with("_share"));
+        assert!(value.is_finite() && (share || value >= 0.0), "{f}");
+    }
+    for share in [
+        "W2S_defer_batch_trigger_share",
+        "W2S_defer_batch_notify_share",
+        "W3S_drain_b10_trigger_share",
+        "W3S_drain_b10_commit_wait_share",
+    ] {
+        assert_eq!(figure(share)["unit"], "ratio");
+    }
+    // The ceilings did their work: each counted figure has the value it must have.
+    for f in figures.iter().filter(|f| !f["expected"].is_null()) {
+        assert_eq!(f["value"], f["expected"], "{f}");
     }
 
     // The correctness check: every job of W2 has its 'deferred' event.
@@ -97,5 +113,111 @@ fn quick_bench_reports_every_figure() {
         report["params"]["w2_jobs"].as_u64(),
         Some(5000),
         "{report:#}"
+    );
+}
+
+/// The server-side ceilings, alone and at tiny sizes, in the text output: every
+/// `workload value unit` line parses, and the counts show the work was done (rows inserted,
+/// events written by the triggers, jobs claimed and finished).
+#[test]
+fn ceilings_do_the_work_and_report_it() {
+    let output = bench(&[
+        "--only",
+        "w1s,W2S,W3S",
+        "--w1-jobs",
+        "30",
+        "--w2-jobs",
+        "250",
+        "--w2-batch",
+        "100",
+        "--w3-jobs",
+        "120",
+        "--w3s-batches",
+        "10,50",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "postpone bench failed: {}\nstdout: {stdout}\nstderr: {stderr}",
+        output.status
+    );
+    // The figure lines: after the header's blank line, up to the table's.
+    let block: Vec<&str> = stdout
+        .split("\n\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no figure lines in {stdout}"))
+        .lines()
+        .collect();
+    let mut figures = std::collections::BTreeMap::new();
+    for line in &block {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [name, value, unit] = fields[..] else {
+            panic!("not a `workload value unit` line: {line:?}\n{stdout}");
+        };
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|error| panic!("{line:?}: {error}"));
+        assert!(value.is_finite(), "{line:?}");
+        figures.insert(name.to_owned(), (value, unit.to_owned()));
+    }
+    let get = |name: &str| {
+        figures
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no figure {name} in {stdout}"))
+    };
+    for rate in [
+        "W1S_defer_single",
+        "W2S_defer_batch",
+        "W2S_defer_batch_no_notify",
+        "W2S_defer_batch_no_triggers",
+        "W3S_drain_b10",
+        "W3S_drain_b50",
+        "W3S_drain_b10_no_triggers",
+        "W3S_drain_b10_x2",
+        "W3S_drain_b10_async",
+    ] {
+        let (value, unit) = get(rate);
+        assert_eq!(unit, "jobs/s", "{rate}");
+        assert!(value > 0.0, "{rate} {value}");
+    }
+    for share in [
+        "W2S_defer_batch_trigger_share",
+        "W2S_defer_batch_notify_share",
+        "W3S_drain_b10_trigger_share",
+        "W3S_drain_b10_commit_wait_share",
+    ] {
+        assert_eq!(get(share).1, "ratio", "{share}");
+    }
+    let counts = [
+        ("W1S_defer_single_jobs_inserted", 30.0, "jobs"),
+        ("W1S_defer_single_deferred_events", 30.0, "events"),
+        ("W2S_defer_batch_jobs_inserted", 250.0, "jobs"),
+        ("W2S_defer_batch_deferred_events", 250.0, "events"),
+        ("W2S_defer_batch_no_notify_jobs_inserted", 250.0, "jobs"),
+        ("W2S_defer_batch_no_notify_deferred_events", 250.0, "events"),
+        ("W2S_defer_batch_no_triggers_jobs_inserted", 250.0, "jobs"),
+        ("W3S_drain_b10_succeeded", 120.0, "jobs"),
+        ("W3S_drain_b10_events", 240.0, "events"),
+        ("W3S_drain_b50_succeeded", 120.0, "jobs"),
+        ("W3S_drain_b50_events", 240.0, "events"),
+        ("W3S_drain_b10_no_triggers_succeeded", 120.0, "jobs"),
+        ("W3S_drain_b10_x2_succeeded", 120.0, "jobs"),
+        ("W3S_drain_b10_x2_events", 240.0, "events"),
+        ("W3S_drain_b10_async_succeeded", 120.0, "jobs"),
+        ("W3S_drain_b10_async_events", 240.0, "events"),
+    ];
+    for (name, expected, unit) in counts {
+        assert_eq!(get(name), (expected, unit.to_owned()), "{name}");
+    }
+    // With the triggers disabled, no event is written: that case has no event count.
+    assert!(!figures.contains_key("W2S_defer_batch_no_triggers_deferred_events"));
+    // Only the ceilings ran.
+    assert!(
+        figures.keys().all(|name| name.starts_with("W1S_")
+            || name.starts_with("W2S_")
+            || name.starts_with("W3S_")),
+        "{stdout}"
     );
 }

@@ -15,9 +15,17 @@
 //! - MEM: peak RSS (`VmHWM`) of a worker process at concurrency 100 draining a backlog.
 //! - IDLE: CPU used by a worker process with nothing to do (shows there is no busy poll).
 //!
+//! And the ceilings the database contract puts on W1-W3 (`ceilings.rs`): W1S, W2S and W3S
+//! do the same row work inside PL/pgSQL procedures, with no client in the loop. W2S also
+//! runs with the `job_inserted` NOTIFY trigger, and with every user trigger, disabled (the
+//! triggers' share); W3S drains in the worker's claim size (the W3 concurrency) and larger,
+//! and at the worker's claim size also in as many sessions as W3 has processes, with
+//! `synchronous_commit` off (the commit wait's share) and with the triggers disabled.
+//!
 //! Output: one `workload value unit` line per figure (the median over `--runs`), then a
 //! table; `--json` prints one document with every run's values instead.
 
+mod ceilings;
 mod child;
 mod procfs;
 mod workloads;
@@ -39,6 +47,7 @@ use crate::Context;
 use crate::flags::BenchFlags;
 use crate::output::{Table, print, print_json};
 
+use ceilings::{Drain, Triggers, w1s, w2s, w3s};
 pub(crate) use child::worker;
 use workloads::{DrainCase, drain, idle, median, w1, w2, w4};
 
@@ -46,6 +55,8 @@ use workloads::{DrainCase, drain, idle, median, w1, w2, w4};
 const FILL_BATCH: usize = 1000;
 /// W4 jobs run before the measured ones (prepared statements, warm connections).
 const W4_WARMUP: usize = 5;
+/// The larger claim size of W3S by default (next to the worker's own).
+const W3S_LARGE_BATCH: usize = 100;
 /// A drain that makes no progress for this long is a failure, not a figure.
 const STALL: Duration = Duration::from_secs(60);
 
@@ -103,6 +114,7 @@ struct Params {
     w3_concurrency: usize,
     w3_processes: Vec<usize>,
     w3_prefill: usize,
+    w3s_batches: Vec<usize>,
     w4_jobs: usize,
     w4_interval_ms: u64,
     w4_concurrency: usize,
@@ -113,8 +125,10 @@ struct Params {
     analyze: bool,
 }
 
-/// The workloads, in the order they run.
-const WORKLOADS: [&str; 7] = ["W1", "W2", "W3", "W3L", "W4", "MEM", "IDLE"];
+/// The workloads, in the order they run (each ceiling right after its workload).
+const WORKLOADS: [&str; 10] = [
+    "W1", "W1S", "W2", "W2S", "W3", "W3S", "W3L", "W4", "MEM", "IDLE",
+];
 
 impl Params {
     fn resolve(flags: &BenchFlags) -> anyhow::Result<Self> {
@@ -149,6 +163,7 @@ impl Params {
                 .filter(|w| chosen.contains(w))
                 .collect()
         };
+        let w3_concurrency = pick(flags.w3_concurrency, 10, 10);
         let params = Self {
             quick: q,
             runs: flags.runs,
@@ -157,13 +172,22 @@ impl Params {
             w2_jobs: pick(flags.w2_jobs, 5_000, 100_000),
             w2_batch: pick(flags.w2_batch, 1_000, 1_000),
             w3_jobs: pick(flags.w3_jobs, 2_000, 20_000),
-            w3_concurrency: pick(flags.w3_concurrency, 10, 10),
+            w3_concurrency,
             w3_processes: if flags.w3_processes.is_empty() {
                 vec![1, 2]
             } else {
                 flags.w3_processes.clone()
             },
             w3_prefill: pick(flags.w3_prefill, 20_000, 1_000_000),
+            w3s_batches: if flags.w3s_batches.is_empty() {
+                let mut batches = vec![w3_concurrency];
+                if w3_concurrency != W3S_LARGE_BATCH {
+                    batches.push(W3S_LARGE_BATCH);
+                }
+                batches
+            } else {
+                flags.w3s_batches.clone()
+            },
             w4_jobs: pick(flags.w4_jobs, 30, 300),
             w4_interval_ms: flags.w4_interval_ms.unwrap_or(20),
             w4_concurrency: flags
@@ -196,6 +220,25 @@ impl Params {
         if params.w3_processes.contains(&0) {
             bail!("--w3-processes holds 0: give process counts of at least 1");
         }
+        if params.w3s_batches.contains(&0) {
+            bail!("--w3s-batches holds 0: give claim sizes of at least 1");
+        }
+        let ceilings = ["W1S", "W2S", "W3S"];
+        let sizes = [
+            ("--w1-jobs", params.w1_jobs),
+            ("--w2-jobs", params.w2_jobs),
+            ("--w2-batch", params.w2_batch),
+            ("--w3-jobs", params.w3_jobs),
+        ]
+        .into_iter()
+        .chain(params.w3s_batches.iter().map(|b| ("--w3s-batches", *b)))
+        .filter(|_| params.workloads.iter().any(|w| ceilings.contains(w)));
+        for (what, value) in sizes {
+            // The ceiling procedures take PostgreSQL integers.
+            if i32::try_from(value).is_err() {
+                bail!("{what} is {value}: at most {} for the ceilings", i32::MAX);
+            }
+        }
         if !(params.idle_seconds > 0.0 && params.idle_seconds <= 3600.0) {
             bail!(
                 "--idle-seconds is {}: give a value above 0 and at most 3600",
@@ -208,9 +251,11 @@ impl Params {
     /// The parameters, one line.
     fn describe(&self) -> String {
         let processes: Vec<String> = self.w3_processes.iter().map(ToString::to_string).collect();
+        let batches: Vec<String> = self.w3s_batches.iter().map(ToString::to_string).collect();
         format!(
             "runs {}{}; workloads {}; W1 {} jobs; W2 {} jobs in batches of {}; W3 {} jobs, \
-             concurrency {} per process, processes {}; W3L prefill {} succeeded jobs; \
+             concurrency {} per process, processes {}; W3S claims of {}; \
+             W3L prefill {} succeeded jobs; \
              W4 {} jobs {} ms apart, worker concurrency {}, {} warm-up jobs; \
              MEM concurrency {}, {} jobs; IDLE {} s{}",
             self.runs,
@@ -222,6 +267,7 @@ impl Params {
             self.w3_jobs,
             self.w3_concurrency,
             processes.join(","),
+            batches.join(","),
             self.w3_prefill,
             self.w4_jobs,
             self.w4_interval_ms,
@@ -342,6 +388,7 @@ pub(crate) async fn run(flags: BenchFlags, context: Context) -> anyhow::Result<E
         if let Some(ratio) = large_ratio(&figures, &params) {
             figures.push(ratio);
         }
+        figures.extend(cost_shares(&figures));
         for figure in figures {
             match series.iter_mut().find(|s| s.workload == figure.workload) {
                 Some(s) => s.runs.push(figure.value),
@@ -408,6 +455,38 @@ fn large_ratio(figures: &[Figure], params: &Params) -> Option<Figure> {
     Some(Figure::new("W3_large_ratio", large / empty, "ratio"))
 }
 
+/// For each ceiling run without a cost (`<name>_no_triggers`, `<name>_no_notify`: triggers
+/// disabled; `<name>_async`: no wait for the WAL flush), the share of `<name>`'s time that
+/// went to it in the same run, `1 - rate with / rate without` (`<name>_trigger_share`,
+/// `<name>_notify_share`, `<name>_commit_wait_share`).
+fn cost_shares(figures: &[Figure]) -> Vec<Figure> {
+    let rate = |name: &str| {
+        figures
+            .iter()
+            .find(|f| f.workload == name && f.unit == "jobs/s")
+            .map(|f| f.value)
+    };
+    let mut shares = Vec::new();
+    for figure in figures.iter().filter(|f| f.unit == "jobs/s") {
+        for (suffix, share) in [
+            ("_no_triggers", "trigger"),
+            ("_no_notify", "notify"),
+            ("_async", "commit_wait"),
+        ] {
+            if let Some(base) = figure.workload.strip_suffix(suffix)
+                && let Some(with) = rate(base)
+            {
+                shares.push(Figure::new(
+                    format!("{base}_{share}_share"),
+                    1.0 - with / figure.value,
+                    "ratio",
+                ));
+            }
+        }
+    }
+    shares
+}
+
 async fn server_info(server: &Server) -> anyhow::Result<ServerInfo> {
     let client = server.admin_client().await?;
     let row = client
@@ -436,7 +515,10 @@ async fn server_info(server: &Server) -> anyhow::Result<ServerInfo> {
 #[derive(Debug, Clone)]
 enum Case {
     W1,
+    W1S,
     W2,
+    W2S(Triggers),
+    W3S(Drain),
     Drain {
         processes: usize,
         concurrency: usize,
@@ -453,7 +535,10 @@ impl Case {
     fn label(&self) -> String {
         match self {
             Case::W1 => "W1 enqueue, one job per transaction".to_owned(),
+            Case::W1S => "W1S server-side ceiling of W1".to_owned(),
             Case::W2 => "W2 batch enqueue".to_owned(),
+            Case::W2S(triggers) => format!("W2S server-side ceiling of W2{}", triggers.label()),
+            Case::W3S(drain) => drain.label(),
             Case::Drain {
                 processes,
                 concurrency,
@@ -486,7 +571,37 @@ impl Bench<'_> {
         let p = &self.params;
         match workload {
             "W1" => vec![Case::W1],
+            "W1S" => vec![Case::W1S],
             "W2" => vec![Case::W2],
+            "W2S" => [Triggers::All, Triggers::NoNotify, Triggers::None]
+                .into_iter()
+                .map(Case::W2S)
+                .collect(),
+            "W3S" => {
+                let drain = |batch, sessions, asynchronous, triggers| {
+                    Case::W3S(Drain {
+                        batch,
+                        sessions,
+                        asynchronous,
+                        triggers,
+                    })
+                };
+                let mut cases: Vec<Case> = p
+                    .w3s_batches
+                    .iter()
+                    .map(|&batch| drain(batch, 1, false, Triggers::All))
+                    .collect();
+                // At the worker's claim size: as many sessions as W3 has processes, without
+                // waiting for the WAL flush, and without the triggers.
+                if let Some(&batch) = p.w3s_batches.first() {
+                    for &sessions in p.w3_processes.iter().filter(|&&n| n > 1) {
+                        cases.push(drain(batch, sessions, false, Triggers::All));
+                    }
+                    cases.push(drain(batch, 1, true, Triggers::All));
+                    cases.push(drain(batch, 1, false, Triggers::None));
+                }
+                cases
+            }
             "W3" => p
                 .w3_processes
                 .iter()
@@ -545,7 +660,20 @@ impl Bench<'_> {
         drop(client);
         match case {
             Case::W1 => w1(&connect, self.params.w1_jobs).await,
+            Case::W1S => w1s(&connect, self.params.w1_jobs).await,
             Case::W2 => w2(&connect, self.params.w2_jobs, self.params.w2_batch).await,
+            Case::W2S(triggers) => {
+                w2s(
+                    &connect,
+                    self.params.w2_jobs,
+                    self.params.w2_batch,
+                    *triggers,
+                )
+                .await
+            }
+            Case::W3S(drain) => {
+                w3s(&connect, self.params.w3_jobs, *drain, self.params.analyze).await
+            }
             Case::Drain {
                 processes,
                 concurrency,
@@ -578,7 +706,7 @@ impl Bench<'_> {
 /// A value as its unit reads best.
 fn format_value(value: f64, unit: &str) -> String {
     match unit {
-        "jobs/s" | "rows/s" | "events" => format!("{value:.0}"),
+        "jobs/s" | "rows/s" | "events" | "jobs" => format!("{value:.0}"),
         "ms" => format!("{value:.3}"),
         "ratio" => format!("{value:.3}"),
         _ => format!("{value:.1}"),

@@ -1,0 +1,379 @@
+//! The ceilings under the database contract: W1S, W2S and W3S do the row work of W1, W2
+//! and W3 inside PostgreSQL procedures (`ceilings.sql`), with no client in the loop. A
+//! client-driven workload cannot beat its ceiling on the same server; the gap between the
+//! two is what the client, the protocol and the round trips cost.
+//!
+//! Each case is timed from the client around one `CALL` (one round trip in seconds of
+//! work), and checks afterwards that the work was done: the rows, events and outcomes are
+//! counted and returned as figures with the value they must have.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use postpone::connect::ConnectConfig;
+use postpone::store::postgres::queries;
+
+use super::workloads::{app, fill, rate};
+use super::{Figure, procfs};
+
+/// The procedures and the wrappers of the worker's statements.
+const CEILINGS_SQL: &str = include_str!("ceilings.sql");
+/// The dollar quote of `ceilings.sql`: the library's statements must not contain it.
+const QUOTE: &str = "$postpone_bench$";
+
+/// Which of the contract's triggers on `procrastinate_jobs` stay enabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Triggers {
+    /// All of them (the contract).
+    All,
+    /// All but the `job_inserted` NOTIFY trigger: events are written, nobody is woken.
+    NoNotify,
+    /// None of the user triggers (`ALTER TABLE ... DISABLE TRIGGER USER`, which the
+    /// database's owner may do): no event row, no NOTIFY. The foreign keys stay.
+    None,
+}
+
+impl Triggers {
+    /// The suffix of the figures' names.
+    pub(super) fn suffix(self) -> &'static str {
+        match self {
+            Triggers::All => "",
+            Triggers::NoNotify => "_no_notify",
+            Triggers::None => "_no_triggers",
+        }
+    }
+
+    /// How the bench's progress lines say it.
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Triggers::All => "",
+            Triggers::NoNotify => ", job_inserted NOTIFY trigger disabled",
+            Triggers::None => ", user triggers disabled",
+        }
+    }
+
+    fn disable(self) -> Option<&'static str> {
+        match self {
+            Triggers::All => None,
+            Triggers::NoNotify => Some(
+                "ALTER TABLE procrastinate_jobs
+                 DISABLE TRIGGER procrastinate_jobs_notify_queue_job_inserted_v1",
+            ),
+            Triggers::None => Some("ALTER TABLE procrastinate_jobs DISABLE TRIGGER USER"),
+        }
+    }
+}
+
+/// `ceilings.sql` with the library's fetch and finish statements in place.
+fn ceilings_sql() -> anyhow::Result<String> {
+    for (name, statement) in [
+        ("fetch_jobs", queries::FETCH_JOBS),
+        ("finish_jobs", queries::FINISH_JOBS),
+    ] {
+        if statement.contains(QUOTE) {
+            bail!("the library's {name} statement contains {QUOTE}: change the bench's quote");
+        }
+    }
+    Ok(CEILINGS_SQL
+        .replace("{{FETCH_JOBS}}", queries::FETCH_JOBS.trim_end())
+        .replace("{{FINISH_JOBS}}", queries::FINISH_JOBS.trim_end()))
+}
+
+/// A connection and its backend's CPU clock (when the server runs on this machine).
+struct Session {
+    client: tokio_postgres::Client,
+    backend: Option<u32>,
+}
+
+impl Session {
+    /// Opens a session, creates the procedures and sets the triggers.
+    async fn install(connect: &ConnectConfig, triggers: Triggers) -> anyhow::Result<Self> {
+        let session = Self::open(connect).await?;
+        session
+            .client
+            .batch_execute(&ceilings_sql()?)
+            .await
+            .context("cannot create the bench's ceiling procedures")?;
+        if let Some(disable) = triggers.disable() {
+            session
+                .client
+                .batch_execute(disable)
+                .await
+                .context("cannot disable the triggers of procrastinate_jobs")?;
+        }
+        Ok(session)
+    }
+
+    async fn open(connect: &ConnectConfig) -> anyhow::Result<Self> {
+        let client = connect.connect().await?;
+        let pid: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await?
+            .try_get(0)?;
+        let backend = u32::try_from(pid).ok().filter(|p| procfs::is_postgres(*p));
+        Ok(Self { client, backend })
+    }
+
+    fn backend_cpu(&self) -> Option<Duration> {
+        self.backend.and_then(procfs::cpu_time)
+    }
+
+    /// Runs one `CALL` (which commits inside, so it goes alone in a simple query);
+    /// returns its wall time and its backend's CPU time.
+    async fn call(&self, call: &str) -> anyhow::Result<(Duration, Option<Duration>)> {
+        let cpu_before = self.backend_cpu();
+        let started = Instant::now();
+        self.client
+            .batch_execute(call)
+            .await
+            .with_context(|| format!("{call} failed"))?;
+        let elapsed = started.elapsed();
+        let cpu = match (cpu_before, self.backend_cpu()) {
+            (Some(before), Some(after)) => Some(after.saturating_sub(before)),
+            _ => None,
+        };
+        Ok((elapsed, cpu))
+    }
+
+    async fn count(&self, query: &str) -> anyhow::Result<i64> {
+        Ok(self.client.query_one(query, &[]).await?.try_get(0)?)
+    }
+}
+
+/// The rate, the server CPU per job (when readable) and a count that must equal `jobs`.
+fn figures(
+    name: &str,
+    jobs: usize,
+    elapsed: Duration,
+    cpu: Option<Duration>,
+    counted: (&str, i64),
+) -> anyhow::Result<Vec<Figure>> {
+    let (what, count) = counted;
+    if count != jobs as i64 {
+        bail!("{name}: {count} {what}, expected {jobs}");
+    }
+    let mut figures = vec![Figure::new(name, rate(jobs, elapsed), "jobs/s")];
+    if let Some(cpu) = cpu {
+        figures.push(Figure::new(
+            format!("{name}_server_cpu_per_job"),
+            cpu.as_secs_f64() * 1e6 / jobs as f64,
+            "us/job",
+        ));
+    }
+    figures.push(Figure {
+        expected: Some(jobs as f64),
+        ..Figure::new(format!("{name}_{what}"), count as f64, "jobs")
+    });
+    Ok(figures)
+}
+
+/// W1S: `jobs` calls of `procrastinate_defer_jobs_v1`, each committed on its own.
+pub(super) async fn w1s(connect: &ConnectConfig, jobs: usize) -> anyhow::Result<Vec<Figure>> {
+    let session = Session::install(connect, Triggers::All).await?;
+    let (elapsed, cpu) = session
+        .call(&format!("CALL postpone_bench_w1s({jobs})"))
+        .await?;
+    let name = "W1S_defer_single";
+    let inserted = session
+        .count("SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'")
+        .await?;
+    let mut figures = figures(name, jobs, elapsed, cpu, ("jobs_inserted", inserted))?;
+    figures.push(deferred_events(&session, name, jobs).await?);
+    Ok(figures)
+}
+
+/// The contract's own check of a defer: every job has its `deferred` event.
+async fn deferred_events(session: &Session, name: &str, jobs: usize) -> anyhow::Result<Figure> {
+    let events = session
+        .count("SELECT count(*) FROM procrastinate_events WHERE type = 'deferred'")
+        .await?;
+    if events != jobs as i64 {
+        bail!("{name}: {events} deferred events, expected {jobs}");
+    }
+    Ok(Figure {
+        expected: Some(jobs as f64),
+        ..Figure::new(format!("{name}_deferred_events"), events as f64, "events")
+    })
+}
+
+/// W2S: `procrastinate_defer_jobs_v1` in batches, committed per batch, with `triggers`.
+pub(super) async fn w2s(
+    connect: &ConnectConfig,
+    jobs: usize,
+    batch: usize,
+    triggers: Triggers,
+) -> anyhow::Result<Vec<Figure>> {
+    let session = Session::install(connect, triggers).await?;
+    let (elapsed, cpu) = session
+        .call(&format!("CALL postpone_bench_w2s({jobs}, {batch})"))
+        .await?;
+    let name = format!("W2S_defer_batch{}", triggers.suffix());
+    let inserted = session
+        .count("SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'")
+        .await?;
+    let mut figures = figures(&name, jobs, elapsed, cpu, ("jobs_inserted", inserted))?;
+    if triggers != Triggers::None {
+        figures.push(deferred_events(&session, &name, jobs).await?);
+    }
+    Ok(figures)
+}
+
+/// One server-side drain: claims of `batch`, in `sessions` concurrent sessions (each a
+/// worker of its own), committing synchronously unless `asynchronous`, with `triggers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Drain {
+    pub(super) batch: usize,
+    pub(super) sessions: usize,
+    pub(super) asynchronous: bool,
+    pub(super) triggers: Triggers,
+}
+
+impl Drain {
+    /// `W3S_drain_b<batch>[_x<sessions>][_async][_no_triggers]`.
+    pub(super) fn name(&self) -> String {
+        let mut name = format!("W3S_drain_b{}", self.batch);
+        if self.sessions > 1 {
+            name.push_str(&format!("_x{}", self.sessions));
+        }
+        if self.asynchronous {
+            name.push_str("_async");
+        }
+        name.push_str(self.triggers.suffix());
+        name
+    }
+
+    pub(super) fn label(&self) -> String {
+        format!(
+            "W3S server-side drain, claims of {}, {} session(s){}{}",
+            self.batch,
+            self.sessions,
+            if self.asynchronous {
+                ", synchronous_commit off"
+            } else {
+                ""
+            },
+            self.triggers.label()
+        )
+    }
+}
+
+/// W3S: a backlog of `jobs` (deferred as W3's, untimed; analysed with `--analyze`, as
+/// W3's) drained as `drain` says, each claim and each batch finish its own transaction. With
+/// `POSTPONE_WORKER_ASYNCHRONOUS_COMMIT` set, every drain commits as such a worker does.
+pub(super) async fn w3s(
+    connect: &ConnectConfig,
+    jobs: usize,
+    drain: Drain,
+    analyze: bool,
+) -> anyhow::Result<Vec<Figure>> {
+    let app = app(connect, None)?;
+    fill(&app, jobs).await?;
+    drop(app);
+    let first = Session::install(connect, drain.triggers).await?;
+    if analyze {
+        first
+            .client
+            .batch_execute("ANALYZE procrastinate_jobs")
+            .await?;
+    }
+    let mut sessions = vec![first];
+    for _ in 1..drain.sessions {
+        sessions.push(Session::open(connect).await?);
+    }
+    let mut calls = Vec::new();
+    for session in &sessions {
+        if drain.asynchronous || workers_commit_asynchronously() {
+            session
+                .client
+                .batch_execute("SET synchronous_commit = off")
+                .await?;
+        }
+        let worker: i64 = session
+            .client
+            .query_one(queries::REGISTER_WORKER, &[])
+            .await?
+            .try_get(0)?;
+        calls.push(format!(
+            "CALL postpone_bench_w3s({worker}, {})",
+            drain.batch
+        ));
+    }
+    let cpu_before: Option<Vec<Duration>> = sessions.iter().map(Session::backend_cpu).collect();
+    let started = Instant::now();
+    let mut running = tokio::task::JoinSet::new();
+    for (session, call) in sessions.into_iter().zip(calls) {
+        running.spawn(async move {
+            session
+                .client
+                .batch_execute(&call)
+                .await
+                .with_context(|| format!("{call} failed"))?;
+            anyhow::Ok(session)
+        });
+    }
+    let mut sessions = Vec::new();
+    while let Some(done) = running.join_next().await {
+        sessions.push(done??);
+    }
+    let elapsed = started.elapsed();
+    let cpu_after: Option<Vec<Duration>> = sessions.iter().map(Session::backend_cpu).collect();
+    // Sessions came back in another order: compare sums.
+    let cpu = match (cpu_before, cpu_after) {
+        (Some(before), Some(after)) => Some(
+            after
+                .iter()
+                .sum::<Duration>()
+                .saturating_sub(before.iter().sum()),
+        ),
+        _ => None,
+    };
+    let session = sessions
+        .first()
+        .context("no session came back from the drain")?;
+    let name = drain.name();
+    let succeeded = session
+        .count("SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'")
+        .await?;
+    let mut figures = figures(&name, jobs, elapsed, cpu, ("succeeded", succeeded))?;
+    if drain.triggers == Triggers::All {
+        // Each job's 'started' and 'succeeded' events, written by the triggers.
+        let events = session
+            .count(
+                "SELECT count(*) FROM procrastinate_events WHERE type IN ('started', 'succeeded')",
+            )
+            .await?;
+        let expected = 2 * jobs;
+        if events != expected as i64 {
+            bail!("{name}: {events} started/succeeded events, expected {expected}");
+        }
+        figures.push(Figure {
+            expected: Some(expected as f64),
+            ..Figure::new(format!("{name}_events"), events as f64, "events")
+        });
+    }
+    Ok(figures)
+}
+
+/// Whether the bench's worker processes commit asynchronously: they inherit
+/// `POSTPONE_WORKER_ASYNCHRONOUS_COMMIT`, read as clap's `FalseyValueParser` reads it.
+fn workers_commit_asynchronously() -> bool {
+    std::env::var("POSTPONE_WORKER_ASYNCHRONOUS_COMMIT").is_ok_and(|value| {
+        !matches!(
+            value.trim().to_ascii_lowercase().as_str(),
+            "" | "0" | "n" | "no" | "f" | "false" | "off"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ceilings_sql;
+
+    #[test]
+    fn the_worker_statements_are_in_place() {
+        let sql = ceilings_sql().expect("no quote clash");
+        assert!(!sql.contains("{{"), "a placeholder is left");
+        assert!(sql.contains("postpone_fetch_jobs_v1($1::varchar[], $2::bigint, $3::int4)"));
+        assert!(sql.contains("unnest($1::bigint[], $2::text[], $3::bool[])"));
+    }
+}

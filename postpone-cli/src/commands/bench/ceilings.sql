@@ -1,0 +1,92 @@
+-- The server-side ceiling workloads of `postpone bench` (W1S, W2S, W3S): the row work of
+-- W1, W2 and W3 done by PL/pgSQL procedures, with no client in the loop. Created in the
+-- bench's fresh database (dropped afterwards), after the schema.
+--
+-- The two placeholders in double braces are replaced with the library's own statements
+-- (postpone/src/store/postgres/queries/fetch_jobs.sql and finish_jobs.sql), so W3S runs
+-- exactly what the worker's producer and completer run. Wrapped in PL/pgSQL functions,
+-- their $1..$3 are the functions' arguments and their plans are cached per session, as
+-- the worker's prepared statements are.
+
+-- The worker's claim (the producer's fetch_jobs); returns the claimed ids.
+CREATE FUNCTION postpone_bench_fetch(character varying[], bigint, integer)
+    RETURNS SETOF bigint
+    LANGUAGE plpgsql
+AS $postpone_bench$
+BEGIN
+    RETURN QUERY SELECT fetched.id FROM (
+{{FETCH_JOBS}}
+    ) AS fetched;
+END;
+$postpone_bench$;
+
+-- The worker's batch finish (the completer's finish_jobs); returns the finished ids.
+CREATE FUNCTION postpone_bench_finish(bigint[], text[], boolean[])
+    RETURNS SETOF bigint
+    LANGUAGE plpgsql
+AS $postpone_bench$
+BEGIN
+    RETURN QUERY
+{{FINISH_JOBS}}
+    ;
+END;
+$postpone_bench$;
+
+-- W1S: p_jobs no-op jobs, one procrastinate_defer_jobs_v1 call and one COMMIT each.
+CREATE PROCEDURE postpone_bench_w1s(p_jobs integer)
+    LANGUAGE plpgsql
+AS $postpone_bench$
+BEGIN
+    FOR i IN 0 .. p_jobs - 1 LOOP
+        PERFORM procrastinate_defer_jobs_v1(ARRAY[
+            ROW('default', 'postpone.bench.noop', 0, NULL, NULL, jsonb_build_object('i', i), NULL)
+                ::procrastinate_job_to_defer_v1]);
+        COMMIT;
+    END LOOP;
+END;
+$postpone_bench$;
+
+-- W2S: p_jobs no-op jobs in batches of p_batch, one procrastinate_defer_jobs_v1 call and
+-- one COMMIT per batch (as W2's batch_defer: one statement, one transaction per batch).
+CREATE PROCEDURE postpone_bench_w2s(p_jobs integer, p_batch integer)
+    LANGUAGE plpgsql
+AS $postpone_bench$
+DECLARE
+    done integer := 0;
+    batch procrastinate_job_to_defer_v1[];
+BEGIN
+    WHILE done < p_jobs LOOP
+        SELECT array_agg(ROW('default', 'postpone.bench.noop', 0, NULL, NULL,
+                             jsonb_build_object('i', g), NULL)::procrastinate_job_to_defer_v1
+                         ORDER BY g)
+          INTO batch
+          FROM generate_series(done, least(done + p_batch, p_jobs) - 1) AS g;
+        PERFORM procrastinate_defer_jobs_v1(batch);
+        COMMIT;
+        done := least(done + p_batch, p_jobs);
+    END LOOP;
+END;
+$postpone_bench$;
+
+-- W3S: drains the queue as worker p_worker_id would: claim up to p_batch jobs (one
+-- transaction), then write them succeeded (a second transaction), until a claim finds
+-- nothing.
+CREATE PROCEDURE postpone_bench_w3s(p_worker_id bigint, p_batch integer)
+    LANGUAGE plpgsql
+AS $postpone_bench$
+DECLARE
+    ids bigint[];
+    n integer;
+BEGIN
+    LOOP
+        SELECT array_agg(claimed) INTO ids
+          FROM postpone_bench_fetch(NULL, p_worker_id, p_batch) AS claimed;
+        COMMIT;
+        EXIT WHEN ids IS NULL;
+        n := cardinality(ids);
+        PERFORM postpone_bench_finish(ids, array_fill('succeeded'::text, ARRAY[n]),
+                                      array_fill(false, ARRAY[n]));
+        COMMIT;
+    END LOOP;
+END;
+$postpone_bench$;
