@@ -150,6 +150,10 @@ pub struct WorkerFlags {
     /// crash some jobs may run again, none is lost).
     #[arg(long, env = "POSTPONE_WORKER_ASYNCHRONOUS_COMMIT", value_parser = FalseyValueParser::new())]
     pub asynchronous_commit: bool,
+    /// Most jobs claimed beyond the free slots, waiting in a local queue (fewer when jobs
+    /// take long; 0: claim only for free slots) [default: 100].
+    #[arg(long, env = "POSTPONE_WORKER_PREFETCH", value_name = "N")]
+    pub prefetch: Option<usize>,
     /// Workers silent for this long are stalled (pruned at start; their jobs listed as stalled).
     #[arg(
         long,
@@ -507,6 +511,10 @@ pub struct BenchWorkerFlags {
     /// `POSTPONE_WORKER_ASYNCHRONOUS_COMMIT=true postpone bench` measures it).
     #[arg(long, env = "POSTPONE_WORKER_ASYNCHRONOUS_COMMIT", value_parser = FalseyValueParser::new())]
     pub asynchronous_commit: bool,
+    /// As `postpone worker --prefetch` (inherited from the environment, so
+    /// `POSTPONE_WORKER_PREFETCH=0 postpone bench` measures without a local queue).
+    #[arg(long, env = "POSTPONE_WORKER_PREFETCH")]
+    pub prefetch: Option<usize>,
 }
 
 /// `postpone shell [COMMAND ...]`: without a command, an interactive session (or, when stdin

@@ -42,6 +42,7 @@ pub(crate) fn config(flags: &WorkerFlags) -> anyhow::Result<WorkerConfig> {
         install_signal_handlers: true,
         asynchronous_commit: flags.asynchronous_commit,
         periodic: !flags.no_periodic,
+        prefetch: flags.prefetch,
         ..WorkerConfig::default()
     };
     config.validate()?;

@@ -125,6 +125,18 @@ pub struct FinishJobParams {
     pub delete_job: bool,
 }
 
+/// What `hand_back_jobs` did with the claimed jobs it was given (ids left out of all three
+/// lists were no longer held by the worker, and were left alone).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HandedBack {
+    /// Back to `todo`, `worker_id` NULL, attempts unchanged.
+    pub todo: Vec<i64>,
+    /// Left `doing`: their abort was requested.
+    pub abort_requested: Vec<i64>,
+    /// Left `doing`: a `todo` job holds their queueing lock now.
+    pub queueing_lock_taken: Vec<i64>,
+}
+
 /// Everything Postpone asks of its database.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug {
@@ -173,6 +185,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn finish_jobs(&self, jobs: &[FinishJobParams]) -> Result<Vec<i64>>;
     /// Sends doing jobs back to todo (or to failed when abort was requested); ids written.
     async fn retry_jobs(&self, jobs: &[(i64, RetryJobParams)]) -> Result<Vec<i64>>;
+    /// Sends jobs a worker claimed but did not start back to `todo` as if never fetched
+    /// (no worker, attempts unchanged); see [`HandedBack`] for the ones it leaves.
+    async fn hand_back_jobs(&self, worker_id: i64, ids: &[i64]) -> Result<HandedBack>;
     /// Which of these jobs have an abort request.
     async fn list_jobs_to_abort(&self, ids: &[i64]) -> Result<Vec<i64>>;
 

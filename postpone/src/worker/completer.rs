@@ -48,7 +48,7 @@ pub struct WorkerStats {
 }
 
 impl WorkerStats {
-    /// Fetch round trips made (each claims up to as many jobs as there are free slots).
+    /// Fetch round trips made (each claims jobs for the free slots and the local queue).
     pub fn fetches(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)
     }

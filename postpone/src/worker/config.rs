@@ -12,6 +12,11 @@ use crate::{Error, Result};
 pub const CONCURRENCY_DEFAULT: usize = 1;
 /// Most jobs one worker may run at once.
 pub const CONCURRENCY_MAX: usize = 10_000;
+/// Most jobs a worker claims beyond its free slots unless told otherwise (its local
+/// queue; how many it claims depends on how long its jobs take: see `docs/worker.md`).
+pub const PREFETCH_DEFAULT: usize = 100;
+/// Largest prefetch accepted.
+pub const PREFETCH_MAX: usize = 10_000;
 /// Polling for new jobs when no notification came (seconds).
 pub const FETCH_JOB_POLLING_INTERVAL_DEFAULT: Duration = Duration::from_secs(5);
 /// Polling for abort requests of running jobs.
@@ -90,6 +95,12 @@ pub struct WorkerConfig {
     /// Run the periodic deferrer for the app's periodic tasks (default true, as every
     /// Procrastinate worker does; the database keeps each tick to one job).
     pub periodic: bool,
+    /// Most jobs claimed beyond the free slots, waiting in the worker's local queue until
+    /// a slot frees (`None`: [`PREFETCH_DEFAULT`]; `Some(0)`: claim only for free slots).
+    /// The worker claims fewer when its jobs take long: only what its slots start within
+    /// 100 ms at the pace of recent attempts. Jobs still waiting when it stops go back to
+    /// `todo`.
+    pub prefetch: Option<usize>,
 }
 
 impl Default for WorkerConfig {
@@ -111,6 +122,7 @@ impl Default for WorkerConfig {
             asynchronous_commit: false,
             middleware: Vec::new(),
             periodic: true,
+            prefetch: None,
         }
     }
 }
@@ -138,6 +150,7 @@ impl fmt::Debug for WorkerConfig {
             .field("asynchronous_commit", &self.asynchronous_commit)
             .field("middleware", &self.middleware.len())
             .field("periodic", &self.periodic)
+            .field("prefetch", &self.prefetch)
             .finish_non_exhaustive()
     }
 }
@@ -152,6 +165,11 @@ fn check_interval(what: &str, value: Duration) -> Result<()> {
 }
 
 impl WorkerConfig {
+    /// Most jobs claimed beyond the free slots.
+    pub(crate) fn prefetch(&self) -> usize {
+        self.prefetch.unwrap_or(PREFETCH_DEFAULT)
+    }
+
     /// Sets the concurrency.
     #[must_use]
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
@@ -182,6 +200,12 @@ impl WorkerConfig {
             return Err(Error::InvalidInput(format!(
                 "concurrency is {}: give a number from 1 to {CONCURRENCY_MAX}",
                 self.concurrency
+            )));
+        }
+        if self.prefetch.is_some_and(|p| p > PREFETCH_MAX) {
+            return Err(Error::InvalidInput(format!(
+                "prefetch is {}: give a number from 0 to {PREFETCH_MAX}",
+                self.prefetch.unwrap_or_default()
             )));
         }
         check_interval(
@@ -252,6 +276,11 @@ mod tests {
         };
         assert!(err(c).contains("stalled_worker_timeout"));
         assert!(err(WorkerConfig::default().with_queues(["q".repeat(200)])).contains("200"));
+        let c = WorkerConfig {
+            prefetch: Some(PREFETCH_MAX + 1),
+            ..WorkerConfig::default()
+        };
+        assert!(err(c).contains("prefetch"));
         assert!(WorkerConfig::default().validate().is_ok());
     }
 }

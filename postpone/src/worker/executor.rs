@@ -8,7 +8,8 @@
 
 use std::any::Any;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::task::TaskTracker;
@@ -43,6 +44,33 @@ pub(crate) struct Executor {
     pub(crate) unwritten: super::Unwritten,
     pub(crate) completions: mpsc::Sender<Completion>,
     pub(crate) tracker: TaskTracker,
+    pub(crate) run_times: RunTimes,
+}
+
+/// How long attempts take: an exponentially weighted mean of the recent ones (weight 1/8),
+/// which the producer sizes its prefetch by. None until an attempt has ended.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunTimes(Arc<AtomicU64>);
+
+impl RunTimes {
+    pub(crate) fn record(&self, elapsed: Duration) {
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX).max(1);
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |mean| {
+                Some(match mean {
+                    0 => nanos,
+                    mean => (mean - mean / 8).saturating_add(nanos / 8).max(1),
+                })
+            });
+    }
+
+    pub(crate) fn mean(&self) -> Option<Duration> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        }
+    }
 }
 
 impl Executor {
@@ -52,30 +80,55 @@ impl Executor {
     pub(crate) fn spawn(&self, job: Job, permit: OwnedSemaphorePermit) {
         let this = self.clone();
         self.tracker.spawn(async move {
-            let id = job.id;
+            let started = Instant::now();
             let write = this.run(job.clone()).await;
-            this.running.remove(id);
-            if job.lock.is_some() {
-                this.unwritten.finished_with_lock();
-            }
-            // Back-pressure: when the completer is behind, the slot stays taken.
-            if this
-                .completions
-                .send(Completion { job, write })
-                .await
-                .is_err()
-            {
-                tracing::error!(
-                    job_id = id,
-                    "completer gone: job stays doing, it will be found stalled"
-                );
-            }
+            // Every attempt counts, whatever its end (an unknown task too): the producer
+            // sizes its prefetch by how fast slots free.
+            this.run_times.record(started.elapsed());
+            this.complete(job, write).await;
             drop(permit);
         });
     }
 
+    /// Ends a claimed job that was aborted before it started: `aborted`, without running
+    /// it (the delete policy applies as to any aborted job).
+    pub(crate) fn abort_waiting(&self, job: Job) {
+        let this = self.clone();
+        self.tracker.spawn(async move {
+            tracing::warn!(job_id = job.id, task = %job.task_name, "job aborted before it started");
+            let write = this.finish(JobStatus::Aborted);
+            this.complete(job, write).await;
+        });
+    }
+
+    /// Hands an outcome to the completer.
+    async fn complete(&self, job: Job, write: Write) {
+        let id = job.id;
+        self.running.remove(id);
+        if job.lock.is_some() {
+            self.unwritten.finished_with_lock();
+        }
+        // Back-pressure: when the completer is behind, the slot stays taken.
+        if self
+            .completions
+            .send(Completion { job, write })
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                job_id = id,
+                "completer gone: job stays doing, it will be found stalled"
+            );
+        }
+    }
+
     async fn run(&self, job: Job) -> Write {
-        let abort = self.running.insert(job.id);
+        let abort = self.running.start(job.id);
+        if abort.is_aborted() {
+            // Aborted while it waited in the local queue: it does not run.
+            tracing::warn!(job_id = job.id, task = %job.task_name, "job aborted before it started");
+            return self.finish(JobStatus::Aborted);
+        }
         let started = Instant::now();
         let Some(entry) = self.app.task(&job.task_name).cloned() else {
             let error = TaskError::new(

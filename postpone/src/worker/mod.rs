@@ -1,7 +1,7 @@
 //! The worker: takes jobs from the database, runs them, writes their outcomes.
 //!
 //! Its parts, one file each, joined by channels and sharing one start/stop lifecycle:
-//! - [`producer`]: claims jobs in batches when slots are free and something woke it;
+//! - [`producer`]: claims jobs in batches into a local queue, starts them as slots free;
 //! - `executor`: runs one attempt per job in its own task (panics caught, aborts honoured);
 //! - [`completer`]: writes outcomes in batches, retrying what it cannot write yet;
 //! - [`notifier`]: LISTEN/NOTIFY wake-ups and abort requests, reconnecting on its own;
@@ -10,8 +10,9 @@
 //! - `maintenance::periodic`: defers the ticks of the app's periodic tasks.
 //!
 //! Lifecycle (Procrastinate's `Worker.run`): prune stalled workers, register, start the
-//! parts; on stop, claim nothing more, wait for running jobs up to the graceful timeout,
-//! abort the rest (reason [`AbortReason::Shutdown`]), write every outcome, unregister.
+//! parts; on stop, claim nothing more, hand the jobs of the local queue back to `todo`, wait
+//! for running jobs up to the graceful timeout, abort the rest (reason
+//! [`AbortReason::Shutdown`]), write every outcome, unregister.
 //! A forced stop (second signal, [`WorkerHandle::abort`]) aborts running jobs at once.
 //! A worker killed outright leaves its jobs `doing` with its id: its heartbeat stops,
 //! and `get_stalled_jobs` (ours or Python's) finds them.
@@ -25,7 +26,7 @@ pub mod producer;
 mod running;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -65,11 +66,14 @@ impl WorkerId {
 ///
 /// A job's lock stays taken in the database until its outcome is written, so the producer
 /// does not fetch while a finished lock job is unwritten: the next job of that lock is then
-/// eligible, and jobs run in the order a Procrastinate worker runs them.
+/// eligible, and jobs run in the order a Procrastinate worker runs them. For the same
+/// reason it starts no job of its local queue until it has claimed again after such a
+/// write (the freed lock's next job may come before them): [`Self::locks_released`].
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Unwritten {
     all: Arc<AtomicUsize>,
     finished_with_lock: Arc<AtomicUsize>,
+    locks_released: Arc<AtomicU64>,
 }
 
 impl Unwritten {
@@ -83,8 +87,16 @@ impl Unwritten {
 
     /// `n` outcomes written, `with_lock` of them for jobs holding a lock.
     pub(crate) fn written(&self, n: usize, with_lock: usize) {
+        // Counted before the pending count drops, so that a reader never sees neither.
+        self.locks_released
+            .fetch_add(with_lock as u64, Ordering::SeqCst);
         self.finished_with_lock
             .fetch_sub(with_lock, Ordering::SeqCst);
+        self.all.fetch_sub(n, Ordering::SeqCst);
+    }
+
+    /// `n` claimed jobs handed back to the database without running.
+    pub(crate) fn handed_back(&self, n: usize) {
         self.all.fetch_sub(n, Ordering::SeqCst);
     }
 
@@ -94,6 +106,12 @@ impl Unwritten {
 
     pub(crate) fn locks_pending(&self) -> bool {
         self.finished_with_lock.load(Ordering::SeqCst) > 0
+    }
+
+    /// Outcomes of lock jobs written so far: when it changed since a claim began, a lock
+    /// was freed that the claim did not see.
+    pub(crate) fn locks_released(&self) -> u64 {
+        self.locks_released.load(Ordering::SeqCst)
     }
 }
 
@@ -296,6 +314,7 @@ async fn run(
     let running = running::Running::default();
     let wake = Arc::new(Notify::new());
     let unwritten = Unwritten::default();
+    let run_times = executor::RunTimes::default();
     let tracker = TaskTracker::new();
     let (completions_tx, completions_rx) = mpsc::channel(config.concurrency.max(64) * 2);
 
@@ -383,17 +402,23 @@ async fn run(
         unwritten: unwritten.clone(),
         completions: completions_tx,
         tracker: tracker.clone(),
+        run_times: run_times.clone(),
     };
     let producer = producer::Producer {
         store: store.clone(),
         worker_id: worker_id.clone(),
         queues: config.queues.clone(),
+        concurrency: config.concurrency,
         slots: Arc::new(Semaphore::new(config.concurrency)),
+        prefetch: config.prefetch(),
+        run_times,
         executor,
+        running: running.clone(),
         wake,
         polling_interval: config.fetch_job_polling_interval,
         wait: config.wait,
         stop: stop.clone(),
+        give_up: abort.clone(),
         unwritten,
         stats,
     };

@@ -66,6 +66,7 @@ pub(crate) async fn worker(flags: BenchWorkerFlags, context: Context) -> anyhow:
         name: Some(format!("bench-{}", std::process::id())),
         concurrency: flags.concurrency,
         asynchronous_commit: flags.asynchronous_commit,
+        prefetch: flags.prefetch,
         ..WorkerConfig::default()
     };
     let handle = app.start_worker(config).await?;

@@ -12,8 +12,8 @@ use super::state::{Refused, Sets, State, apply_retry, count_name, older_than, re
 use crate::job::{Job, JobStatus};
 use crate::manager::JobFilter;
 use crate::store::{
-    CountBy, DeferJobParams, DeleteOldJobsParams, FinishJobParams, JobCounts, RetryJobParams,
-    StalledJobsParams, Store,
+    CountBy, DeferJobParams, DeleteOldJobsParams, FinishJobParams, HandedBack, JobCounts,
+    RetryJobParams, StalledJobsParams, Store,
 };
 use crate::{DbError, Error, Result};
 
@@ -467,6 +467,48 @@ impl Store for MemoryStore {
             written.push(*id);
         }
         Ok(written)
+    }
+
+    async fn hand_back_jobs(&self, worker_id: i64, ids: &[i64]) -> Result<HandedBack> {
+        // Same rows as hand_back_jobs.sql: doing jobs of this worker (or orphaned), back to
+        // todo unless their abort was requested or a todo job holds their queueing lock.
+        let now = Utc::now();
+        let mut state = self.state();
+        let mut handed = HandedBack::default();
+        let held: BTreeSet<i64> = ids.iter().copied().collect();
+        for id in held {
+            let Some(job) = state.jobs.get(&id) else {
+                continue;
+            };
+            if job.status != JobStatus::Doing || job.worker_id.is_some_and(|w| w != worker_id) {
+                continue;
+            }
+            if job.abort_requested {
+                handed.abort_requested.push(id);
+                continue;
+            }
+            if let Some(queueing_lock) = job.queueing_lock.clone() {
+                if state.queueing_lock_taken(&queueing_lock, Some(id)) {
+                    handed.queueing_lock_taken.push(id);
+                    continue;
+                }
+            }
+            let sets = Sets {
+                status: true,
+                abort_requested: false,
+            };
+            state.update(id, sets, now, |job| {
+                job.status = JobStatus::Todo;
+                job.worker_id = None;
+            });
+            handed.todo.push(id);
+        }
+        drop(state);
+        if !handed.todo.is_empty() {
+            // As the job_inserted NOTIFY of hand_back_jobs.sql: waiting workers take them.
+            self.shared.inserted.notify_waiters();
+        }
+        Ok(handed)
     }
 
     async fn list_jobs_to_abort(&self, ids: &[i64]) -> Result<Vec<i64>> {

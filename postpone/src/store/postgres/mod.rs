@@ -19,8 +19,8 @@ use tokio_postgres::types::ToSql;
 pub use tx::Transaction;
 
 use super::{
-    CountBy, DeferJobParams, DeleteOldJobsParams, FinishJobParams, JobCounts, RetryJobParams,
-    StalledJobsParams, Store,
+    CountBy, DeferJobParams, DeleteOldJobsParams, FinishJobParams, HandedBack, JobCounts,
+    RetryJobParams, StalledJobsParams, Store,
 };
 use crate::job::{Job, JobStatus};
 use crate::manager::JobFilter;
@@ -396,6 +396,26 @@ impl Store for PgStore {
             &[&ids, &retry_ats, &priorities, &queues, &locks],
         )
         .await
+    }
+
+    async fn hand_back_jobs(&self, worker_id: i64, ids: &[i64]) -> Result<HandedBack> {
+        let mut handed = HandedBack::default();
+        if ids.is_empty() {
+            return Ok(handed);
+        }
+        let rows = self
+            .query(queries::HAND_BACK_JOBS, &[&worker_id, &ids])
+            .await?;
+        for row in &rows {
+            let id: i64 = row.try_get("id").map_err(db)?;
+            let outcome: &str = row.try_get("outcome").map_err(db)?;
+            match outcome {
+                "todo" => handed.todo.push(id),
+                "abort_requested" => handed.abort_requested.push(id),
+                _ => handed.queueing_lock_taken.push(id),
+            }
+        }
+        Ok(handed)
     }
 
     async fn list_jobs_to_abort(&self, ids: &[i64]) -> Result<Vec<i64>> {

@@ -37,6 +37,8 @@ pub const FETCH_JOBS: &str = include_str!("queries/fetch_jobs.sql");
 pub const FINISH_JOBS: &str = include_str!("queries/finish_jobs.sql");
 /// Sends a batch of failed jobs back to todo.
 pub const RETRY_JOBS: &str = include_str!("queries/retry_jobs.sql");
+/// Sends claimed jobs that did not start back to todo.
+pub const HAND_BACK_JOBS: &str = include_str!("queries/hand_back_jobs.sql");
 /// Which running jobs have an abort request.
 pub const LIST_JOBS_TO_ABORT: &str = include_str!("queries/list_jobs_to_abort.sql");
 
