@@ -57,26 +57,33 @@ impl Notifier {
         }
     }
 
-    /// One connection's life: Ok when stopped, Err when the link failed.
+    /// One connection's life: Ok when stopped, Err (why) when the link failed or closed.
     async fn listen_once(
         &self,
         connected_once: &mut bool,
         backoff: &mut Duration,
-    ) -> Result<(), tokio_postgres::Error> {
-        let (client, mut connection) = self.connect.config().connect(NoTls).await?;
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    ) -> Result<(), String> {
+        let (client, mut connection) = self
+            .connect
+            .config()
+            .connect(NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Notifications are handled in the connection's driver task; only a failure (or the
+        // end of the connection, which is one too: reconnect) comes back through the channel.
+        let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel();
+        let handler = Handler {
+            wake: self.wake.clone(),
+            running: self.running.clone(),
+        };
         let driver = tokio::spawn(async move {
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(message) = messages.next().await {
                 match message {
-                    Ok(AsyncMessage::Notification(n)) => {
-                        if tx.send(Ok(n.payload().to_owned())).is_err() {
-                            return;
-                        }
-                    }
+                    Ok(AsyncMessage::Notification(n)) => handler.handle(n.payload()),
                     Ok(_) => {}
                     Err(e) => {
-                        let _ = tx.send(Err(e));
+                        let _ = failed_tx.send(e);
                         return;
                     }
                 }
@@ -88,7 +95,10 @@ impl Notifier {
             .map(|c| queries::listen(c) + ";")
             .collect();
         let result = async {
-            client.batch_execute(&listen).await?;
+            client
+                .batch_execute(&listen)
+                .await
+                .map_err(|e| e.to_string())?;
             if *connected_once {
                 tracing::info!("LISTEN connection restored");
             }
@@ -96,22 +106,27 @@ impl Notifier {
             *backoff = Duration::from_millis(100);
             // Anything inserted while we were not listening is found by this fetch.
             self.wake.notify_one();
-            loop {
-                tokio::select! {
-                    () = self.stop.cancelled() => return Ok(()),
-                    message = rx.recv() => match message {
-                        Some(Ok(payload)) => self.handle(&payload),
-                        Some(Err(e)) => return Err(e),
-                        None => return Ok(()),
-                    },
-                }
+            tokio::select! {
+                () = self.stop.cancelled() => Ok(()),
+                failure = failed_rx.recv() => Err(match failure {
+                    Some(e) => e.to_string(),
+                    None => "the server closed the connection".to_owned(),
+                }),
             }
         }
         .await;
         driver.abort();
         result
     }
+}
 
+/// What the notifier does with a notification.
+struct Handler {
+    wake: Arc<Notify>,
+    running: Running,
+}
+
+impl Handler {
     fn handle(&self, payload: &str) {
         match Notification::parse(payload) {
             Some(Notification::JobInserted { .. }) => self.wake.notify_one(),
