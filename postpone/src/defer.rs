@@ -55,6 +55,8 @@ pub struct Configured<'a> {
     schedule_in: Option<Duration>,
     task_kwargs: Option<serde_json::Map<String, serde_json::Value>>,
     allow_unknown: bool,
+    /// The task type's own defaults, for a typed job whose task this app does not register.
+    task_config: Option<fn() -> crate::TaskConfig>,
 }
 
 impl App {
@@ -71,7 +73,10 @@ impl App {
     pub fn configure<T: Task>(&self, args: T) -> Configured<'_> {
         let name = T::name().into_owned();
         let args = encode_args(&name, &args);
-        Configured::new(self, name, args)
+        Configured {
+            task_config: Some(T::config),
+            ..Configured::new(self, name, args)
+        }
     }
 
     /// Starts configuring a job by task name with JSON args (as the CLI does).
@@ -138,6 +143,7 @@ impl<'a> Configured<'a> {
             schedule_in: None,
             task_kwargs: None,
             allow_unknown: false,
+            task_config: None,
         }
     }
 
@@ -183,7 +189,8 @@ impl<'a> Configured<'a> {
         self
     }
 
-    /// Accepts a task name this app does not know (Procrastinate's `--unknown`).
+    /// Accepts a task name this app does not know (Procrastinate's `--unknown`). A typed
+    /// job ([`App::configure`]) still gets its type's own [`crate::Task::config`] defaults.
     pub fn allow_unknown(mut self) -> Self {
         self.allow_unknown = true;
         self
@@ -214,7 +221,12 @@ impl<'a> Configured<'a> {
                 });
             }
         }
-        let config = entry.map(|e| &e.config);
+        // A registered task's defaults; else, for a typed job, its type's own.
+        let own = match entry {
+            None => self.task_config.map(|config| config()),
+            Some(_) => None,
+        };
+        let config = entry.map(|e| &e.config).or(own.as_ref());
         let queue = self
             .queue
             .or_else(|| config.and_then(|c| c.queue.clone()))

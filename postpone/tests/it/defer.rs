@@ -185,6 +185,46 @@ async fn defer_uses_the_task_defaults() {
     assert_eq!(counts(&client).await, (2, 2));
 }
 
+/// A typed job of a task this app does not register (`allow_unknown`, say a task another
+/// service runs) still gets its type's own defaults.
+#[tokio::test]
+async fn an_unregistered_typed_task_keeps_its_own_defaults() {
+    let db = schema_db().await;
+    let client = db.client().await;
+    let app = App::builder()
+        .database_url(&db.url)
+        .expect("test url parses")
+        .build()
+        .expect("app without tasks");
+    let mail = Mail {
+        to: "b@example.com".into(),
+    };
+    let refused = app.configure(mail).defer().await;
+    assert!(
+        matches!(refused, Err(Error::UnknownTask { ref name }) if name == "tests.mail"),
+        "{refused:?}"
+    );
+    let id = app
+        .configure(Mail {
+            to: "b@example.com".into(),
+        })
+        .allow_unknown()
+        .defer()
+        .await
+        .expect("unknown allowed");
+    let args = json!({"to": "b@example.com"});
+    let expected = todo_row(
+        id,
+        "emails",
+        "tests.mail",
+        5,
+        Some("mailer"),
+        Some("mail-waiting"),
+        args,
+    );
+    assert_eq!(row(&client, id).await, expected);
+}
+
 #[tokio::test]
 async fn configure_overrides_every_default() {
     let db = schema_db().await;
