@@ -230,8 +230,12 @@ impl MemoryStore {
     /// # Errors
     /// As [`Self::run_all`], and [`Error::InvalidInput`] for bad settings.
     pub async fn run_all_with(&self, app: &App, config: WorkerConfig) -> Result<Arc<WorkerStats>> {
-        let ours = format!("MemoryStore #{} ", self.shared.instance);
-        if !format!("{:?}", app.store()).starts_with(&ours) {
+        // The same store shares the same insert signal.
+        let ours = app
+            .store()
+            .job_inserted()
+            .is_some_and(|signal| std::ptr::eq(signal, &self.shared.inserted));
+        if !ours {
             return Err(Error::InvalidInput(
                 "run_all: the app does not run on this MemoryStore: build it with .store(Arc::new(store.clone()))"
                     .to_owned(),
