@@ -41,14 +41,15 @@ pub struct ApplyReport {
 
 impl fmt::Display for ApplyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for label in &self.applied {
-            writeln!(f, "applied {label}")?;
-        }
+        // Adopted migrations are the first ones (what Procrastinate set up): say so first.
         for label in &self.adopted {
             writeln!(
                 f,
                 "adopted {label} (objects already set up by Procrastinate)"
             )?;
+        }
+        for label in &self.applied {
+            writeln!(f, "applied {label}")?;
         }
         if self.applied.is_empty() && self.adopted.is_empty() {
             writeln!(
