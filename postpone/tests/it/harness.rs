@@ -18,11 +18,13 @@
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use postpone::schema::{ApplyScope, migrations};
+use postpone::task::JobContext;
 use postpone_testkit::Server;
 use tokio::sync::OnceCell;
 use tokio_postgres::{Client, NoTls};
@@ -463,4 +465,30 @@ pub async fn wait_for_listener(db: &TestDb) {
         listening > 0
     })
     .await;
+}
+
+/// What a test's tasks saw, in order: handed to workers as their additional context.
+#[derive(Debug, Default)]
+pub struct Log(Mutex<Vec<String>>);
+
+impl Log {
+    /// The log of the worker running this job.
+    pub fn of(ctx: &JobContext) -> &Self {
+        ctx.additional_context::<Self>()
+            .expect("workers here run with a Log as additional context")
+    }
+
+    pub fn push(&self, event: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(event);
+    }
+
+    pub fn events(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }

@@ -7,7 +7,7 @@
 //! with a quick `warm` job; then a `gate` job holds the only slot while the jobs behind it
 //! wait in the local queue, until the test opens the gate.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -19,29 +19,29 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::harness::{TestDb, run_python, schema_db, wait_for};
+use crate::harness::{Log, TestDb, run_python, schema_db, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
 /// What the tasks share: what they saw, and the gate.
 #[derive(Debug)]
 struct Shared {
-    log: Mutex<Vec<String>>,
+    log: Log,
     gate: Semaphore,
 }
 
 impl Shared {
     fn new() -> Arc<Self> {
         Arc::new(Self {
-            log: Mutex::new(Vec::new()),
+            log: Log::default(),
             gate: Semaphore::new(0),
         })
     }
     fn push(&self, event: String) {
-        self.log.lock().expect("log lock").push(event);
+        self.log.push(event);
     }
     fn events(&self) -> Vec<String> {
-        self.log.lock().expect("log lock").clone()
+        self.log.events()
     }
     fn open_gate(&self) {
         self.gate.add_permits(1);

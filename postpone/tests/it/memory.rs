@@ -3,7 +3,7 @@
 //! cannot drift apart. Each scenario also checks a few results outright, so both cannot
 //! be wrong the same way unnoticed.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -14,33 +14,9 @@ use postpone::worker::WorkerConfig;
 use postpone::{App, Error, JobFilter, JobStatus, MemoryStore, Periodic, Task, TaskConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::harness::{TestDb, schema_db, wait_for};
+use crate::harness::{Log, TestDb, schema_db, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// What the tasks saw.
-#[derive(Debug, Default)]
-struct Log(Mutex<Vec<String>>);
-
-impl Log {
-    fn push(&self, event: String) {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(event);
-    }
-    fn events(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-}
-
-fn log(ctx: &JobContext) -> &Log {
-    ctx.additional_context::<Log>()
-        .expect("workers run with a Log as additional context")
-}
 
 #[derive(Serialize, Deserialize)]
 struct Record {
@@ -52,7 +28,7 @@ impl Task for Record {
         "mem.record".into()
     }
     async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
-        log(&ctx).push(self.label);
+        Log::of(&ctx).push(self.label);
         Ok(())
     }
 }
@@ -69,7 +45,7 @@ impl Task for Flaky {
         TaskConfig::default().with_retry(postpone::retry::RetryStrategy::max_attempts(2))
     }
     async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
-        log(&ctx).push(format!("attempt {}", ctx.job().attempts));
+        Log::of(&ctx).push(format!("attempt {}", ctx.job().attempts));
         Err(TaskError::new("Boom", "always fails"))
     }
 }
@@ -96,7 +72,7 @@ impl Task for Forever {
         "mem.forever".into()
     }
     async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
-        log(&ctx).push("started".to_owned());
+        Log::of(&ctx).push("started".to_owned());
         std::future::pending::<()>().await;
         Ok(())
     }
@@ -114,7 +90,7 @@ impl Task for Tick {
         "mem.tick".into()
     }
     async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
-        log(&ctx).push(format!("tick {} {}", self.label, self.timestamp));
+        Log::of(&ctx).push(format!("tick {} {}", self.label, self.timestamp));
         Ok(())
     }
 }

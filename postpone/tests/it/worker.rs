@@ -2,7 +2,7 @@
 //! shutdown and delete policies. Each test defers jobs, runs an in-process worker, and
 //! checks both what the tasks saw and what the database says.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use postpone::middleware::Next;
@@ -11,29 +11,9 @@ use postpone::worker::{DeleteJobs, WorkerConfig};
 use postpone::{App, JobStatus, Task, TaskConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::harness::{TestDb, schema_db, wait_for, wait_for_listener};
+use crate::harness::{Log, TestDb, schema_db, wait_for, wait_for_listener};
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// What the tasks saw, shared through the worker's additional context.
-#[derive(Debug, Default)]
-struct Log {
-    events: Mutex<Vec<String>>,
-}
-
-impl Log {
-    fn push(&self, event: String) {
-        self.events.lock().expect("log lock").push(event);
-    }
-    fn events(&self) -> Vec<String> {
-        self.events.lock().expect("log lock").clone()
-    }
-}
-
-fn log(ctx: &JobContext) -> &Log {
-    ctx.additional_context::<Log>()
-        .expect("tests run workers with a Log as additional context")
-}
 
 /// Records its label.
 #[derive(Serialize, Deserialize)]
@@ -46,7 +26,7 @@ impl Task for Record {
         "tests.record".into()
     }
     async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
-        log(&ctx).push(self.label);
+        Log::of(&ctx).push(self.label);
         Ok(())
     }
 }
@@ -63,9 +43,9 @@ impl Task for Slow {
         "tests.slow".into()
     }
     async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
-        log(&ctx).push(format!("start {}", self.label));
+        Log::of(&ctx).push(format!("start {}", self.label));
         tokio::time::sleep(Duration::from_millis(self.millis)).await;
-        log(&ctx).push(format!("end {}", self.label));
+        Log::of(&ctx).push(format!("end {}", self.label));
         Ok(())
     }
 }
@@ -82,7 +62,7 @@ impl Task for Flaky {
         TaskConfig::default().with_retry(postpone::retry::RetryStrategy::max_attempts(2))
     }
     async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
-        log(&ctx).push(format!("attempt {}", ctx.job().attempts));
+        Log::of(&ctx).push(format!("attempt {}", ctx.job().attempts));
         Err(TaskError::new("Boom", "always fails"))
     }
 }
@@ -109,7 +89,7 @@ impl Task for Forever {
         "tests.forever".into()
     }
     async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
-        log(&ctx).push("started".to_owned());
+        Log::of(&ctx).push("started".to_owned());
         std::future::pending::<()>().await;
         Ok(())
     }
@@ -127,7 +107,7 @@ impl Task for ForeverRetried {
         TaskConfig::default().with_retry(postpone::retry::RetryStrategy::max_attempts(3))
     }
     async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
-        log(&ctx).push("started".to_owned());
+        Log::of(&ctx).push("started".to_owned());
         std::future::pending::<()>().await;
         Ok(())
     }
@@ -154,7 +134,7 @@ impl Task for Moved {
         TaskConfig::default().with_retry(postpone::retry::Retry::Custom(Arc::new(decide)))
     }
     async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
-        log(&ctx).push(format!(
+        Log::of(&ctx).push(format!(
             "attempt {} on {}",
             ctx.job().attempts,
             ctx.job().queue_name
@@ -172,7 +152,7 @@ impl Task for Polling {
         "tests.polling".into()
     }
     async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
-        log(&ctx).push("started".to_owned());
+        Log::of(&ctx).push("started".to_owned());
         let seen = ctx.clone();
         // Blocking work is not at an await point: it polls, and reports what it saw
         // (the async wrapper around it is cancelled when the abort comes).
@@ -180,7 +160,7 @@ impl Task for Polling {
             while !seen.should_abort() {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            log(&seen).push(format!("reason {:?}", seen.abort_reason()));
+            Log::of(&seen).push(format!("reason {:?}", seen.abort_reason()));
         })
         .await
         .map_err(TaskError::msg)?;
@@ -199,7 +179,7 @@ impl Task for Add {
         "tests.add".into()
     }
     async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
-        log(&ctx).push(format!("{}", self.a + self.b));
+        Log::of(&ctx).push(format!("{}", self.a + self.b));
         Ok(())
     }
 }
@@ -214,14 +194,14 @@ impl Task for Wrapped {
     }
     fn config() -> TaskConfig {
         TaskConfig::default().with_middleware(Arc::new(|ctx: JobContext, next: Next| async move {
-            log(&ctx).push("task before".to_owned());
+            Log::of(&ctx).push("task before".to_owned());
             let result = next.await;
-            log(&ctx).push("task after".to_owned());
+            Log::of(&ctx).push("task after".to_owned());
             result
         }))
     }
     async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
-        log(&ctx).push("run".to_owned());
+        Log::of(&ctx).push("run".to_owned());
         Ok(())
     }
 }
@@ -684,9 +664,9 @@ async fn worker_middleware_wraps_task_middleware_which_wraps_the_task() {
     let failing = app.defer(Panics).await.expect("defer");
     let seen = Arc::new(Log::default());
     let worker_mw = |ctx: JobContext, next: Next| async move {
-        log(&ctx).push(format!("worker before {}", ctx.job().task_name));
+        Log::of(&ctx).push(format!("worker before {}", ctx.job().task_name));
         let result = next.await;
-        log(&ctx).push(format!("worker after ok={}", result.is_ok()));
+        Log::of(&ctx).push(format!("worker after ok={}", result.is_ok()));
         result
     };
     app.run_worker(WorkerConfig {
