@@ -30,6 +30,14 @@ use crate::task::{JobContext, Task, TaskConfig, TaskError};
 /// The namespace of the builtin tasks.
 pub const NAMESPACE: &str = "builtin";
 
+/// Whether a task name is one of the builtin tasks (`builtin:...`).
+#[must_use]
+pub fn is_builtin(task_name: &str) -> bool {
+    task_name
+        .strip_prefix(NAMESPACE)
+        .is_some_and(|rest| rest.starts_with(':'))
+}
+
 /// The builtin queue.
 pub const QUEUE: &str = "builtin";
 
@@ -82,5 +90,21 @@ impl Task for RemoveOldJobs {
             .await?;
         tracing::info!(deleted, "removed old jobs");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_names_are_those_of_the_namespace() {
+        assert!(is_builtin(&RemoveOldJobs::name()));
+        assert!(
+            !is_builtin(REMOVE_OLD_JOBS_NAME),
+            "the alias is not namespaced"
+        );
+        assert!(!is_builtin("builtins:x"));
+        assert!(!is_builtin("emails:send"));
     }
 }

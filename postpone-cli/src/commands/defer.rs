@@ -78,7 +78,7 @@ fn unknown_task(app: &App, name: &str) -> anyhow::Error {
         .task_names()
         .iter()
         .map(String::as_str)
-        .filter(|name| !name.starts_with("builtin:"))
+        .filter(|name| !postpone::builtin::is_builtin(name))
         .collect();
     let known = if own.is_empty() {
         "this binary has no Rust tasks of its own; embed the CLI in your own binary to register them"

@@ -56,7 +56,7 @@ pub(crate) async fn run(flags: WorkerFlags, context: Context) -> anyhow::Result<
     if app
         .task_names()
         .iter()
-        .all(|name| name.starts_with("builtin:"))
+        .all(|name| postpone::builtin::is_builtin(name))
     {
         tracing::warn!(
             "this binary registers no task: every job it takes will fail as unknown; embed the CLI in your own binary (postpone_cli::run) to run your tasks"
