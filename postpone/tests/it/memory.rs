@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use postpone::manager::RetryOptions;
-use postpone::store::{DeferJobParams, FinishJobParams};
+use postpone::store::{DeferJobParams, FinishJobParams, RetryJobParams};
 use postpone::task::{JobContext, TaskError};
 use postpone::worker::WorkerConfig;
 use postpone::{App, Error, JobFilter, JobStatus, MemoryStore, Periodic, Task, TaskConfig};
@@ -234,6 +234,7 @@ on_both_stores! {
     stalled_jobs_and_pruning => stalled,
     periodic_ticks_deduplicated => periodic_ticks,
     builtin_remove_old_jobs => remove_old_jobs,
+    batch_finish_and_retry => batch_writes,
 }
 
 async fn run_by_priority(backend: &Backend) -> Vec<String> {
@@ -979,5 +980,106 @@ async fn remove_old_jobs(backend: &Backend) -> Vec<String> {
         "the three finished jobs were removed"
     );
     seen.extend(left);
+    seen
+}
+
+/// The completer's batch writes: each job of a mixed batch, given out of id order, gets its
+/// own outcome; a job not in a writable status is left alone and not reported written.
+async fn batch_writes(backend: &Backend) -> Vec<String> {
+    let app = backend.app();
+    let store = app.store();
+    let manager = app.job_manager();
+    let ids = store
+        .defer_jobs(&(0..8).map(|_| spec("q", 0, None, None)).collect::<Vec<_>>())
+        .await
+        .expect("defer");
+    assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7, 8]);
+    let worker = store.register_worker().await.expect("register");
+    let fetched = store.fetch_jobs(None, worker, 7).await.expect("fetch");
+    assert_eq!(fetched.len(), 7, "jobs 1 to 7 doing, 8 todo");
+    assert!(
+        manager
+            .cancel_job_by_id(6, true, false)
+            .await
+            .expect("abort")
+    );
+    let finish = |id, status, delete_job| FinishJobParams {
+        id,
+        status,
+        delete_job,
+    };
+    let mut finished = store
+        .finish_jobs(&[
+            finish(3, JobStatus::Failed, false),
+            finish(1, JobStatus::Succeeded, false),
+            finish(2, JobStatus::Aborted, false),
+            finish(4, JobStatus::Succeeded, true),
+            finish(8, JobStatus::Cancelled, false),
+        ])
+        .await
+        .expect("finish");
+    finished.sort_unstable();
+    assert_eq!(finished, [1, 2, 3, 4, 8]);
+    let retry = |retry_at, priority, queue: Option<&str>, lock: Option<&str>| RetryJobParams {
+        retry_at,
+        priority,
+        queue: queue.map(str::to_owned),
+        lock: lock.map(str::to_owned),
+    };
+    let mut retried = store
+        .retry_jobs(&[
+            (7, retry(None, Some(4), Some("other"), Some("L"))),
+            (5, retry(Some(at("2030-01-01T00:00:00Z")), None, None, None)),
+            (6, retry(None, Some(9), None, None)),
+            (1, retry(None, None, None, None)),
+        ])
+        .await
+        .expect("retry");
+    retried.sort_unstable();
+    assert_eq!(retried, [5, 6, 7], "job 1 is not doing any more");
+    let mut seen = vec![
+        format!("finished {finished:?}"),
+        format!("retried {retried:?}"),
+    ];
+    for id in ids {
+        let Ok(job) = manager.get_job(id).await else {
+            seen.push(format!("{id} gone"));
+            continue;
+        };
+        seen.push(format!(
+            "{id} {} attempts {} queue {} priority {} lock {:?} scheduled {:?}",
+            job.status, job.attempts, job.queue_name, job.priority, job.lock, job.scheduled_at
+        ));
+        seen.extend(backend.events(id).await);
+    }
+    for expected in [
+        "1 succeeded attempts 1 queue q priority 0 lock None scheduled None",
+        "2 aborted attempts 1 queue q priority 0 lock None scheduled None",
+        "3 failed attempts 1 queue q priority 0 lock None scheduled None",
+        "4 gone",
+        "5 todo attempts 1 queue q priority 0 lock None scheduled Some(2030-01-01T00:00:00Z)",
+        // An abort-requested job fails instead of going back to todo, unchanged.
+        "6 failed attempts 0 queue q priority 0 lock None scheduled None",
+        "8 cancelled attempts 0 queue q priority 0 lock None scheduled None",
+    ] {
+        assert!(
+            seen.iter().any(|line| line == expected),
+            "{expected}: {seen:?}"
+        );
+    }
+    assert!(
+        seen.iter().any(|line| line.starts_with(
+            "7 todo attempts 1 queue other priority 4 lock Some(\"L\") scheduled Some("
+        )),
+        "{seen:?}"
+    );
+    // Retried "now": the time differs between runs and stores.
+    for line in &mut seen {
+        if line.starts_with("7 ") {
+            if let Some(at) = line.find(" scheduled ") {
+                line.truncate(at);
+            }
+        }
+    }
     seen
 }

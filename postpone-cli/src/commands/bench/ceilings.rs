@@ -374,6 +374,6 @@ mod tests {
         let sql = ceilings_sql().expect("no quote clash");
         assert!(!sql.contains("{{"), "a placeholder is left");
         assert!(sql.contains("postpone_fetch_jobs_v1($1::varchar[], $2::bigint, $3::int4)"));
-        assert!(sql.contains("unnest($1::bigint[], $2::text[], $3::bool[])"));
+        assert!(sql.contains("postpone_finish_jobs_v1($1::bigint[], $2::text[]::procrastinate_job_status[], $3::bool[])"));
     }
 }
