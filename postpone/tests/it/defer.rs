@@ -6,15 +6,13 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
-use futures_util::StreamExt;
 use postpone::task::{JobContext, TaskError};
 use postpone::{App, Error, Task, TaskConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::Client;
 
-use crate::harness::{TestDb, empty_db, schema_db};
+use crate::harness::{Listener, TestDb, empty_db, schema_db};
 
 /// How long any single wait on the database may take.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -477,62 +475,6 @@ async fn batch_defer_is_all_or_nothing() {
     let err = app.batch_defer(batch).await.expect_err("bad queue");
     assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
     assert_eq!(counts(&client).await, before);
-}
-
-/// A second connection LISTENing on channels; notifications arrive on `rx`.
-struct Listener {
-    client: Client,
-    rx: mpsc::UnboundedReceiver<(String, String)>,
-}
-
-const MARKER: &str = "postpone_test_marker";
-
-impl Listener {
-    async fn new(db: &TestDb, channels: &[&str]) -> Self {
-        let (client, mut connection) = tokio_postgres::connect(&db.url, NoTls)
-            .await
-            .expect("listener connection");
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-            while let Some(Ok(message)) = messages.next().await {
-                if let AsyncMessage::Notification(n) = message {
-                    let _ = tx.send((n.channel().to_owned(), n.payload().to_owned()));
-                }
-            }
-        });
-        for channel in channels.iter().chain([&MARKER]) {
-            client
-                .batch_execute(&format!("LISTEN \"{channel}\""))
-                .await
-                .expect("LISTEN");
-        }
-        Self { client, rx }
-    }
-
-    async fn next(&mut self) -> (String, String) {
-        tokio::time::timeout(DEADLINE, self.rx.recv())
-            .await
-            .expect("a notification within the deadline")
-            .expect("listener alive")
-    }
-
-    /// Everything that was committed before now has been received once this returns:
-    /// notifications arrive in commit order, and the marker is committed now.
-    async fn drain_until_marker(&mut self, sender: &Client) -> Vec<(String, String)> {
-        sender
-            .batch_execute(&format!("NOTIFY {MARKER}"))
-            .await
-            .expect("NOTIFY marker");
-        let mut seen = Vec::new();
-        loop {
-            let message = self.next().await;
-            if message.0 == MARKER {
-                return seen;
-            }
-            seen.push(message);
-        }
-    }
 }
 
 fn inserted(channel: &str, id: i64) -> (String, serde_json::Value) {

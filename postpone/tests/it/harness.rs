@@ -23,11 +23,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use futures_util::StreamExt;
 use postpone::schema::{ApplyScope, migrations};
 use postpone::task::JobContext;
 use postpone_testkit::Server;
 use tokio::sync::OnceCell;
-use tokio_postgres::{Client, NoTls};
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 /// Prefix of every per-test database: `postpone_test_<pid>_<counter>_<nanos>`.
 const TEST_DB_PREFIX: &str = "postpone_test_";
@@ -490,5 +492,78 @@ impl Log {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+}
+
+const PYTHON_APPLY_SCHEMA: &str = "\
+import os, procrastinate
+app = procrastinate.App(connector=procrastinate.SyncPsycopgConnector(conninfo=os.environ['DATABASE_URL']))
+with app.open():
+    app.schema_manager.apply_schema()
+";
+
+/// A fresh database set up by `procrastinate schema --apply` (the Python package).
+pub async fn python_db() -> TestDb {
+    let db = empty_db().await;
+    run_python(&db, PYTHON_APPLY_SCHEMA).await;
+    db
+}
+
+/// A second connection LISTENing on channels; notifications arrive on `rx`.
+pub struct Listener {
+    /// The listening connection (it may send too).
+    pub client: Client,
+    rx: mpsc::UnboundedReceiver<(String, String)>,
+}
+
+const MARKER: &str = "postpone_test_marker";
+
+impl Listener {
+    /// Connects and LISTENs on `channels` (and the marker channel).
+    pub async fn new(db: &TestDb, channels: &[&str]) -> Self {
+        let (client, mut connection) = tokio_postgres::connect(&db.url, NoTls)
+            .await
+            .expect("listener connection");
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(Ok(message)) = messages.next().await {
+                if let AsyncMessage::Notification(n) = message {
+                    let _ = tx.send((n.channel().to_owned(), n.payload().to_owned()));
+                }
+            }
+        });
+        for channel in channels.iter().chain([&MARKER]) {
+            client
+                .batch_execute(&format!("LISTEN \"{channel}\""))
+                .await
+                .expect("LISTEN");
+        }
+        Self { client, rx }
+    }
+
+    /// The next notification, `(channel, payload)`; panics after the deadline.
+    pub async fn next(&mut self) -> (String, String) {
+        tokio::time::timeout(Duration::from_secs(20), self.rx.recv())
+            .await
+            .expect("a notification within the deadline")
+            .expect("listener alive")
+    }
+
+    /// Everything that was committed before now has been received once this returns:
+    /// notifications arrive in commit order, and the marker is committed now.
+    pub async fn drain_until_marker(&mut self, sender: &Client) -> Vec<(String, String)> {
+        sender
+            .batch_execute(&format!("NOTIFY {MARKER}"))
+            .await
+            .expect("NOTIFY marker");
+        let mut seen = Vec::new();
+        loop {
+            let message = self.next().await;
+            if message.0 == MARKER {
+                return seen;
+            }
+            seen.push(message);
+        }
     }
 }

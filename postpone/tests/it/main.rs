@@ -14,4 +14,5 @@ mod memory;
 mod periodic;
 mod reliability;
 mod schema;
+mod set_wise_events;
 mod worker;

@@ -11,21 +11,7 @@ use postpone::schema::{
 };
 use tokio_postgres::{AsyncMessage, Client, NoTls, SimpleQueryMessage};
 
-use crate::harness::{TestDb, empty_db, run_python, schema_db};
-
-const PYTHON_APPLY_SCHEMA: &str = "\
-import os, procrastinate
-app = procrastinate.App(connector=procrastinate.SyncPsycopgConnector(conninfo=os.environ['DATABASE_URL']))
-with app.open():
-    app.schema_manager.apply_schema()
-";
-
-/// A fresh database set up by `procrastinate schema --apply` (the Python package).
-async fn python_db() -> TestDb {
-    let db = empty_db().await;
-    run_python(&db, PYTHON_APPLY_SCHEMA).await;
-    db
-}
+use crate::harness::{TestDb, empty_db, python_db, schema_db};
 
 fn labels() -> Vec<String> {
     schema::migrations().iter().map(Migration::label).collect()

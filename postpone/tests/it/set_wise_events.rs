@@ -1,0 +1,312 @@
+//! Set-wise events (schema migration 0004): the batch defer, claim and finish write the
+//! contract's event rows and job_inserted notifications themselves, exactly once per job,
+//! whoever installed the trigger functions: ours, Procrastinate's (an adopted database),
+//! or a mix (one function replaced by a later Procrastinate migration).
+
+use chrono::{DateTime, Utc};
+use postpone::store::{DeferJobParams, FinishJobParams};
+use postpone::{App, JobStatus};
+use serde_json::json;
+use tokio_postgres::Client;
+
+use crate::harness::{Listener, TestDb, python_db, schema_db};
+
+fn app(db: &TestDb) -> App {
+    App::builder()
+        .database_url(&db.url)
+        .expect("test url parses")
+        .build()
+        .expect("test app builds")
+}
+
+fn job(queue: &str, scheduled_at: Option<DateTime<Utc>>) -> DeferJobParams {
+    DeferJobParams {
+        queue_name: queue.to_owned(),
+        task_name: "tests.events".to_owned(),
+        priority: 0,
+        lock: None,
+        queueing_lock: None,
+        args: json!({}),
+        scheduled_at,
+    }
+}
+
+/// The body migration 0001 gives the status-update trigger function, as Procrastinate's
+/// behaves: it knows nothing of the set-wise paths.
+const PLAIN_STATUS_UPDATE: &str = "
+CREATE OR REPLACE FUNCTION procrastinate_trigger_function_status_events_update_v1()
+RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    event procrastinate_job_event_type;
+BEGIN
+    event := CASE
+        WHEN OLD.status = 'todo' AND NEW.status = 'doing' THEN 'started'
+        WHEN OLD.status = 'todo' AND NEW.status IN ('cancelled', 'failed', 'succeeded') THEN 'cancelled'
+        WHEN OLD.status = 'doing' AND NEW.status = 'todo' THEN 'deferred_for_retry'
+        WHEN OLD.status = 'doing' AND NEW.status = 'failed' THEN 'failed'
+        WHEN OLD.status = 'doing' AND NEW.status = 'succeeded' THEN 'succeeded'
+        WHEN OLD.status = 'doing' AND NEW.status = 'aborted' THEN 'aborted'
+        WHEN OLD.status = 'failed' AND NEW.status = 'todo' THEN 'retried'
+    END::procrastinate_job_event_type;
+    IF event IS NOT NULL THEN
+        INSERT INTO procrastinate_events (job_id, type) VALUES (NEW.id, event);
+    END IF;
+    RETURN NEW;
+END;
+$$";
+
+/// What one run of [`scenario`] left behind.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    /// Per job: its event types in id order, with `at` for scheduled events.
+    events: Vec<String>,
+    /// Notifications, in the order they arrived.
+    notifications: Vec<String>,
+    /// Whether the defer's and the claim's triggers skipped their work (set-wise path).
+    set_wise: (bool, bool),
+}
+
+/// Defers a batch (two queues, a job scheduled in the past and one in the future),
+/// claims, and finishes every kind of outcome, including a job finished while still todo.
+async fn scenario(db: &TestDb) -> Seen {
+    let app = app(db);
+    let store = app.store();
+    let client = db.client().await;
+    let mut listener = Listener::new(
+        db,
+        &["procrastinate_any_queue_v1", "procrastinate_queue_v1#a"],
+    )
+    .await;
+    let at = |rfc3339| {
+        DateTime::parse_from_rfc3339(rfc3339)
+            .expect("test time parses")
+            .with_timezone(&Utc)
+    };
+    let (past, future) = (at("2020-01-01T00:00:00Z"), at("2100-01-01T00:00:00Z"));
+    let ids = store
+        .defer_jobs(&[
+            job("a", None),
+            job("b", Some(past)),
+            job("a", None),
+            job("a", None),
+            job("b", Some(future)),
+            job("a", None),
+        ])
+        .await
+        .expect("defer");
+    assert_eq!(ids, [1, 2, 3, 4, 5, 6], "ids in input order");
+    let defer_skipped = skipped(&client, "status_insert").await;
+
+    let worker = store.register_worker().await.expect("register");
+    let claimed = store.fetch_jobs(None, worker, 4).await.expect("claim");
+    let claimed: Vec<i64> = claimed.iter().map(|job| job.id).collect();
+    assert_eq!(claimed, [1, 2, 3, 4], "the future job waits");
+    let claim_skipped = skipped(&client, "status_update").await;
+
+    let finish = |id, status| FinishJobParams {
+        id,
+        status,
+        delete_job: false,
+    };
+    let mut written = store
+        .finish_jobs(&[
+            finish(4, JobStatus::Aborted),
+            finish(1, JobStatus::Succeeded),
+            finish(6, JobStatus::Succeeded),
+            finish(2, JobStatus::Failed),
+        ])
+        .await
+        .expect("finish");
+    written.sort_unstable();
+    assert_eq!(
+        written,
+        [1, 2, 4, 6],
+        "job 6 was todo: finished all the same"
+    );
+
+    let rows = client
+        .query(
+            "SELECT job_id, type::text, CASE WHEN type = 'scheduled' THEN at::text ELSE '' END
+               FROM procrastinate_events ORDER BY job_id, id",
+            &[],
+        )
+        .await
+        .expect("events");
+    let events = rows
+        .iter()
+        .map(|row| {
+            let (job, kind, at): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
+            format!("{job} {kind} {at}").trim_end().to_owned()
+        })
+        .collect();
+    let notifications = listener
+        .drain_until_marker(&client)
+        .await
+        .into_iter()
+        .map(|(channel, payload)| format!("{channel} {payload}"))
+        .collect();
+    Seen {
+        events,
+        notifications,
+        set_wise: (defer_skipped, claim_skipped),
+    }
+}
+
+/// Whether a trigger of this kind skipped its work in this database since the set-wise
+/// path last ran: the setting is `off` once our function has written the events itself,
+/// and never set when the trigger did the work.
+async fn skipped(client: &Client, kind: &str) -> bool {
+    // The settings are transaction-local: read them inside a transaction that runs the
+    // path again (one job), then roll it back.
+    let setting = format!("postpone.skipped_{kind}");
+    client.batch_execute("BEGIN").await.expect("begin");
+    let probe = match kind {
+        "status_insert" => {
+            "SELECT postpone_defer_jobs_v1('{probe}', '{t}', '{0}', '{NULL}', '{NULL}', '{\"{}\"}', '{NULL}')"
+        }
+        _ => {
+            "SELECT postpone_finish_jobs_v1('{1,2,3,4,5,6}', '{succeeded,succeeded,succeeded,succeeded,succeeded,succeeded}', '{f,f,f,f,f,f}')"
+        }
+    };
+    client.batch_execute(probe).await.expect("probe");
+    let value: Option<String> = client
+        .query_one("SELECT current_setting($1, true)", &[&setting])
+        .await
+        .expect("setting")
+        .get(0);
+    client.batch_execute("ROLLBACK").await.expect("rollback");
+    value.as_deref() == Some("off")
+}
+
+/// Every job's events, in order.
+const EXPECTED_EVENTS: [&str; 16] = [
+    "1 deferred",
+    "1 started",
+    "1 succeeded",
+    "2 scheduled 2020-01-01 00:00:00+00",
+    "2 deferred",
+    "2 started",
+    "2 failed",
+    "3 deferred",
+    "3 started",
+    "4 deferred",
+    "4 started",
+    "4 aborted",
+    "5 scheduled 2100-01-01 00:00:00+00",
+    "5 deferred",
+    // A todo job finished records 'cancelled', whatever the end status.
+    "6 deferred",
+    "6 cancelled",
+];
+
+fn check(seen: &Seen) {
+    assert_eq!(seen.events, EXPECTED_EVENTS, "{seen:#?}");
+    // Per job, the queue's channel then the any-queue channel (only queue a's channel is
+    // listened to here).
+    let mut expected = Vec::new();
+    for (id, queue) in [(1, "a"), (2, "b"), (3, "a"), (4, "a"), (5, "b"), (6, "a")] {
+        let payload = format!(r#"{{"type" : "job_inserted", "job_id" : {id}}}"#);
+        if queue == "a" {
+            expected.push(format!("procrastinate_queue_v1#a {payload}"));
+        }
+        expected.push(format!("procrastinate_any_queue_v1 {payload}"));
+    }
+    assert_eq!(seen.notifications, expected, "{seen:#?}");
+}
+
+#[tokio::test]
+async fn our_database_takes_the_set_wise_path_and_writes_what_the_triggers_would() {
+    let ours = schema_db().await;
+    let seen = scenario(&ours).await;
+    check(&seen);
+    assert_eq!(
+        seen.set_wise,
+        (true, true),
+        "the triggers skipped: {seen:#?}"
+    );
+
+    // The same scenario with the status trigger doing its own work gives the same events.
+    let plain = schema_db().await;
+    plain
+        .client()
+        .await
+        .batch_execute(PLAIN_STATUS_UPDATE)
+        .await
+        .expect("replace the trigger function");
+    let plain_seen = scenario(&plain).await;
+    assert_eq!(plain_seen.set_wise, (true, false));
+    assert_eq!(plain_seen.events, seen.events);
+    assert_eq!(plain_seen.notifications, seen.notifications);
+}
+
+#[tokio::test]
+async fn an_adopted_python_database_gets_one_set_of_events_from_its_own_triggers() {
+    let db = python_db().await;
+    let mut client = db.client().await;
+    postpone::schema::apply(&mut client, postpone::schema::ApplyScope::All)
+        .await
+        .expect("adopt and migrate");
+    let seen = scenario(&db).await;
+    check(&seen);
+    assert_eq!(
+        seen.set_wise,
+        (false, false),
+        "Procrastinate's triggers did the work"
+    );
+}
+
+#[tokio::test]
+async fn the_set_wise_settings_never_reach_the_callers_own_statements() {
+    let db = schema_db().await;
+    let mut client = db.client().await;
+    let tx = client.transaction().await.expect("begin");
+    let ours: i64 = tx
+        .query_one(
+            "SELECT id FROM postpone_defer_jobs_v1('{q}', '{t}', '{0}', '{NULL}', '{NULL}', '{\"{}\"}', '{NULL}') AS id",
+            &[],
+        )
+        .await
+        .expect("defer")
+        .get(0);
+    // A row inserted and updated by the caller's own SQL later in the same transaction
+    // still gets its events from the triggers.
+    let theirs: i64 = tx
+        .query_one(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name) VALUES ('q', 'sql') RETURNING id",
+            &[],
+        )
+        .await
+        .expect("insert")
+        .get(0);
+    tx.execute(
+        "UPDATE procrastinate_jobs SET status = 'doing' WHERE id = $1",
+        &[&theirs],
+    )
+    .await
+    .expect("update");
+    let bulk: Option<String> = tx
+        .query_one("SELECT current_setting('postpone.bulk_events', true)", &[])
+        .await
+        .expect("setting")
+        .get(0);
+    assert_ne!(bulk.as_deref(), Some("on"));
+    tx.commit().await.expect("commit");
+    let events: Vec<String> = client
+        .query(
+            "SELECT job_id || ' ' || type FROM procrastinate_events ORDER BY job_id, id",
+            &[],
+        )
+        .await
+        .expect("events")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            format!("{ours} deferred"),
+            format!("{theirs} deferred"),
+            format!("{theirs} started")
+        ]
+    );
+}
