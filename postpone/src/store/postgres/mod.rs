@@ -186,7 +186,7 @@ impl Store for PgStore {
     async fn defer_jobs(&self, jobs: &[DeferJobParams]) -> Result<Vec<i64>> {
         let client = self.client().await?;
         let statement = client
-            .prepare_cached(queries::DEFER_JOBS)
+            .prepare_cached(queries::defer_jobs(jobs.len()))
             .await
             .map_err(db)?;
         defer_jobs_on(&**client, &statement, jobs).await

@@ -40,7 +40,7 @@ impl Transaction for tokio_postgres::Transaction<'_> {
     fn defer_jobs<'a>(&'a mut self, jobs: &'a [DeferJobParams]) -> BoxFuture<'a, Result<Vec<i64>>> {
         Box::pin(super::defer_jobs_on(
             &*self,
-            super::queries::DEFER_JOBS,
+            super::queries::defer_jobs(jobs.len()),
             jobs,
         ))
     }
@@ -52,7 +52,7 @@ impl Transaction for deadpool_postgres::Transaction<'_> {
     fn defer_jobs<'a>(&'a mut self, jobs: &'a [DeferJobParams]) -> BoxFuture<'a, Result<Vec<i64>>> {
         Box::pin(async move {
             let statement = self
-                .prepare_cached(super::queries::DEFER_JOBS)
+                .prepare_cached(super::queries::defer_jobs(jobs.len()))
                 .await
                 .map_err(|e| super::map_db_error(e.into()))?;
             super::defer_jobs_on(&**self, &statement, jobs).await
@@ -71,7 +71,7 @@ impl Transaction for sqlx::Transaction<'_, sqlx::Postgres> {
                 return Ok(Vec::new());
             }
             let c = super::DeferColumns::new(jobs);
-            let ids: Vec<i64> = sqlx::query_scalar(super::queries::DEFER_JOBS)
+            let ids: Vec<i64> = sqlx::query_scalar(super::queries::defer_jobs(jobs.len()))
                 .bind(&c.queue_names)
                 .bind(&c.task_names)
                 .bind(&c.priorities)
