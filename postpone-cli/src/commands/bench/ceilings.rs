@@ -31,6 +31,9 @@ pub(super) enum Triggers {
     /// None of the user triggers (`ALTER TABLE ... DISABLE TRIGGER USER`, which the
     /// database's owner may do): no event row, no NOTIFY. The foreign keys stay.
     None,
+    /// All of them, and the batches go through `postpone_defer_jobs_v1`, which writes the
+    /// events and notifications set-wise (the triggers skip them): W2's own path.
+    SetWise,
 }
 
 impl Triggers {
@@ -40,6 +43,7 @@ impl Triggers {
             Triggers::All => "",
             Triggers::NoNotify => "_no_notify",
             Triggers::None => "_no_triggers",
+            Triggers::SetWise => "_set_wise",
         }
     }
 
@@ -49,12 +53,13 @@ impl Triggers {
             Triggers::All => "",
             Triggers::NoNotify => ", job_inserted NOTIFY trigger disabled",
             Triggers::None => ", user triggers disabled",
+            Triggers::SetWise => ", events written set-wise (postpone_defer_jobs_v1)",
         }
     }
 
     fn disable(self) -> Option<&'static str> {
         match self {
-            Triggers::All => None,
+            Triggers::All | Triggers::SetWise => None,
             Triggers::NoNotify => Some(
                 "ALTER TABLE procrastinate_jobs
                  DISABLE TRIGGER procrastinate_jobs_notify_queue_job_inserted_v1",
@@ -196,7 +201,8 @@ async fn deferred_events(session: &Session, name: &str, jobs: usize) -> anyhow::
     })
 }
 
-/// W2S: `procrastinate_defer_jobs_v1` in batches, committed per batch, with `triggers`.
+/// W2S: `procrastinate_defer_jobs_v1` (or, set-wise, `postpone_defer_jobs_v1`) in batches,
+/// committed per batch, with `triggers`.
 pub(super) async fn w2s(
     connect: &ConnectConfig,
     jobs: usize,
@@ -205,7 +211,10 @@ pub(super) async fn w2s(
 ) -> anyhow::Result<Vec<Figure>> {
     let session = Session::install(connect, triggers).await?;
     let (elapsed, cpu) = session
-        .call(&format!("CALL postpone_bench_w2s({jobs}, {batch})"))
+        .call(&format!(
+            "CALL postpone_bench_w2s({jobs}, {batch}, {})",
+            triggers == Triggers::SetWise
+        ))
         .await?;
     let name = format!("W2S_defer_batch{}", triggers.suffix());
     let inserted = session

@@ -47,8 +47,10 @@ END;
 $postpone_bench$;
 
 -- W2S: p_jobs no-op jobs in batches of p_batch, one procrastinate_defer_jobs_v1 call and
--- one COMMIT per batch (as W2's batch_defer: one statement, one transaction per batch).
-CREATE PROCEDURE postpone_bench_w2s(p_jobs integer, p_batch integer)
+-- one COMMIT per batch (as W2's batch_defer: one statement, one transaction per batch);
+-- with p_set_wise, one postpone_defer_jobs_v1 call instead (W2's own path: the events and
+-- notifications written set-wise).
+CREATE PROCEDURE postpone_bench_w2s(p_jobs integer, p_batch integer, p_set_wise boolean)
     LANGUAGE plpgsql
 AS $postpone_bench$
 DECLARE
@@ -61,7 +63,19 @@ BEGIN
                          ORDER BY g)
           INTO batch
           FROM generate_series(done, least(done + p_batch, p_jobs) - 1) AS g;
-        PERFORM procrastinate_defer_jobs_v1(batch);
+        IF p_set_wise THEN
+            PERFORM postpone_defer_jobs_v1(
+                array_agg(job.queue_name ORDER BY ordinality),
+                array_agg(job.task_name ORDER BY ordinality),
+                array_agg(job.priority ORDER BY ordinality),
+                array_agg(job.lock ORDER BY ordinality),
+                array_agg(job.queueing_lock ORDER BY ordinality),
+                array_agg(job.args::text ORDER BY ordinality),
+                array_agg(job.scheduled_at ORDER BY ordinality))
+              FROM unnest(batch) WITH ORDINALITY AS job;
+        ELSE
+            PERFORM procrastinate_defer_jobs_v1(batch);
+        END IF;
         COMMIT;
         done := least(done + p_batch, p_jobs);
     END LOOP;
