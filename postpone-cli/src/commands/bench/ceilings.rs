@@ -363,9 +363,10 @@ pub(super) async fn w3s(
     Ok(figures)
 }
 
-/// Whether the bench's worker processes commit asynchronously: they inherit
-/// `POSTPONE_WORKER_ASYNCHRONOUS_COMMIT`, read as clap's `FalseyValueParser` reads it.
-fn workers_commit_asynchronously() -> bool {
+/// Whether the bench's workers commit asynchronously: the drains' worker processes inherit
+/// `POSTPONE_WORKER_ASYNCHRONOUS_COMMIT`, and W4's in-process worker follows it too; read
+/// as clap's `FalseyValueParser` reads it.
+pub(super) fn workers_commit_asynchronously() -> bool {
     std::env::var("POSTPONE_WORKER_ASYNCHRONOUS_COMMIT").is_ok_and(|value| {
         !matches!(
             value.trim().to_ascii_lowercase().as_str(),

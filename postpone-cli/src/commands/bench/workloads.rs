@@ -338,6 +338,7 @@ pub(super) async fn w4(connect: &ConnectConfig, params: &Params) -> anyhow::Resu
         name: Some("bench-latency".to_owned()),
         concurrency: params.w4_concurrency,
         additional_context: Some(Arc::new(LatencySink(tx))),
+        asynchronous_commit: super::ceilings::workers_commit_asynchronously(),
         ..WorkerConfig::default()
     };
     let handle = app.start_worker(config).await?;
