@@ -573,10 +573,15 @@ impl Bench<'_> {
             "W1" => vec![Case::W1],
             "W1S" => vec![Case::W1S],
             "W2" => vec![Case::W2],
-            "W2S" => [Triggers::All, Triggers::SetWise, Triggers::NoNotify, Triggers::None]
-                .into_iter()
-                .map(Case::W2S)
-                .collect(),
+            "W2S" => [
+                Triggers::All,
+                Triggers::SetWise,
+                Triggers::NoNotify,
+                Triggers::None,
+            ]
+            .into_iter()
+            .map(Case::W2S)
+            .collect(),
             "W3S" => {
                 let drain = |batch, sessions, asynchronous, triggers| {
                     Case::W3S(Drain {

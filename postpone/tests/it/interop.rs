@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Timelike, Utc};
 use postpone::job::Job;
 use postpone::manager::RetryOptions;
+use postpone::store::postgres::queries::SET_WISE_DEFER_MIN;
 use postpone::task::{JobContext, TaskError};
 use postpone::{App, Error, JobFilter, JobStatus, Task};
 use serde::{Deserialize, Serialize};
@@ -186,6 +187,13 @@ async fn rust_deferred_jobs_run_on_a_python_worker_like_python_deferred_twins() 
         .await
         .expect("batch");
     rust.insert("batch", batch);
+    // A batch large enough for the set-wise defer (events and NOTIFYs written by our
+    // function, not the triggers): a Python worker must see it as any other.
+    let bulk = app
+        .batch_defer((0..SET_WISE_DEFER_MIN).map(|_| app.configure(rec(9, "bulk"))))
+        .await
+        .expect("bulk");
+    rust.insert("bulk", bulk);
     let lock = app
         .configure(rec(4, "lock"))
         .with_lock("shared-lock")
@@ -213,6 +221,7 @@ with app.open():
     ids = {{
         "single": [record.defer(n=1, label="single")],
         "batch": record.batch_defer({{"n": 2, "label": "batch"}}, {{"n": 3, "label": "batch"}}),
+        "bulk": record.batch_defer(*[{{"n": 9, "label": "bulk"}}] * {SET_WISE_DEFER_MIN}),
         "lock": [record.configure(lock="shared-lock", priority=2).defer(n=4, label="lock")],
         "qlock": [record.configure(queueing_lock="py-qlock").defer(n=5, label="qlock")],
         "priority": [record.configure(priority=10).defer(n=6, label="priority")],
@@ -236,7 +245,7 @@ show(ids)
         .into_iter()
         .map(|j| (j.id, j))
         .collect();
-    assert_eq!(jobs.len(), 16);
+    assert_eq!(jobs.len(), 16 + 2 * SET_WISE_DEFER_MIN);
     // Expected run order: every job due now, priority DESC then id ASC.
     let mut due: Vec<&Job> = jobs
         .values()
