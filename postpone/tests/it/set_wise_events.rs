@@ -330,3 +330,36 @@ async fn the_set_wise_settings_never_reach_the_callers_own_statements() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_set_wise_batch_is_all_or_nothing_and_names_a_taken_queueing_lock() {
+    let db = schema_db().await;
+    let store = app(&db).store().clone();
+    let taken = DeferJobParams {
+        queueing_lock: Some("dup".to_owned()),
+        ..job("a", None)
+    };
+    store
+        .defer_jobs(std::slice::from_ref(&taken))
+        .await
+        .expect("first");
+    let mut batch: Vec<DeferJobParams> = (0..SET_WISE_DEFER_MIN).map(|_| job("a", None)).collect();
+    batch[10] = taken;
+    let error = store.defer_jobs(&batch).await.expect_err("lock taken");
+    assert!(
+        matches!(error, postpone::Error::AlreadyEnqueued { ref queueing_lock } if queueing_lock == "dup"),
+        "{error:?}"
+    );
+    let client = db.client().await;
+    let counts: (i64, i64) = {
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM procrastinate_jobs), (SELECT count(*) FROM procrastinate_events)",
+                &[],
+            )
+            .await
+            .expect("counts");
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(counts, (1, 1), "nothing of the batch is left");
+}
