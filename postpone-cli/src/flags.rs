@@ -151,7 +151,7 @@ pub struct WorkerFlags {
     #[arg(long, env = "POSTPONE_WORKER_ASYNCHRONOUS_COMMIT", value_parser = FalseyValueParser::new())]
     pub asynchronous_commit: bool,
     /// Most jobs claimed beyond the free slots, waiting in a local queue (fewer when jobs
-    /// take long; 0: claim only for free slots) [default: 200].
+    /// take long; 0: claim only for free slots) [default: 400].
     #[arg(long, env = "POSTPONE_WORKER_PREFETCH", value_name = "N")]
     pub prefetch: Option<usize>,
     /// Workers silent for this long are stalled (pruned at start; their jobs listed as stalled).

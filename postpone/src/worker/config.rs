@@ -14,7 +14,7 @@ pub const CONCURRENCY_DEFAULT: usize = 1;
 pub const CONCURRENCY_MAX: usize = 10_000;
 /// Most jobs a worker claims beyond its free slots unless told otherwise (its local
 /// queue; how many it claims depends on how long its jobs take: see `docs/worker.md`).
-pub const PREFETCH_DEFAULT: usize = 200;
+pub const PREFETCH_DEFAULT: usize = 400;
 /// Largest prefetch accepted.
 pub const PREFETCH_MAX: usize = 10_000;
 /// Polling for new jobs when no notification came (seconds).

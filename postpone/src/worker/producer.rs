@@ -3,8 +3,9 @@
 //! It holds the jobs it runs (one slot each, `concurrency` slots) and, waiting in its local
 //! queue, up to `prefetch` more: it claims in one round trip (`fetch_jobs`, same rules as
 //! `procrastinate_fetch_job_v2`) enough jobs to fill both, up to [`FETCH_BATCH_MAX`], and
-//! claims again once the local queue is down to a round of slots, so each claim carries a
-//! batch and the slots keep working while it is in flight. Waiting jobs start by priority
+//! claims again once half the local queue is left (at least a round of slots), so each
+//! claim carries a batch, the slots keep working while it is in flight, and on a backlog
+//! the claims (the drain's critical path) run back to back. Waiting jobs start by priority
 //! DESC then id ASC, whichever claim brought them. A claimed job is `doing` in the
 //! database, so it holds its lock there from the claim on.
 //!
@@ -118,12 +119,13 @@ impl Producer {
             let hold = self.holds_starts(locks_seen);
             self.start_ready(&mut queue, hold);
             let prefetch = self.prefetch_now();
-            // Claim again once a round of slots is all that waits (enough to keep them busy
-            // while the claim is in flight, few enough that it carries a batch), or at once
-            // when a lock was freed: its next job may come before the waiting ones.
+            // Claim again once half the local queue is left (at least a round of slots):
+            // on a backlog the claims then run back to back, each carrying half a local
+            // queue, while the other half keeps the slots busy. Or at once when a lock was
+            // freed: its next job may come before the waiting ones.
             let lock_freed = self.unwritten.locks_released() != locks_seen;
-            let may_fetch = (lock_freed
-                || fetch_now && queue.len() <= prefetch.min(self.concurrency))
+            let refill_at = (prefetch / 2).max(prefetch.min(self.concurrency));
+            let may_fetch = (lock_freed || fetch_now && queue.len() <= refill_at)
                 && !self.unwritten.locks_pending()
                 && Instant::now() >= not_before;
             let room = (self.slots.available_permits() + prefetch).saturating_sub(queue.len());
