@@ -1,4 +1,4 @@
-//! Set-wise events (schema migration 0004): the batch defer, claim and finish write the
+//! Set-wise events (schema migration 0003): the batch defer, claim and finish write the
 //! contract's event rows and job_inserted notifications themselves, exactly once per job,
 //! whoever installed the trigger functions: ours, Procrastinate's (an adopted database),
 //! or a mix (one function replaced by a later Procrastinate migration).
