@@ -32,29 +32,20 @@ fn job(queue: &str, scheduled_at: Option<DateTime<Utc>>) -> DeferJobParams {
     }
 }
 
-/// The body migration 0001 gives the status-update trigger function, as Procrastinate's
-/// behaves: it knows nothing of the set-wise paths.
-const PLAIN_STATUS_UPDATE: &str = "
-CREATE OR REPLACE FUNCTION procrastinate_trigger_function_status_events_update_v1()
-RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    event procrastinate_job_event_type;
-BEGIN
-    event := CASE
-        WHEN OLD.status = 'todo' AND NEW.status = 'doing' THEN 'started'
-        WHEN OLD.status = 'todo' AND NEW.status IN ('cancelled', 'failed', 'succeeded') THEN 'cancelled'
-        WHEN OLD.status = 'doing' AND NEW.status = 'todo' THEN 'deferred_for_retry'
-        WHEN OLD.status = 'doing' AND NEW.status = 'failed' THEN 'failed'
-        WHEN OLD.status = 'doing' AND NEW.status = 'succeeded' THEN 'succeeded'
-        WHEN OLD.status = 'doing' AND NEW.status = 'aborted' THEN 'aborted'
-        WHEN OLD.status = 'failed' AND NEW.status = 'todo' THEN 'retried'
-    END::procrastinate_job_event_type;
-    IF event IS NOT NULL THEN
-        INSERT INTO procrastinate_events (job_id, type) VALUES (NEW.id, event);
-    END IF;
-    RETURN NEW;
-END;
-$$";
+/// The status-update trigger function as migration 0001 creates it, as Procrastinate's
+/// behaves: it knows nothing of the set-wise paths. Taken from 0001's own SQL.
+fn plain_status_update() -> String {
+    let contract = postpone::schema::migrations()
+        .iter()
+        .find(|migration| migration.version == "0001")
+        .expect("migration 0001")
+        .sql;
+    let head = "CREATE FUNCTION procrastinate_trigger_function_status_events_update_v1()";
+    let start = contract.find(head).expect("0001 creates the function");
+    let body_end = "\n$body$;";
+    let length = contract[start..].find(body_end).expect("its body ends") + body_end.len();
+    contract[start..start + length].replacen("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+}
 
 /// What one run of [`scenario`] left behind.
 #[derive(Debug, PartialEq)]
@@ -251,7 +242,7 @@ async fn our_database_takes_the_set_wise_path_and_writes_what_the_triggers_would
     plain
         .client()
         .await
-        .batch_execute(PLAIN_STATUS_UPDATE)
+        .batch_execute(&plain_status_update())
         .await
         .expect("replace the trigger function");
     let plain_seen = scenario(&plain).await;
