@@ -21,6 +21,9 @@
 //! triggers' share); W3S drains in the worker's claim size (the W3 concurrency) and larger,
 //! and at the worker's claim size also in as many sessions as W3 has processes, with
 //! `synchronous_commit` off (the commit wait's share) and with the triggers disabled.
+//! W4S is W4's floor: the worker's claim of one job, and a bare one-row `UPDATE`, each a
+//! single round trip paced as W4's defers (so on a connection idle since the last), with
+//! and without waiting for the WAL flush.
 //!
 //! Output: one `workload value unit` line per figure (the median over `--runs`), then a
 //! table; `--json` prints one document with every run's values instead.
@@ -47,7 +50,7 @@ use crate::Context;
 use crate::flags::BenchFlags;
 use crate::output::{Table, print, print_json};
 
-use ceilings::{Drain, Triggers, w1s, w2s, w3s};
+use ceilings::{Drain, Triggers, w1s, w2s, w3s, w4s};
 pub(crate) use child::worker;
 use workloads::{DrainCase, drain, idle, median, w1, w2, w4};
 
@@ -126,8 +129,8 @@ struct Params {
 }
 
 /// The workloads, in the order they run (each ceiling right after its workload).
-const WORKLOADS: [&str; 10] = [
-    "W1", "W1S", "W2", "W2S", "W3", "W3S", "W3L", "W4", "MEM", "IDLE",
+const WORKLOADS: [&str; 11] = [
+    "W1", "W1S", "W2", "W2S", "W3", "W3S", "W3L", "W4", "W4S", "MEM", "IDLE",
 ];
 
 impl Params {
@@ -528,6 +531,7 @@ enum Case {
         memory: bool,
     },
     W4,
+    W4S,
     Idle,
 }
 
@@ -555,6 +559,7 @@ impl Case {
                 label
             }
             Case::W4 => "W4 latency through an idle listening worker".to_owned(),
+            Case::W4S => "W4S floor of W4: one claim, one write, on idle connections".to_owned(),
             Case::Idle => "IDLE worker CPU".to_owned(),
         }
     }
@@ -628,6 +633,7 @@ impl Bench<'_> {
                 memory: false,
             }],
             "W4" => vec![Case::W4],
+            "W4S" => vec![Case::W4S],
             "MEM" => vec![Case::Drain {
                 processes: 1,
                 concurrency: p.memory_concurrency,
@@ -703,6 +709,11 @@ impl Bench<'_> {
                 .await
             }
             Case::W4 => w4(&connect, &self.params).await,
+            Case::W4S => {
+                let p = &self.params;
+                let interval = Duration::from_millis(p.w4_interval_ms);
+                w4s(&connect, p.w4_jobs, interval, p.w4_warmup).await
+            }
             Case::Idle => idle(&connect, url, self.params.idle_seconds).await,
         }
     }

@@ -3,9 +3,13 @@
 //! client-driven workload cannot beat its ceiling on the same server; the gap between the
 //! two is what the client, the protocol and the round trips cost.
 //!
-//! Each case is timed from the client around one `CALL` (one round trip in seconds of
+//! Each of those is timed from the client around one `CALL` (one round trip in seconds of
 //! work), and checks afterwards that the work was done: the rows, events and outcomes are
 //! counted and returned as figures with the value they must have.
+//!
+//! W4S is W4's floor, a latency rather than a rate: the single round trips a pickup cannot
+//! do without, paced as W4 paces its defers, so each runs on a connection idle since the
+//! last one, as a listening worker's is.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +17,7 @@ use anyhow::{Context as _, bail};
 use postpone::connect::ConnectConfig;
 use postpone::store::postgres::queries;
 
-use super::workloads::{app, fill, rate};
+use super::workloads::{app, fill, percentile, rate};
 use super::{Figure, procfs};
 
 /// The procedures and the wrappers of the worker's statements.
@@ -361,6 +365,129 @@ pub(super) async fn w3s(
         });
     }
     Ok(figures)
+}
+
+/// W4S: the floor under W4's pickup. Paced as W4 (`warmup` + `jobs` rounds, `interval`
+/// apart), on connections idle between rounds: the worker's own claim (`fetch_jobs`,
+/// prepared) of one job deferred just before on another connection (untimed, as W4's
+/// defer is before its pickup starts), and a bare one-row `UPDATE`, the cheapest write
+/// transaction there is; each committed as the server commits by default and, as a
+/// worker with `--asynchronous-commit` does, without waiting for the WAL flush.
+/// Figures: `W4S_claim[_async]_p50/p99` and `W4S_write[_async]_p50/p99`, in ms.
+pub(super) async fn w4s(
+    connect: &ConnectConfig,
+    jobs: usize,
+    interval: Duration,
+    warmup: usize,
+) -> anyhow::Result<Vec<Figure>> {
+    let deferrer = connect.connect().await?;
+    deferrer
+        .batch_execute(
+            "CREATE TABLE postpone_bench_write (id int PRIMARY KEY, n bigint NOT NULL);
+                        INSERT INTO postpone_bench_write VALUES (1, 0)",
+        )
+        .await
+        .context("cannot create W4S's one-row table")?;
+    let defer = deferrer
+        .prepare(
+            "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW('default', 'postpone.bench.noop', 0,
+                 NULL, NULL, '{}'::jsonb, NULL)::procrastinate_job_to_defer_v1])",
+        )
+        .await?;
+    let mut figures = Vec::new();
+    for asynchronous in [false, true] {
+        let session = connect.connect().await?;
+        if asynchronous {
+            session
+                .batch_execute("SET synchronous_commit = off")
+                .await?;
+        }
+        let suffix = if asynchronous { "_async" } else { "" };
+
+        let worker_id: i64 = session
+            .query_one(queries::REGISTER_WORKER, &[])
+            .await?
+            .try_get(0)?;
+        let claim = session.prepare(queries::FETCH_JOBS).await?;
+        let none: Option<Vec<String>> = None;
+        let one = 1_i32;
+        let mut claims = Vec::with_capacity(jobs);
+        paced(jobs + warmup, interval, async |round| {
+            deferrer.query(&defer, &[]).await?;
+            let started = Instant::now();
+            let claimed = session.query(&claim, &[&none, &worker_id, &one]).await?;
+            let elapsed = started.elapsed();
+            if claimed.len() != 1 {
+                bail!("W4S: a claim found {} jobs, expected 1", claimed.len());
+            }
+            if round >= warmup {
+                claims.push(elapsed.as_secs_f64() * 1000.0);
+            }
+            Ok(())
+        })
+        .await?;
+        latency_figures(&mut figures, &format!("W4S_claim{suffix}"), &claims);
+
+        let write = session
+            .prepare("UPDATE postpone_bench_write SET n = n + 1 WHERE id = 1")
+            .await?;
+        let mut writes = Vec::with_capacity(jobs);
+        paced(jobs + warmup, interval, async |round| {
+            let started = Instant::now();
+            session.execute(&write, &[]).await?;
+            if round >= warmup {
+                writes.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok(())
+        })
+        .await?;
+        latency_figures(&mut figures, &format!("W4S_write{suffix}"), &writes);
+    }
+    // Every round claimed its job: they are all doing, none left todo.
+    let claimed: i64 = deferrer
+        .query_one(
+            "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    let rounds = 2 * (jobs + warmup);
+    if claimed != rounds as i64 {
+        bail!("W4S: {claimed} jobs claimed, expected {rounds}");
+    }
+    figures.push(Figure {
+        expected: Some(rounds as f64),
+        ..Figure::new("W4S_claimed", claimed as f64, "jobs")
+    });
+    Ok(figures)
+}
+
+/// Runs `step` `rounds` times, round `i` starting `i x interval` after the first.
+async fn paced(
+    rounds: usize,
+    interval: Duration,
+    mut step: impl AsyncFnMut(usize) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let origin = tokio::time::Instant::now();
+    for round in 0..rounds {
+        tokio::time::sleep_until(origin + interval * u32::try_from(round)?).await;
+        step(round).await?;
+    }
+    Ok(())
+}
+
+/// `<name>_p50` and `<name>_p99` of latencies in ms.
+fn latency_figures(figures: &mut Vec<Figure>, name: &str, values: &[f64]) {
+    figures.push(Figure::new(
+        format!("{name}_p50"),
+        percentile(values, 50.0),
+        "ms",
+    ));
+    figures.push(Figure::new(
+        format!("{name}_p99"),
+        percentile(values, 99.0),
+        "ms",
+    ));
 }
 
 /// Whether the bench's workers commit asynchronously: the drains' worker processes inherit
