@@ -581,6 +581,7 @@ impl Bench<'_> {
             "W2S" => [
                 Triggers::All,
                 Triggers::SetWise,
+                Triggers::Floor,
                 Triggers::NoNotify,
                 Triggers::None,
             ]

@@ -38,6 +38,10 @@ pub(super) enum Triggers {
     /// All of them, and the batches go through `postpone_defer_jobs_v1`, which writes the
     /// events and notifications set-wise (the triggers skip them): W2's own path.
     SetWise,
+    /// None of the user triggers, and the procedure writes what the contract promises per
+    /// job itself, set-wise: the rows, their events and their NOTIFYs. The least work a
+    /// defer can do under the contract.
+    Floor,
 }
 
 impl Triggers {
@@ -48,6 +52,7 @@ impl Triggers {
             Triggers::NoNotify => "_no_notify",
             Triggers::None => "_no_triggers",
             Triggers::SetWise => "_set_wise",
+            Triggers::Floor => "_floor",
         }
     }
 
@@ -58,6 +63,7 @@ impl Triggers {
             Triggers::NoNotify => ", job_inserted NOTIFY trigger disabled",
             Triggers::None => ", user triggers disabled",
             Triggers::SetWise => ", events written set-wise (postpone_defer_jobs_v1)",
+            Triggers::Floor => ", no trigger: rows, events and NOTIFYs written set-wise",
         }
     }
 
@@ -68,7 +74,9 @@ impl Triggers {
                 "ALTER TABLE procrastinate_jobs
                  DISABLE TRIGGER procrastinate_jobs_notify_queue_job_inserted_v1",
             ),
-            Triggers::None => Some("ALTER TABLE procrastinate_jobs DISABLE TRIGGER USER"),
+            Triggers::None | Triggers::Floor => {
+                Some("ALTER TABLE procrastinate_jobs DISABLE TRIGGER USER")
+            }
         }
     }
 }
@@ -216,8 +224,12 @@ pub(super) async fn w2s(
     let session = Session::install(connect, triggers).await?;
     let (elapsed, cpu) = session
         .call(&format!(
-            "CALL postpone_bench_w2s({jobs}, {batch}, {})",
-            triggers == Triggers::SetWise
+            "CALL postpone_bench_w2s({jobs}, {batch}, '{}')",
+            match triggers {
+                Triggers::SetWise => "set_wise",
+                Triggers::Floor => "floor",
+                Triggers::All | Triggers::NoNotify | Triggers::None => "contract",
+            }
         ))
         .await?;
     let name = format!("W2S_defer_batch{}", triggers.suffix());

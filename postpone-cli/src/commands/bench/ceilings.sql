@@ -46,24 +46,48 @@ BEGIN
 END;
 $postpone_bench$;
 
--- W2S: p_jobs no-op jobs in batches of p_batch, one procrastinate_defer_jobs_v1 call and
--- one COMMIT per batch (as W2's batch_defer: one statement, one transaction per batch);
--- with p_set_wise, one postpone_defer_jobs_v1 call instead (W2's own path: the events and
--- notifications written set-wise).
-CREATE PROCEDURE postpone_bench_w2s(p_jobs integer, p_batch integer, p_set_wise boolean)
+-- W2S: p_jobs no-op jobs in batches of p_batch, one COMMIT per batch (as W2's
+-- batch_defer: one statement, one transaction per batch). p_path says how a batch goes in:
+-- 'contract', one procrastinate_defer_jobs_v1 call; 'set_wise', one postpone_defer_jobs_v1
+-- call (W2's own path: the events and notifications written set-wise); 'floor', for a
+-- table whose user triggers are disabled, what the contract promises per job and nothing
+-- else, each set-wise: the job rows, their 'deferred' events (with the foreign key's
+-- checks) and their two job_inserted notifications, with no trigger call at all.
+CREATE PROCEDURE postpone_bench_w2s(p_jobs integer, p_batch integer, p_path text)
     LANGUAGE plpgsql
 AS $postpone_bench$
 DECLARE
     done integer := 0;
     batch procrastinate_job_to_defer_v1[];
+    ids bigint[];
 BEGIN
+    IF p_path = 'floor' THEN
+        WHILE done < p_jobs LOOP
+            WITH inserted AS (
+                INSERT INTO procrastinate_jobs (queue_name, task_name, priority, args)
+                SELECT 'default', 'postpone.bench.noop', 0, jsonb_build_object('i', g)
+                  FROM generate_series(done, least(done + p_batch, p_jobs) - 1) AS g
+                 ORDER BY g
+                RETURNING id
+            )
+            SELECT array_agg(id ORDER BY id) INTO ids FROM inserted;
+            INSERT INTO procrastinate_events (job_id, type)
+            SELECT id, 'deferred' FROM unnest(ids) AS id;
+            PERFORM pg_notify(channel, json_build_object('type', 'job_inserted', 'job_id', id)::text)
+               FROM unnest(ids) AS id,
+                    unnest(ARRAY['procrastinate_queue_v1#default', 'procrastinate_any_queue_v1']) AS channel;
+            COMMIT;
+            done := least(done + p_batch, p_jobs);
+        END LOOP;
+        RETURN;
+    END IF;
     WHILE done < p_jobs LOOP
         SELECT array_agg(ROW('default', 'postpone.bench.noop', 0, NULL, NULL,
                              jsonb_build_object('i', g), NULL)::procrastinate_job_to_defer_v1
                          ORDER BY g)
           INTO batch
           FROM generate_series(done, least(done + p_batch, p_jobs) - 1) AS g;
-        IF p_set_wise THEN
+        IF p_path = 'set_wise' THEN
             PERFORM postpone_defer_jobs_v1(
                 array_agg(job.queue_name ORDER BY ordinality),
                 array_agg(job.task_name ORDER BY ordinality),
