@@ -17,7 +17,7 @@ use anyhow::{Context as _, bail};
 use postpone::connect::ConnectConfig;
 use postpone::store::postgres::queries;
 
-use super::workloads::{app, fill, percentile, rate};
+use super::workloads::{app, fill, latency_figures, paced, rate};
 use super::{Figure, procfs};
 
 /// The procedures and the wrappers of the worker's statements.
@@ -396,7 +396,7 @@ pub(super) async fn w4s(
     deferrer
         .batch_execute(
             "CREATE TABLE postpone_bench_write (id int PRIMARY KEY, n bigint NOT NULL);
-                        INSERT INTO postpone_bench_write VALUES (1, 0)",
+             INSERT INTO postpone_bench_write VALUES (1, 0)",
         )
         .await
         .context("cannot create W4S's one-row table")?;
@@ -472,34 +472,6 @@ pub(super) async fn w4s(
         ..Figure::new("W4S_claimed", claimed as f64, "jobs")
     });
     Ok(figures)
-}
-
-/// Runs `step` `rounds` times, round `i` starting `i x interval` after the first.
-async fn paced(
-    rounds: usize,
-    interval: Duration,
-    mut step: impl AsyncFnMut(usize) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let origin = tokio::time::Instant::now();
-    for round in 0..rounds {
-        tokio::time::sleep_until(origin + interval * u32::try_from(round)?).await;
-        step(round).await?;
-    }
-    Ok(())
-}
-
-/// `<name>_p50` and `<name>_p99` of latencies in ms.
-fn latency_figures(figures: &mut Vec<Figure>, name: &str, values: &[f64]) {
-    figures.push(Figure::new(
-        format!("{name}_p50"),
-        percentile(values, 50.0),
-        "ms",
-    ));
-    figures.push(Figure::new(
-        format!("{name}_p99"),
-        percentile(values, 99.0),
-        "ms",
-    ));
 }
 
 /// Whether the bench's workers commit asynchronously: the drains' worker processes inherit

@@ -349,38 +349,60 @@ pub(super) async fn w4(connect: &ConnectConfig, params: &Params) -> anyhow::Resu
     let total = params.w4_warmup + params.w4_jobs;
     let mut from_call = Vec::with_capacity(params.w4_jobs);
     let mut from_commit = Vec::with_capacity(params.w4_jobs);
-    let origin = tokio::time::Instant::now();
-    let outcome = async {
-        for seq in 0..total {
-            tokio::time::sleep_until(origin + interval * u32::try_from(seq)?).await;
-            let call = Instant::now();
-            app.defer(BenchLatency { seq: seq as u64 }).await?;
-            let returned = Instant::now();
-            let started = loop {
-                match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
-                    Ok(Some((s, at))) if s == seq as u64 => break at,
-                    Ok(Some(_)) => {}
-                    Ok(None) => bail!("the latency worker stopped"),
-                    Err(_) => bail!("job {seq} did not start within 10 s"),
-                }
-            };
-            if seq >= params.w4_warmup {
-                from_call.push(signed_ms(started, call));
-                from_commit.push(signed_ms(started, returned));
+    let outcome = paced(total, interval, async |seq| {
+        let call = Instant::now();
+        app.defer(BenchLatency { seq: seq as u64 }).await?;
+        let returned = Instant::now();
+        let started = loop {
+            match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+                Ok(Some((s, at))) if s == seq as u64 => break at,
+                Ok(Some(_)) => {}
+                Ok(None) => bail!("the latency worker stopped"),
+                Err(_) => bail!("job {seq} did not start within 10 s"),
             }
+        };
+        if seq >= params.w4_warmup {
+            from_call.push(signed_ms(started, call));
+            from_commit.push(signed_ms(started, returned));
         }
-        anyhow::Ok(())
-    }
+        Ok(())
+    })
     .await;
     handle.stop();
     handle.join().await?;
     outcome?;
-    Ok(vec![
-        Figure::new("W4_defer_to_start_p50", percentile(&from_call, 50.0), "ms"),
-        Figure::new("W4_defer_to_start_p99", percentile(&from_call, 99.0), "ms"),
-        Figure::new("W4_pickup_p50", percentile(&from_commit, 50.0), "ms"),
-        Figure::new("W4_pickup_p99", percentile(&from_commit, 99.0), "ms"),
-    ])
+    let mut figures = Vec::new();
+    latency_figures(&mut figures, "W4_defer_to_start", &from_call);
+    latency_figures(&mut figures, "W4_pickup", &from_commit);
+    Ok(figures)
+}
+
+/// Runs `step` `rounds` times, round `i` starting `i x interval` after the first.
+pub(super) async fn paced(
+    rounds: usize,
+    interval: Duration,
+    mut step: impl AsyncFnMut(usize) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let origin = tokio::time::Instant::now();
+    for round in 0..rounds {
+        tokio::time::sleep_until(origin + interval * u32::try_from(round)?).await;
+        step(round).await?;
+    }
+    Ok(())
+}
+
+/// `<name>_p50` and `<name>_p99` of latencies in ms.
+pub(super) fn latency_figures(figures: &mut Vec<Figure>, name: &str, values: &[f64]) {
+    figures.push(Figure::new(
+        format!("{name}_p50"),
+        percentile(values, 50.0),
+        "ms",
+    ));
+    figures.push(Figure::new(
+        format!("{name}_p99"),
+        percentile(values, 99.0),
+        "ms",
+    ));
 }
 
 /// `later - earlier` in milliseconds, negative when `later` came first.
