@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio_postgres::Client;
 
-use crate::harness::{Listener, TestDb, empty_db, schema_db};
+use crate::harness::{Listener, TestDb, counts, empty_db, schema_db};
 
 /// How long any single wait on the database may take.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -110,18 +110,6 @@ async fn events(client: &Client, id: i64) -> Vec<(String, DateTime<Utc>)> {
 
 fn types(events: &[(String, DateTime<Utc>)]) -> Vec<&str> {
     events.iter().map(|(t, _)| t.as_str()).collect()
-}
-
-/// `(jobs, events)` rows in the database.
-async fn counts(client: &Client) -> (i64, i64) {
-    let r = client
-        .query_one(
-            "SELECT (SELECT count(*) FROM procrastinate_jobs), (SELECT count(*) FROM procrastinate_events)",
-            &[],
-        )
-        .await
-        .expect("count rows");
-    (r.get(0), r.get(1))
 }
 
 async fn db_now(client: &Client) -> DateTime<Utc> {

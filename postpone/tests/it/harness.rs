@@ -452,6 +452,18 @@ mod harness_tests {
     }
 }
 
+/// `(jobs, events)` rows in the database.
+pub async fn counts(client: &Client) -> (i64, i64) {
+    let r = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM procrastinate_jobs), (SELECT count(*) FROM procrastinate_events)",
+            &[],
+        )
+        .await
+        .expect("count rows");
+    (r.get(0), r.get(1))
+}
+
 /// Waits until a worker's LISTEN connection to `db` is up (so a NOTIFY reaches it).
 pub async fn wait_for_listener(db: &TestDb) {
     let client = db.client().await;

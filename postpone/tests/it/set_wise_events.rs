@@ -10,7 +10,7 @@ use postpone::{App, JobStatus};
 use serde_json::json;
 use tokio_postgres::Client;
 
-use crate::harness::{Listener, TestDb, python_db, schema_db};
+use crate::harness::{Listener, TestDb, counts, python_db, schema_db};
 
 fn app(db: &TestDb) -> App {
     App::builder()
@@ -343,15 +343,9 @@ async fn a_set_wise_batch_is_all_or_nothing_and_names_a_taken_queueing_lock() {
         "{error:?}"
     );
     let client = db.client().await;
-    let counts: (i64, i64) = {
-        let row = client
-            .query_one(
-                "SELECT (SELECT count(*) FROM procrastinate_jobs), (SELECT count(*) FROM procrastinate_events)",
-                &[],
-            )
-            .await
-            .expect("counts");
-        (row.get(0), row.get(1))
-    };
-    assert_eq!(counts, (1, 1), "nothing of the batch is left");
+    assert_eq!(
+        counts(&client).await,
+        (1, 1),
+        "nothing of the batch is left"
+    );
 }
