@@ -351,9 +351,12 @@ async fn a_waiting_job_whose_queueing_lock_was_taken_runs_before_the_worker_stop
                 .all(|row| row.0 == JobStatus::Doing)
     })
     .await;
-    // Its queueing lock is free while it is doing: another job takes it.
+    // Its queueing lock is free while it is doing: another job takes it. That job is due
+    // later, so the worker cannot claim it too before the stop (it would then hand back
+    // `first`, the lower id, and keep this one).
     let second = record(&app, "second")
         .with_queueing_lock("once")
+        .schedule_in(Duration::from_secs(3600))
         .defer()
         .await
         .expect("defer");

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::harness::{Log, TestDb, schema_db, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(20);
+const HOUR: Duration = Duration::from_secs(3600);
 
 #[derive(Serialize, Deserialize)]
 struct Record {
@@ -138,6 +139,29 @@ impl Backend {
             Self::Pg(db) => builder.database_url(&db.url).expect("test url parses"),
         };
         builder.build().expect("test app builds")
+    }
+
+    /// Makes `by` pass for workers and events: the memory store's clock moves on; in
+    /// PostgreSQL, whose `now()` cannot be moved, heartbeats and event times move back
+    /// instead, which is the same to every query (no scenario here passes time over a
+    /// scheduled job, whose schedule would not move back with them).
+    async fn pass_time(&self, by: Duration) {
+        match self {
+            Self::Memory(store) => store.clock().advance(by),
+            Self::Pg(db) => {
+                let seconds = by.as_secs_f64();
+                db.client()
+                    .await
+                    .execute(
+                        "WITH shift AS (SELECT make_interval(secs => $1) AS by),
+                              workers AS (UPDATE procrastinate_workers SET last_heartbeat = last_heartbeat - shift.by FROM shift)
+                         UPDATE procrastinate_events SET at = at - shift.by FROM shift",
+                        &[&seconds],
+                    )
+                    .await
+                    .expect("move stored times back");
+            }
+        }
     }
 
     async fn events(&self, id: i64) -> Vec<String> {
@@ -636,7 +660,8 @@ async fn stalled(backend: &Backend) -> Vec<String> {
         .expect("defer");
     let old = store.register_worker().await.expect("register");
     let fetched = store.fetch_jobs(None, old, 2).await.expect("fetch");
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // An hour passes without a heartbeat from `old`; `live` registers after it.
+    backend.pass_time(HOUR).await;
     let live = store.register_worker().await.expect("register");
     let ids = |jobs: Vec<postpone::Job>| {
         format!(
@@ -644,31 +669,33 @@ async fn stalled(backend: &Backend) -> Vec<String> {
             jobs.iter().map(|j| (j.id, j.worker_id)).collect::<Vec<_>>()
         )
     };
+    // Silent for 3 hours: nobody; for a minute: `old`, never `live`.
+    let (long, short) = (3.0 * 3600.0, 60.0);
     let mut seen = vec![
         format!("fetched {}", fetched.len()),
         ids(manager
-            .list_stalled_jobs(3600.0, None, None)
+            .list_stalled_jobs(long, None, None)
             .await
             .expect("stalled")),
         ids(manager
-            .list_stalled_jobs(0.02, None, None)
+            .list_stalled_jobs(short, None, None)
             .await
             .expect("stalled")),
         ids(manager
-            .list_stalled_jobs(0.02, Some("r"), None)
+            .list_stalled_jobs(short, Some("r"), None)
             .await
             .expect("stalled")),
         ids(manager
-            .list_stalled_jobs(0.02, None, Some("mem.nothing"))
+            .list_stalled_jobs(short, None, Some("mem.nothing"))
             .await
             .expect("stalled")),
         format!(
             "pruned {:?}",
-            store.prune_stalled_workers(3600.0).await.expect("prune")
+            store.prune_stalled_workers(long).await.expect("prune")
         ),
         format!(
             "pruned {:?}",
-            store.prune_stalled_workers(0.02).await.expect("prune")
+            store.prune_stalled_workers(short).await.expect("prune")
         ),
     ];
     assert_eq!(
@@ -676,9 +703,14 @@ async fn stalled(backend: &Backend) -> Vec<String> {
         format!("pruned [{old}]"),
         "only the silent worker is pruned"
     );
+    assert_eq!(
+        seen[2],
+        format!("[(1, Some({old})), (2, Some({old}))]"),
+        "the silent worker's jobs are stalled"
+    );
     // Its jobs lose their worker, and stay stalled whatever the delay.
     seen.push(ids(manager
-        .list_stalled_jobs(3600.0, None, None)
+        .list_stalled_jobs(long, None, None)
         .await
         .expect("stalled")));
     // The pruned worker cannot claim a job any more; the live one can.
@@ -712,12 +744,12 @@ async fn stalled(backend: &Backend) -> Vec<String> {
             .await
             .expect("delete")
     ));
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    backend.pass_time(2 * HOUR).await;
     seen.push(format!(
         "deleted {}",
         manager
             .delete_old_jobs(&postpone::manager::DeleteOldJobsOptions {
-                nb_hours: 0,
+                nb_hours: 1,
                 ..Default::default()
             })
             .await

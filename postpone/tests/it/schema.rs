@@ -2,8 +2,6 @@
 //! reference: catalog identity, adoption of a Python-built schema, pre/post ordering, and
 //! the behaviour of our SQL functions compared scenario by scenario with Python's.
 
-use std::time::Duration;
-
 use postpone::Error;
 use postpone::schema::{
     self, ApplyScope, Catalog, DifferenceKind, Migration, Phase, apply, apply_migrations, check,
@@ -567,8 +565,10 @@ async fn scenario_with_notifications(db: &TestDb) -> Vec<String> {
 
     let client = db.client().await;
     let mut lines = run_scenario(&client, SCENARIO).await;
-    // a round trip on the listener makes sure every notification sent before has arrived
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A round trip on the listener makes sure every notification sent before has arrived:
+    // the notifying transactions committed before the ping was sent, and the server hands
+    // a session its pending notifications before the ReadyForQuery that ends the ping
+    // (PostgreSQL 14 and later), which the pump reads, in order, before the ping returns.
     listener.simple_query("SELECT 1").await.expect("ping");
     while let Ok(line) = notifications.try_recv() {
         lines.push(line);

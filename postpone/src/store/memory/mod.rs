@@ -16,8 +16,10 @@
 //! - workers register, heartbeat and are pruned; a removed worker's jobs lose their
 //!   `worker_id` (`ON DELETE SET NULL`).
 //!
-//! Times are the wall clock (`Utc::now()`), one reading per operation, as `now()` is one
-//! per transaction. Nothing panics on input; a poisoned lock is recovered.
+//! Times come from the store's [`Clock`], one reading per operation, as `now()` is one per
+//! transaction: the wall clock, unless the store was made with [`MemoryStore::with_clock`]
+//! and a test moves it ([`Clock::advance`]) to make time pass without sleeping. Nothing
+//! panics on input; a poisoned lock is recovered.
 //!
 //! What differs: there is no LISTEN/NOTIFY, so a worker finds new jobs by polling
 //! (`fetch_job_polling_interval`; use a short one in tests), or [`MemoryStore::run_all`]
@@ -87,6 +89,7 @@
 //! applied to them), `store` (the [`Store`](crate::store::Store) operations, one per named query), and here
 //! the [`MemoryStore`] handle with its test helpers.
 
+mod clock;
 mod events;
 mod state;
 mod store;
@@ -99,6 +102,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
+pub use clock::Clock;
 pub use events::{EventType, JobEvent};
 use state::State;
 
@@ -122,6 +126,7 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct Shared {
     state: Mutex<State>,
+    clock: Clock,
     inserted: Notify,
     /// Tells this store's clones from other stores (see [`MemoryStore::run_all`]).
     instance: u64,
@@ -143,15 +148,33 @@ impl fmt::Debug for MemoryStore {
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store on the wall clock.
     #[must_use]
     pub fn new() -> Self {
+        Self::with_clock(Clock::system())
+    }
+
+    /// An empty store that reads the time from `clock` (keep a clone to move it).
+    #[must_use]
+    pub fn with_clock(clock: Clock) -> Self {
         Self {
             shared: Arc::new(Shared {
                 instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
+                clock,
                 ..Shared::default()
             }),
         }
+    }
+
+    /// The clock this store reads: `store.clock().advance(..)` makes time pass for it.
+    #[must_use]
+    pub fn clock(&self) -> &Clock {
+        &self.shared.clock
+    }
+
+    /// The store's time now.
+    fn now(&self) -> DateTime<Utc> {
+        self.shared.clock.now()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

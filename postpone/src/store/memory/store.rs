@@ -27,7 +27,7 @@ impl Store for MemoryStore {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = self.state().insert_jobs(jobs, Utc::now())?;
+        let ids = self.state().insert_jobs(jobs, self.now())?;
         self.shared.inserted.notify_waiters();
         Ok(ids)
     }
@@ -49,7 +49,7 @@ impl Store for MemoryStore {
                 return Ok(None); // another worker deferred this tick
             }
             // A failed insert (queueing lock taken) records no tick, as the rollback does.
-            let ids = state.insert_jobs(std::slice::from_ref(job), Utc::now())?;
+            let ids = state.insert_jobs(std::slice::from_ref(job), self.now())?;
             state.periodic_defers.retain(|(task, periodic, timestamp)| {
                 !(task == &tick.0 && periodic == &tick.1 && *timestamp < defer_timestamp)
             });
@@ -134,7 +134,7 @@ impl Store for MemoryStore {
     }
 
     async fn cancel_job(&self, id: i64, abort: bool, delete: bool) -> Result<Option<i64>> {
-        let now = Utc::now();
+        let now = self.now();
         let mut state = self.state();
         let Some(status) = state.jobs.get(&id).map(|j| j.status) else {
             return Ok(None);
@@ -172,7 +172,7 @@ impl Store for MemoryStore {
     }
 
     async fn retry_job(&self, id: i64, params: &RetryJobParams) -> Result<()> {
-        let now = Utc::now();
+        let now = self.now();
         let mut state = self.state();
         // Same steps as procrastinate_retry_job_v2.
         let Some(job) = state
@@ -218,7 +218,7 @@ impl Store for MemoryStore {
     }
 
     async fn list_stalled_jobs(&self, params: &StalledJobsParams) -> Result<Vec<Job>> {
-        let now = Utc::now();
+        let now = self.now();
         let state = self.state();
         let mut stalled = Vec::new();
         for job in state.jobs.values() {
@@ -244,7 +244,7 @@ impl Store for MemoryStore {
     }
 
     async fn delete_old_jobs(&self, params: &DeleteOldJobsParams) -> Result<u64> {
-        let now = Utc::now();
+        let now = self.now();
         // Past the calendar's start, no event is older.
         let Some(threshold) = now.checked_sub_signed(TimeDelta::hours(i64::from(params.nb_hours)))
         else {
@@ -276,24 +276,24 @@ impl Store for MemoryStore {
         let mut state = self.state();
         state.last_worker_id += 1;
         let id = state.last_worker_id;
-        state.workers.insert(id, Utc::now());
+        state.workers.insert(id, self.now());
         Ok(id)
     }
 
     async fn unregister_worker(&self, worker_id: i64) -> Result<()> {
-        self.state().delete_worker(worker_id, Utc::now());
+        self.state().delete_worker(worker_id, self.now());
         Ok(())
     }
 
     async fn update_heartbeat(&self, worker_id: i64) -> Result<()> {
         if let Some(at) = self.state().workers.get_mut(&worker_id) {
-            *at = Utc::now();
+            *at = self.now();
         }
         Ok(())
     }
 
     async fn prune_stalled_workers(&self, seconds_since_heartbeat: f64) -> Result<Vec<i64>> {
-        let now = Utc::now();
+        let now = self.now();
         let mut state = self.state();
         let mut pruned = Vec::new();
         for (id, at) in &state.workers {
@@ -313,7 +313,7 @@ impl Store for MemoryStore {
         worker_id: i64,
         limit: usize,
     ) -> Result<Vec<Job>> {
-        let now = Utc::now();
+        let now = self.now();
         let mut state = self.state();
         // Per lock: is a job doing, and which todo job comes first (priority DESC, id ASC)?
         let mut busy: HashSet<&str> = HashSet::new();
@@ -381,7 +381,7 @@ impl Store for MemoryStore {
     }
 
     async fn finish_jobs(&self, jobs: &[FinishJobParams]) -> Result<Vec<i64>> {
-        let now = Utc::now();
+        let now = self.now();
         let mut state = self.state();
         let open = |state: &State, id: i64| {
             state
@@ -419,7 +419,7 @@ impl Store for MemoryStore {
     }
 
     async fn retry_jobs(&self, jobs: &[(i64, RetryJobParams)]) -> Result<Vec<i64>> {
-        let now = Utc::now();
+        let now = self.now();
         let mut state = self.state();
         // A job back in todo must not collide on its queueing lock (unique index): check
         // the whole statement before writing, as PostgreSQL would fail it whole.
@@ -472,7 +472,7 @@ impl Store for MemoryStore {
     async fn hand_back_jobs(&self, worker_id: i64, ids: &[i64]) -> Result<HandedBack> {
         // Same rows as hand_back_jobs.sql: doing jobs of this worker (or orphaned), back to
         // todo unless their abort was requested or a todo job holds their queueing lock.
-        let now = Utc::now();
+        let now = self.now();
         let mut state = self.state();
         let mut handed = HandedBack::default();
         let held: BTreeSet<i64> = ids.iter().copied().collect();
