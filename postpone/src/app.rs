@@ -11,11 +11,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::any::Any;
+
 use crate::blueprint::Blueprint;
 use crate::connect::ConnectConfig;
 use crate::manager::JobManager;
 use crate::periodic::{MAX_DELAY_DEFAULT, Periodic};
 use crate::protocol::{check_name, check_queue_name};
+use crate::schema::{ApplyReport, ApplyScope};
 use crate::store::Store;
 use crate::store::postgres::PgStore;
 use crate::task::{Task, TaskEntry};
@@ -32,8 +35,6 @@ pub struct App {
 
 struct AppInner {
     store: Arc<dyn Store>,
-    pg: Option<PgStore>,
-    connect: Option<ConnectConfig>,
     /// Task names and aliases to their entry.
     tasks: HashMap<String, Arc<TaskEntry>>,
     /// Registered task names (not aliases), sorted.
@@ -69,13 +70,14 @@ impl App {
     /// The PostgreSQL store, when the app runs on PostgreSQL.
     #[must_use]
     pub fn pg(&self) -> Option<&PgStore> {
-        self.inner.pg.as_ref()
+        let store: &dyn Any = self.inner.store.as_ref();
+        store.downcast_ref::<PgStore>()
     }
 
     /// Where the app connects, when it runs on PostgreSQL.
     #[must_use]
     pub fn connect_config(&self) -> Option<&ConnectConfig> {
-        self.inner.connect.as_ref()
+        self.pg().map(PgStore::connect_config)
     }
 
     /// The job manager: status, lists, cancel, retry, stalled jobs, cleanup.
@@ -96,7 +98,6 @@ impl App {
     }
 
     /// Periodic registrations (task names as registered, namespaces included).
-    #[must_use]
     pub fn periodic_tasks(&self) -> &[Periodic] {
         &self.inner.periodic
     }
@@ -107,17 +108,36 @@ impl App {
         self.inner.periodic_max_delay
     }
 
-    /// Checks the database schema is installed and current; returns its version.
+    /// Checks the database schema is installed and current; returns its version (a
+    /// worker checks it too before it starts).
     ///
     /// # Errors
     /// [`Error::SchemaMissing`], [`Error::SchemaOutdated`], [`Error::SchemaTooNew`], or a
     /// connection error naming where it tried.
     pub async fn check_schema(&self) -> Result<String> {
-        let pg = self.inner.pg.as_ref().ok_or_else(|| {
-            Error::InvalidInput("this app has no PostgreSQL database to check".to_owned())
-        })?;
-        let client = pg.get().await?;
-        crate::schema::ensure_ready(&client).await
+        self.inner.store.check_schema().await
+    }
+
+    /// Installs or upgrades the schema from code: applies this build's pending migrations
+    /// in `scope` (as `postpone schema apply [--pre|--post]`), each in its own
+    /// transaction, under a lock, so running it from every process at start is safe.
+    /// A database set up by Procrastinate is adopted, not recreated. `ApplyScope::All`
+    /// suits a new database or a deploy that stops every worker; see `docs/schema.md`
+    /// for zero-downtime deploys.
+    ///
+    /// ```no_run
+    /// # async fn f(app: postpone::App) -> postpone::Result<()> {
+    /// use postpone::schema::ApplyScope;
+    /// let report = app.apply_schema(ApplyScope::All).await?;
+    /// print!("{report}");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::SchemaTooNew`], [`Error::ProcrastinateSchemaTooOld`],
+    /// [`Error::MigrationFailed`] (rolled back), or a connection error.
+    pub async fn apply_schema(&self, scope: ApplyScope) -> Result<ApplyReport> {
+        self.inner.store.apply_schema(scope).await
     }
 }
 
@@ -227,30 +247,33 @@ impl AppBuilder {
                     )));
                 }
             }
-            if let Some(queue) = &entry.config.queue {
+            if let Some(queue) = &entry.config.options.queue {
                 check_queue_name(queue)?;
             }
             task_names.push(entry.name.clone());
         }
         task_names.sort();
         let periodic = crate::periodic::check_registrations(periodic, &tasks)?;
-        let (store, pg, connect): (Arc<dyn Store>, _, _) = match self.store {
-            Some(store) => (store, None, self.connect),
-            None => {
-                let connect = match self.connect {
+        let store: Arc<dyn Store> = match (self.store, self.connect) {
+            (Some(_), Some(connect)) => {
+                return Err(Error::InvalidInput(format!(
+                    "the app was given both a store and a database ({}): give one of them",
+                    connect.target()
+                )));
+            }
+            (Some(store), None) => store,
+            (None, connect) => {
+                let connect = match connect {
                     Some(connect) => connect,
                     None => ConnectConfig::resolve(None)?,
                 };
-                let pool = connect.pool(self.pool_size.unwrap_or(POOL_SIZE_DEFAULT))?;
-                let pg = PgStore::new(pool, connect.target());
-                (Arc::new(pg.clone()), Some(pg), Some(connect))
+                let pool_size = self.pool_size.unwrap_or(POOL_SIZE_DEFAULT);
+                Arc::new(PgStore::new(connect, pool_size)?)
             }
         };
         let app = App {
             inner: Arc::new(AppInner {
                 store,
-                pg,
-                connect,
                 tasks,
                 task_names,
                 periodic,

@@ -26,11 +26,10 @@
 //! # Ok(()) }
 //! ```
 
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 use crate::app::App;
+use crate::job::{JobOptions, job_option_setters};
 use crate::protocol::{DEFAULT_QUEUE, check_name, check_queue_name};
 use crate::store::DeferJobParams;
 use crate::store::postgres::Transaction;
@@ -47,12 +46,7 @@ pub struct Configured<'a> {
     app: &'a App,
     task_name: String,
     args: Result<serde_json::Value>,
-    queue: Option<String>,
-    priority: Option<i32>,
-    lock: Option<String>,
-    queueing_lock: Option<String>,
-    schedule_at: Option<DateTime<Utc>>,
-    schedule_in: Option<Duration>,
+    options: JobOptions,
     task_kwargs: Option<serde_json::Map<String, serde_json::Value>>,
     allow_unknown: bool,
     /// The task type's own defaults, for a typed job whose task this app does not register.
@@ -135,51 +129,18 @@ impl<'a> Configured<'a> {
             app,
             task_name,
             args,
-            queue: None,
-            priority: None,
-            lock: None,
-            queueing_lock: None,
-            schedule_at: None,
-            schedule_in: None,
+            options: JobOptions::default(),
             task_kwargs: None,
             allow_unknown: false,
             task_config: None,
         }
     }
 
-    /// Runs on this queue.
-    pub fn with_queue(mut self, queue: impl Into<String>) -> Self {
-        self.queue = Some(queue.into());
-        self
-    }
+    job_option_setters!(options);
 
-    /// Runs with this priority (higher first).
-    pub fn with_priority(mut self, priority: i32) -> Self {
-        self.priority = Some(priority);
-        self
-    }
-
-    /// Never runs while another job with this lock runs.
-    pub fn with_lock(mut self, lock: impl Into<String>) -> Self {
-        self.lock = Some(lock.into());
-        self
-    }
-
-    /// Refused while another job with this queueing lock waits.
-    pub fn with_queueing_lock(mut self, queueing_lock: impl Into<String>) -> Self {
-        self.queueing_lock = Some(queueing_lock.into());
-        self
-    }
-
-    /// Not run before `at`.
-    pub fn schedule_at(mut self, at: DateTime<Utc>) -> Self {
-        self.schedule_at = Some(at);
-        self
-    }
-
-    /// Not run before `delay` from now.
-    pub fn schedule_in(mut self, delay: Duration) -> Self {
-        self.schedule_in = Some(delay);
+    /// Sets every option at once (unset ones still come from the task).
+    pub fn with_options(mut self, options: JobOptions) -> Self {
+        self.options = options;
         self
     }
 
@@ -227,12 +188,13 @@ impl<'a> Configured<'a> {
             Some(_) => None,
         };
         let config = entry.map(|e| &e.config).or(own.as_ref());
-        let queue = self
-            .queue
-            .or_else(|| config.and_then(|c| c.queue.clone()))
-            .unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
+        let options = match config {
+            Some(config) => self.options.over(&config.options),
+            None => self.options,
+        };
+        let queue = options.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
         check_queue_name(&queue)?;
-        let scheduled_at = match (self.schedule_at, self.schedule_in) {
+        let scheduled_at = match (options.schedule_at, options.schedule_in) {
             (Some(_), Some(_)) => {
                 return Err(Error::InvalidInput(
                     "both schedule_at and schedule_in are set: give one of them".to_owned(),
@@ -255,14 +217,9 @@ impl<'a> Configured<'a> {
         Ok(JobSpec {
             queue_name: queue,
             task_name: self.task_name,
-            priority: self
-                .priority
-                .or_else(|| config.and_then(|c| c.priority))
-                .unwrap_or(0),
-            lock: self.lock.or_else(|| config.and_then(|c| c.lock.clone())),
-            queueing_lock: self
-                .queueing_lock
-                .or_else(|| config.and_then(|c| c.queueing_lock.clone())),
+            priority: options.priority.unwrap_or(0),
+            lock: options.lock,
+            queueing_lock: options.queueing_lock,
             args,
             scheduled_at,
         })

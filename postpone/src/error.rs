@@ -56,11 +56,15 @@ pub enum Error {
     },
     /// The database has no Procrastinate/Postpone schema.
     #[error(
-        "the database has no Postpone schema, or not all of it (a procrastinate_* or postpone_* object is missing): run `postpone schema apply`"
+        "the database has no Postpone schema, or not all of it (a procrastinate_* or postpone_* object is missing): \
+         run `postpone schema apply`, or `app.apply_schema(ApplyScope::All)` from code"
     )]
     SchemaMissing,
     /// The database's schema is not complete or not current.
-    #[error("the database schema is not up to date ({pending}): run `postpone schema apply`")]
+    #[error(
+        "the database schema is not up to date ({pending}): \
+         run `postpone schema apply`, or `app.apply_schema(ApplyScope::All)` from code"
+    )]
     SchemaOutdated {
         /// What is pending, in words.
         pending: String,
@@ -94,6 +98,15 @@ pub enum Error {
         #[source]
         source: DbError,
     },
+    /// The worker's row in `procrastinate_workers` is gone: another worker pruned it as
+    /// stalled (its heartbeat was late), or it was unregistered. Register again.
+    #[error(
+        "worker {worker_id} is not registered (pruned as stalled by another worker, or unregistered): register it again"
+    )]
+    WorkerNotRegistered {
+        /// The worker id that is gone.
+        worker_id: i64,
+    },
     /// Could not connect to PostgreSQL.
     #[error("could not connect to PostgreSQL at {target}")]
     Connect {
@@ -106,6 +119,21 @@ pub enum Error {
     /// A database operation failed.
     #[error(transparent)]
     Database(#[from] DbError),
+}
+
+impl Error {
+    /// True when trying the same operation again, unchanged, may succeed: the connection
+    /// failed or was lost (the server restarted, a backend was terminated, the network
+    /// dropped), or the server gave up on a transaction for a conflict with another one
+    /// (serialization failure, deadlock). Anything about the data itself is not transient.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Connect { .. } => true,
+            Self::Database(db) => db.is_connection() || db.is_conflict(),
+            _ => false,
+        }
+    }
 }
 
 /// A convenient alias for results of this crate.
@@ -153,18 +181,19 @@ impl DbError {
         }
     }
 
+    /// True when the server gave up on the transaction for a conflict with a concurrent
+    /// one: serialization failure (40001) or deadlock (40P01); it may succeed if run again.
+    #[must_use]
+    pub fn is_conflict(&self) -> bool {
+        matches!(self.code(), Some("40001" | "40P01"))
+    }
+
     /// Sets the detail line when the driver did not keep it.
     #[cfg(feature = "sqlx")]
     pub(crate) fn with_detail(mut self, detail: Option<String>) -> Self {
         if self.detail.is_none() {
             self.detail = detail;
         }
-        self
-    }
-
-    /// Gives the error a SQLSTATE code (for stores that mimic the database's errors).
-    pub(crate) fn with_code(mut self, code: &str) -> Self {
-        self.code = Some(code.to_owned());
         self
     }
 

@@ -6,52 +6,16 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-
-use crate::job::{Job, JobStatus};
+use crate::job::{Job, JobStatus, RetryDecision};
 use crate::protocol::check_queue_name;
-use crate::store::{
-    CountBy, DeleteOldJobsParams, JobCounts, RetryJobParams, StalledJobsParams, Store,
-};
+use crate::store::{DeleteOldJobsParams, StalledJobsParams, Store};
 use crate::{Error, Result};
+
+pub use crate::store::{CountBy, JobCounts, JobFilter};
 
 /// How long a worker may go without heartbeat before its jobs count as stalled
 /// (Procrastinate's `stalled_worker_timeout` default, in seconds).
 pub const STALLED_WORKER_TIMEOUT_DEFAULT: f64 = 30.0;
-
-/// Which jobs to list or count; `None` fields match everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct JobFilter {
-    /// This job only.
-    pub id: Option<i64>,
-    /// Jobs of this queue.
-    pub queue_name: Option<String>,
-    /// Jobs of this task.
-    pub task_name: Option<String>,
-    /// Jobs in this status.
-    pub status: Option<JobStatus>,
-    /// Jobs with this lock.
-    pub lock: Option<String>,
-    /// Jobs with this queueing lock.
-    pub queueing_lock: Option<String>,
-    /// Jobs run by this worker.
-    pub worker_id: Option<i64>,
-    /// At most this many jobs (lists only).
-    pub limit: Option<i64>,
-}
-
-/// How to retry a failed job.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RetryOptions {
-    /// When (now if `None`).
-    pub retry_at: Option<DateTime<Utc>>,
-    /// New priority.
-    pub priority: Option<i32>,
-    /// New queue.
-    pub queue: Option<String>,
-    /// New lock.
-    pub lock: Option<String>,
-}
 
 /// Which old jobs to delete.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -108,12 +72,20 @@ impl JobManager {
         self.store.list_jobs(filter).await
     }
 
+    /// Jobs counted per queue, task or lock, and per status.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn count_jobs(&self, by: CountBy, filter: &JobFilter) -> Result<Vec<JobCounts>> {
+        self.store.count_jobs(by, filter).await
+    }
+
     /// Queues with their job counts per status.
     ///
     /// # Errors
     /// A database error.
     pub async fn list_queues(&self, filter: &JobFilter) -> Result<Vec<JobCounts>> {
-        self.store.count_jobs(CountBy::Queue, filter).await
+        self.count_jobs(CountBy::Queue, filter).await
     }
 
     /// Tasks with their job counts per status.
@@ -121,7 +93,7 @@ impl JobManager {
     /// # Errors
     /// A database error.
     pub async fn list_tasks(&self, filter: &JobFilter) -> Result<Vec<JobCounts>> {
-        self.store.count_jobs(CountBy::Task, filter).await
+        self.count_jobs(CountBy::Task, filter).await
     }
 
     /// Locks with their job counts per status.
@@ -129,7 +101,7 @@ impl JobManager {
     /// # Errors
     /// A database error.
     pub async fn list_locks(&self, filter: &JobFilter) -> Result<Vec<JobCounts>> {
-        self.store.count_jobs(CountBy::Lock, filter).await
+        self.count_jobs(CountBy::Lock, filter).await
     }
 
     /// Cancels a job (Procrastinate's `cancel_job_by_id`): a `todo` job becomes
@@ -151,8 +123,8 @@ impl JobManager {
     /// # Errors
     /// [`Error::JobNotFound`], [`Error::InvalidJobStatus`] unless the job failed or is
     /// doing, or [`Error::InvalidInput`] for a bad queue name.
-    pub async fn retry_job_by_id(&self, id: i64, options: RetryOptions) -> Result<()> {
-        if let Some(queue) = &options.queue {
+    pub async fn retry_job_by_id(&self, id: i64, retry: RetryDecision) -> Result<()> {
+        if let Some(queue) = &retry.queue {
             check_queue_name(queue)?;
         }
         let job = self.get_job(id).await?;
@@ -163,17 +135,7 @@ impl JobManager {
                 status: job.status.to_string(),
             });
         }
-        self.store
-            .retry_job(
-                id,
-                &RetryJobParams {
-                    retry_at: options.retry_at,
-                    priority: options.priority,
-                    queue: options.queue,
-                    lock: options.lock,
-                },
-            )
-            .await
+        self.store.retry_job(id, &retry).await
     }
 
     /// Running jobs whose worker has not sent a heartbeat for `seconds_since_heartbeat`

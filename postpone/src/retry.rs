@@ -10,64 +10,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-
 use crate::job::Job;
 
-/// When and how a failed job runs again (Procrastinate's `RetryDecision`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RetryDecision {
-    /// Not before this time; `None` means now.
-    pub retry_at: Option<DateTime<Utc>>,
-    /// New priority, if it changes.
-    pub priority: Option<i32>,
-    /// New queue, if it changes.
-    pub queue: Option<String>,
-    /// New lock, if it changes.
-    pub lock: Option<String>,
-}
-
-impl RetryDecision {
-    /// Retry after `delay` from now.
-    #[must_use]
-    pub fn retry_in(delay: Duration) -> Self {
-        let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-        Self {
-            retry_at: Utc::now().checked_add_signed(delay),
-            ..Self::default()
-        }
-    }
-
-    /// Retry at `at`.
-    #[must_use]
-    pub fn retry_at(at: DateTime<Utc>) -> Self {
-        Self {
-            retry_at: Some(at),
-            ..Self::default()
-        }
-    }
-
-    /// Also change the priority.
-    #[must_use]
-    pub fn with_priority(mut self, priority: i32) -> Self {
-        self.priority = Some(priority);
-        self
-    }
-
-    /// Also move the job to another queue.
-    #[must_use]
-    pub fn with_queue(mut self, queue: impl Into<String>) -> Self {
-        self.queue = Some(queue.into());
-        self
-    }
-
-    /// Also change the lock.
-    #[must_use]
-    pub fn with_lock(mut self, lock: impl Into<String>) -> Self {
-        self.lock = Some(lock.into());
-        self
-    }
-}
+pub use crate::job::RetryDecision;
 
 /// A classic retry strategy (Procrastinate's `RetryStrategy`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

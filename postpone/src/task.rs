@@ -36,6 +36,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::job::{JobOptions, job_option_setters};
 use crate::retry::Retry;
 
 pub use crate::context::{AbortReason, JobContext};
@@ -61,15 +62,11 @@ pub trait Task: Serialize + DeserializeOwned + Send + 'static {
 
 /// Defaults for a task's jobs; each can be overridden per defer call.
 #[derive(Clone, Default)]
+#[must_use = "a task's config does nothing until its task returns it from Task::config"]
 pub struct TaskConfig {
-    /// Queue (default `"default"`).
-    pub queue: Option<String>,
-    /// Priority (default 0; higher runs first).
-    pub priority: Option<i32>,
-    /// Lock shared by jobs that must not run at the same time.
-    pub lock: Option<String>,
-    /// At most one waiting job per queueing lock.
-    pub queueing_lock: Option<String>,
+    /// Queue (default `"default"`), priority (default 0; higher runs first), lock,
+    /// queueing lock and schedule of the task's jobs, set with the `with_*` setters.
+    pub options: JobOptions,
     /// What to do when a job fails.
     pub retry: Retry,
     /// Other names jobs of this task may carry (for renames, and Python names).
@@ -81,10 +78,7 @@ pub struct TaskConfig {
 impl fmt::Debug for TaskConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskConfig")
-            .field("queue", &self.queue)
-            .field("priority", &self.priority)
-            .field("lock", &self.lock)
-            .field("queueing_lock", &self.queueing_lock)
+            .field("options", &self.options)
             .field("retry", &self.retry)
             .field("aliases", &self.aliases)
             .field("middleware", &self.middleware.len())
@@ -93,43 +87,15 @@ impl fmt::Debug for TaskConfig {
 }
 
 impl TaskConfig {
-    /// Sets the queue.
-    #[must_use]
-    pub fn with_queue(mut self, queue: impl Into<String>) -> Self {
-        self.queue = Some(queue.into());
-        self
-    }
-
-    /// Sets the priority.
-    #[must_use]
-    pub fn with_priority(mut self, priority: i32) -> Self {
-        self.priority = Some(priority);
-        self
-    }
-
-    /// Sets the lock.
-    #[must_use]
-    pub fn with_lock(mut self, lock: impl Into<String>) -> Self {
-        self.lock = Some(lock.into());
-        self
-    }
-
-    /// Sets the queueing lock.
-    #[must_use]
-    pub fn with_queueing_lock(mut self, queueing_lock: impl Into<String>) -> Self {
-        self.queueing_lock = Some(queueing_lock.into());
-        self
-    }
+    job_option_setters!(options);
 
     /// Sets the retry policy.
-    #[must_use]
     pub fn with_retry(mut self, retry: impl Into<Retry>) -> Self {
         self.retry = retry.into();
         self
     }
 
     /// Adds a middleware around each attempt (the first added is the outermost).
-    #[must_use]
     pub fn with_middleware(
         mut self,
         middleware: std::sync::Arc<dyn crate::middleware::Middleware>,
@@ -139,7 +105,6 @@ impl TaskConfig {
     }
 
     /// Adds an alias.
-    #[must_use]
     pub fn with_alias(mut self, alias: impl Into<String>) -> Self {
         self.aliases.push(alias.into());
         self

@@ -5,7 +5,8 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use postpone::manager::{DeleteOldJobsOptions, RetryOptions};
+use postpone::RetryDecision;
+use postpone::manager::{CountBy, DeleteOldJobsOptions};
 use postpone::{Job, JobFilter, JobStatus};
 use serde_json::json;
 
@@ -82,14 +83,6 @@ async fn delete_old(flags: JobsDeleteOldFlags, context: Context) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-/// What `queues`, `tasks` and `locks` count by.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum CountBy {
-    Queue,
-    Task,
-    Lock,
-}
-
 pub(crate) async fn counts(
     by: CountBy,
     flags: CountFlags,
@@ -103,18 +96,13 @@ pub(crate) async fn counts(
         ..JobFilter::default()
     };
     let (app, format) = context.app()?;
-    let manager = app.job_manager();
-    let (counts, name, none) = match by {
-        CountBy::Queue => (manager.list_queues(&filter).await?, "queue", "no queues"),
-        CountBy::Task => (manager.list_tasks(&filter).await?, "task", "no tasks"),
-        CountBy::Lock => (manager.list_locks(&filter).await?, "lock", "no locks"),
-    };
+    let counts = app.job_manager().count_jobs(by, &filter).await?;
     if format.is_json() {
         output::print_json(&output::counts_json(&counts))?;
     } else if counts.is_empty() {
-        output::print(&format!("({none} with jobs)\n"))?;
+        output::print(&format!("(no {}s with jobs)\n", by.noun()))?;
     } else {
-        output::print(&output::counts_table(name, &counts).render())?;
+        output::print(&output::counts_table(by.noun(), &counts).render())?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -131,7 +119,7 @@ pub(crate) async fn retry(flags: RetryFlags, context: Context) -> anyhow::Result
     manager
         .retry_job_by_id(
             flags.id,
-            RetryOptions {
+            RetryDecision {
                 retry_at,
                 priority: flags.priority,
                 queue: flags.queue,

@@ -13,6 +13,8 @@ mod worker;
 
 use std::process::ExitCode;
 
+use postpone::manager::CountBy;
+
 use crate::Context;
 use crate::flags::Command;
 
@@ -24,9 +26,9 @@ pub(crate) async fn run(command: Command, context: Context) -> anyhow::Result<Ex
         Command::Defer(flags) => defer::run(flags, context).await,
         Command::Healthchecks => healthchecks::run(context).await,
         Command::Jobs(command) => jobs::run(command, context).await,
-        Command::Queues(flags) => jobs::counts(jobs::CountBy::Queue, flags, context).await,
-        Command::Tasks(flags) => jobs::counts(jobs::CountBy::Task, flags, context).await,
-        Command::Locks(flags) => jobs::counts(jobs::CountBy::Lock, flags, context).await,
+        Command::Queues(flags) => jobs::counts(CountBy::Queue, flags, context).await,
+        Command::Tasks(flags) => jobs::counts(CountBy::Task, flags, context).await,
+        Command::Locks(flags) => jobs::counts(CountBy::Lock, flags, context).await,
         Command::Retry(flags) => jobs::retry(flags, context).await,
         Command::Cancel(flags) => jobs::cancel(flags, context).await,
         Command::Abort(flags) => jobs::abort(flags, context).await,

@@ -11,7 +11,8 @@ use std::io::{BufRead as _, IsTerminal as _};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail};
-use postpone::manager::{JobManager, RetryOptions};
+use postpone::RetryDecision;
+use postpone::manager::{CountBy, JobManager};
 use postpone::store::JobCounts;
 use postpone::{App, Job, JobFilter, JobStatus};
 use rustyline::completion::{Completer, Pair};
@@ -148,13 +149,6 @@ enum Parsed {
     Retry(i64),
     Cancel(i64),
     Abort(i64),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CountBy {
-    Queue,
-    Task,
-    Lock,
 }
 
 /// Parses one line: the command name, then its arguments separated by spaces.
@@ -384,15 +378,11 @@ impl Shell {
                 }
             }
             Parsed::Count { by, filter } => {
-                let (counts, none) = match by {
-                    CountBy::Queue => (self.manager.list_queues(&filter).await?, "no queues"),
-                    CountBy::Task => (self.manager.list_tasks(&filter).await?, "no tasks"),
-                    CountBy::Lock => (self.manager.list_locks(&filter).await?, "no locks"),
-                };
+                let counts = self.manager.count_jobs(by, &filter).await?;
                 if self.format.is_json() {
                     output::print_json(&output::counts_json(&counts))?;
                 } else if counts.is_empty() {
-                    output::print(&format!("({none} with jobs)\n"))?;
+                    output::print(&format!("(no {}s with jobs)\n", by.noun()))?;
                 } else {
                     let mut text = String::new();
                     for row in &counts {
@@ -404,7 +394,7 @@ impl Shell {
             }
             Parsed::Retry(id) => {
                 self.manager
-                    .retry_job_by_id(id, RetryOptions::default())
+                    .retry_job_by_id(id, RetryDecision::default())
                     .await?;
                 self.print_job(id).await?;
             }

@@ -75,6 +75,7 @@ use serde::Serialize;
 pub use schedule::Schedule;
 
 use crate::app::App;
+use crate::job::{JobOptions, job_option_setters};
 use crate::store::DeferJobParams;
 use crate::task::{Task, TaskEntry};
 use crate::{Error, Result};
@@ -88,29 +89,26 @@ pub const TIMESTAMP_KWARG: &str = "timestamp";
 
 /// One periodic registration: a task, a cron schedule, and how to configure its jobs.
 #[derive(Debug, Clone)]
+#[must_use = "a periodic registration does nothing until added to an app or blueprint"]
 pub struct Periodic {
     pub(crate) task_name: String,
     pub(crate) cron: String,
     pub(crate) periodic_id: String,
     pub(crate) timezone: Option<String>,
     pub(crate) kwargs: std::result::Result<serde_json::Value, String>,
-    pub(crate) queue: Option<String>,
-    pub(crate) priority: Option<i32>,
-    pub(crate) lock: Option<String>,
-    pub(crate) queueing_lock: Option<String>,
+    /// The jobs' options (unset ones come from the task).
+    pub(crate) options: JobOptions,
     /// Parsed when the app is built.
     pub(crate) schedule: Option<Schedule>,
 }
 
 impl Periodic {
     /// Defers task `T` on this cron schedule (checked when the app is built).
-    #[must_use]
     pub fn new<T: Task>(cron: impl Into<String>) -> Self {
         Self::by_name(T::name(), cron)
     }
 
     /// Defers the task registered under this name (in a blueprint: the name inside it).
-    #[must_use]
     pub fn by_name(task_name: impl Into<String>, cron: impl Into<String>) -> Self {
         Self {
             task_name: task_name.into(),
@@ -118,63 +116,32 @@ impl Periodic {
             periodic_id: String::new(),
             timezone: None,
             kwargs: Ok(serde_json::Value::Object(serde_json::Map::new())),
-            queue: None,
-            priority: None,
-            lock: None,
-            queueing_lock: None,
+            options: JobOptions::default(),
             schedule: None,
         }
     }
 
     /// Tells apart several schedules of one task (default empty, as in Procrastinate).
-    #[must_use]
     pub fn with_periodic_id(mut self, periodic_id: impl Into<String>) -> Self {
         self.periodic_id = periodic_id.into();
         self
     }
 
     /// Runs the schedule in this IANA time zone (`"Europe/Paris"`; default UTC).
-    #[must_use]
     pub fn with_timezone(mut self, timezone: impl Into<String>) -> Self {
         self.timezone = Some(timezone.into());
         self
     }
 
     /// Fixed keyword arguments of every job (a JSON object; `timestamp` is added).
-    #[must_use]
     pub fn with_kwargs(mut self, kwargs: impl Serialize) -> Self {
         self.kwargs = serde_json::to_value(kwargs).map_err(|e| e.to_string());
         self
     }
 
-    /// Queue of the jobs (default: the task's).
-    #[must_use]
-    pub fn with_queue(mut self, queue: impl Into<String>) -> Self {
-        self.queue = Some(queue.into());
-        self
-    }
-
-    /// Priority of the jobs (default: the task's).
-    #[must_use]
-    pub fn with_priority(mut self, priority: i32) -> Self {
-        self.priority = Some(priority);
-        self
-    }
-
-    /// Lock of the jobs (default: the task's).
-    #[must_use]
-    pub fn with_lock(mut self, lock: impl Into<String>) -> Self {
-        self.lock = Some(lock.into());
-        self
-    }
-
-    /// Queueing lock of the jobs (default: the task's). A tick that finds a waiting job
-    /// with this queueing lock is skipped.
-    #[must_use]
-    pub fn with_queueing_lock(mut self, queueing_lock: impl Into<String>) -> Self {
-        self.queueing_lock = Some(queueing_lock.into());
-        self
-    }
+    // Queue, priority, lock, queueing lock (a tick that finds a waiting job with it is
+    // skipped) and schedule of the jobs; each defaults to the task's.
+    job_option_setters!(options);
 
     /// The task name (namespaced once the app is built).
     #[must_use]
@@ -242,20 +209,9 @@ impl App {
     ) -> Result<DeferJobParams> {
         let mut kwargs = periodic.kwargs_map()?;
         kwargs.insert(TIMESTAMP_KWARG.to_owned(), timestamp.into());
-        let mut job =
-            self.configure_by_name(&periodic.task_name, serde_json::Value::Object(kwargs));
-        if let Some(queue) = &periodic.queue {
-            job = job.with_queue(queue);
-        }
-        if let Some(priority) = periodic.priority {
-            job = job.with_priority(priority);
-        }
-        if let Some(lock) = &periodic.lock {
-            job = job.with_lock(lock);
-        }
-        if let Some(queueing_lock) = &periodic.queueing_lock {
-            job = job.with_queueing_lock(queueing_lock);
-        }
+        let job = self
+            .configure_by_name(&periodic.task_name, serde_json::Value::Object(kwargs))
+            .with_options(periodic.options.clone());
         job.into_spec().map_err(|e| {
             Error::InvalidInput(format!(
                 "{}: {e} (its jobs get the registration's kwargs and `timestamp`)",

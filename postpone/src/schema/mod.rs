@@ -80,7 +80,7 @@ pub enum ApplyScope {
 }
 
 impl ApplyScope {
-    fn includes(self, phase: Phase) -> bool {
+    pub(crate) fn includes(self, phase: Phase) -> bool {
         match self {
             Self::All => true,
             Self::Pre => phase == Phase::Pre,

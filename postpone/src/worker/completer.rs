@@ -10,15 +10,17 @@
 //! the channel closes (shutdown), the completer writes what is left, then returns.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
-use tokio_util::sync::CancellationToken;
+use tokio::task::JoinHandle;
 
-use crate::job::{Job, JobStatus};
-use crate::store::{FinishJobParams, RetryJobParams, Store};
-use crate::{Error, Result};
+use super::shutdown::Shutdown;
+use super::state::WorkerState;
+use super::stats::Outcome;
+use crate::Result;
+use crate::job::{Job, JobStatus, RetryDecision};
+use crate::store::{FinishJobParams, Store};
 
 /// Most outcomes written by one statement.
 pub const BATCH_MAX: usize = 1000;
@@ -27,7 +29,25 @@ pub const BATCH_MAX: usize = 1000;
 #[derive(Debug, Clone)]
 pub(crate) enum Write {
     Finish { status: JobStatus, delete_job: bool },
-    Retry(RetryJobParams),
+    Retry(RetryDecision),
+}
+
+impl Write {
+    /// How the job counts once written.
+    fn outcome(&self) -> Outcome {
+        match self {
+            Self::Finish {
+                status: JobStatus::Succeeded,
+                ..
+            } => Outcome::Succeeded,
+            Self::Finish {
+                status: JobStatus::Aborted,
+                ..
+            } => Outcome::Aborted,
+            Self::Finish { .. } => Outcome::Failed,
+            Self::Retry(_) => Outcome::Retried,
+        }
+    }
 }
 
 /// One job's outcome, on its way to the database.
@@ -37,90 +57,53 @@ pub(crate) struct Completion {
     pub(crate) write: Write,
 }
 
-/// Counts of written outcomes.
-#[derive(Debug, Default)]
-pub struct WorkerStats {
-    fetches: AtomicU64,
-    succeeded: AtomicU64,
-    failed: AtomicU64,
-    aborted: AtomicU64,
-    retried: AtomicU64,
-}
-
-impl WorkerStats {
-    /// Fetch round trips made (each claims jobs for the free slots and the local queue).
-    pub fn fetches(&self) -> u64 {
-        self.fetches.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn count_fetch(&self) {
-        self.fetches.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Jobs written as succeeded.
-    pub fn succeeded(&self) -> u64 {
-        self.succeeded.load(Ordering::Relaxed)
-    }
-    /// Jobs written as failed.
-    pub fn failed(&self) -> u64 {
-        self.failed.load(Ordering::Relaxed)
-    }
-    /// Jobs written as aborted.
-    pub fn aborted(&self) -> u64 {
-        self.aborted.load(Ordering::Relaxed)
-    }
-    /// Jobs sent back to todo for a retry.
-    pub fn retried(&self) -> u64 {
-        self.retried.load(Ordering::Relaxed)
-    }
-    /// Every outcome written.
-    pub fn completed(&self) -> u64 {
-        self.succeeded() + self.failed() + self.aborted() + self.retried()
-    }
-
-    fn count(&self, write: &Write) {
-        let counter = match write {
-            Write::Finish {
-                status: JobStatus::Succeeded,
-                ..
-            } => &self.succeeded,
-            Write::Finish {
-                status: JobStatus::Aborted,
-                ..
-            } => &self.aborted,
-            Write::Finish { .. } => &self.failed,
-            Write::Retry(_) => &self.retried,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// The completer's handles.
 pub(crate) struct Completer {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) completions: mpsc::Receiver<Completion>,
-    pub(crate) stats: Arc<WorkerStats>,
+    store: Arc<dyn Store>,
+    completions: mpsc::Receiver<Completion>,
+    state: WorkerState,
     /// Woken after writes that may make other jobs available (a lock freed, a retry),
     /// or after every write when `wake_always` (one-shot: it waits for the last writes).
-    pub(crate) wake_producer: Arc<Notify>,
-    pub(crate) wake_always: bool,
-    /// Jobs fetched whose outcome is not written yet.
-    pub(crate) unwritten: super::Unwritten,
-    /// Cancelled on a forced stop: stop retrying unwritable batches.
-    pub(crate) give_up: CancellationToken,
+    wake_producer: Arc<Notify>,
+    wake_always: bool,
+    /// A forced stop ends the retries of unwritable batches.
+    shutdown: Shutdown,
 }
 
 impl Completer {
+    /// Starts the completer; outcomes go in through the returned sender (its capacity is
+    /// the back-pressure on the executors), and the task ends once every sender is gone
+    /// and everything is written.
+    pub(crate) fn start(
+        store: Arc<dyn Store>,
+        capacity: usize,
+        state: WorkerState,
+        wake_producer: Arc<Notify>,
+        wake_always: bool,
+        shutdown: Shutdown,
+    ) -> (mpsc::Sender<Completion>, JoinHandle<()>) {
+        let (sender, completions) = mpsc::channel(capacity);
+        let completer = Self {
+            store,
+            completions,
+            state,
+            wake_producer,
+            wake_always,
+            shutdown,
+        };
+        (sender, tokio::spawn(completer.run()))
+    }
+
     /// Runs until the channel closes and everything is written.
-    pub(crate) async fn run(mut self) {
+    async fn run(mut self) {
         let mut batch = Vec::with_capacity(BATCH_MAX);
         loop {
             if self.completions.recv_many(&mut batch, BATCH_MAX).await == 0 {
                 return;
             }
-            self.write_with_retries(&batch).await;
+            let written = self.write_with_retries(&batch).await;
             let with_lock = batch.iter().filter(|c| c.job.lock.is_some()).count();
-            self.unwritten.written(batch.len(), with_lock);
+            self.state.written(batch.len(), with_lock, written);
             let wake = self.wake_always
                 || with_lock > 0
                 || batch.iter().any(|c| matches!(c.write, Write::Retry(_)));
@@ -131,35 +114,40 @@ impl Completer {
         }
     }
 
-    async fn write_with_retries(&self, batch: &[Completion]) {
+    /// Writes a batch, never losing an outcome: a lost connection is waited out (until a
+    /// forced stop), a refused batch is written job by job. The outcomes the database took.
+    async fn write_with_retries(&self, batch: &[Completion]) -> Vec<Outcome> {
         let mut backoff = Duration::from_millis(50);
         loop {
             match self.write_batch(batch).await {
-                Ok(()) => return,
-                Err(error) if is_transient(&error) => {
+                Ok(written) => return written,
+                Err(error) if error.is_transient() => {
                     tracing::warn!(%error, jobs = batch.len(), ?backoff, "cannot write job outcomes yet; retrying");
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
-                        () = self.give_up.cancelled() => {
+                        () = self.shutdown.forced() => {
                             let ids: Vec<i64> = batch.iter().map(|c| c.job.id).collect();
                             tracing::error!(?ids, "forced stop: these outcomes were not written; the jobs stay doing and will be found stalled");
-                            return;
+                            return Vec::new();
                         }
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "batch refused; writing job by job");
+                    let mut written = Vec::new();
                     for completion in batch {
-                        self.write_one(completion).await;
+                        written.extend(self.write_one(completion).await);
                     }
-                    return;
+                    return written;
                 }
             }
         }
     }
 
-    async fn write_batch(&self, batch: &[Completion]) -> Result<()> {
+    /// One `finish_jobs` and one `retry_jobs` statement; the outcomes written (a job no
+    /// longer doing, cancelled meanwhile say, is left as it is and not counted).
+    async fn write_batch(&self, batch: &[Completion]) -> Result<Vec<Outcome>> {
         let mut finishes = Vec::new();
         let mut retries = Vec::new();
         for c in batch {
@@ -169,7 +157,7 @@ impl Completer {
                     status: *status,
                     delete_job: *delete_job,
                 }),
-                Write::Retry(params) => retries.push((c.job.id, params.clone())),
+                Write::Retry(retry) => retries.push((c.job.id, retry.clone())),
             }
         }
         let (finished, retried) = tokio::try_join!(
@@ -190,40 +178,39 @@ impl Completer {
                 "jobs no longer doing when their outcome was written; left as they are"
             );
         }
-        // Only what was written counts (a job cancelled meanwhile is not a success).
-        for c in batch.iter().filter(written) {
-            self.stats.count(&c.write);
-        }
-        Ok(())
+        Ok(batch
+            .iter()
+            .filter(written)
+            .map(|c| c.write.outcome())
+            .collect())
     }
 
-    async fn write_one(&self, completion: &Completion) {
+    /// Writes one outcome; a retry the database refuses (its queueing lock is taken again,
+    /// say) ends the job `failed` instead, so every job ends visible.
+    async fn write_one(&self, completion: &Completion) -> Vec<Outcome> {
         let single = std::slice::from_ref(completion);
-        if let Err(error) = self.write_batch(single).await {
-            if let Write::Retry(_) = completion.write {
-                tracing::error!(job_id = completion.job.id, %error, "retry refused by the database; the job fails instead");
-                let failed = Completion {
-                    job: completion.job.clone(),
-                    write: Write::Finish {
-                        status: JobStatus::Failed,
-                        delete_job: false,
-                    },
-                };
-                if let Err(error) = self.write_batch(std::slice::from_ref(&failed)).await {
+        let error = match self.write_batch(single).await {
+            Ok(written) => return written,
+            Err(error) => error,
+        };
+        if let Write::Retry(_) = completion.write {
+            tracing::error!(job_id = completion.job.id, %error, "retry refused by the database; the job fails instead");
+            let failed = Completion {
+                job: completion.job.clone(),
+                write: Write::Finish {
+                    status: JobStatus::Failed,
+                    delete_job: false,
+                },
+            };
+            match self.write_batch(std::slice::from_ref(&failed)).await {
+                Ok(written) => return written,
+                Err(error) => {
                     tracing::error!(job_id = completion.job.id, %error, "cannot write the job's failure; it stays doing and will be found stalled");
                 }
-            } else {
-                tracing::error!(job_id = completion.job.id, %error, "cannot write the job's outcome; it stays doing and will be found stalled");
             }
+        } else {
+            tracing::error!(job_id = completion.job.id, %error, "cannot write the job's outcome; it stays doing and will be found stalled");
         }
-    }
-}
-
-/// Errors worth retrying as they are: the connection, not the data.
-fn is_transient(error: &Error) -> bool {
-    match error {
-        Error::Connect { .. } => true,
-        Error::Database(db) => db.is_connection(),
-        _ => false,
+        Vec::new()
     }
 }

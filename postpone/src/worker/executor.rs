@@ -8,15 +8,14 @@
 
 use std::any::Any;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::task::TaskTracker;
 
 use super::completer::{Completion, Write};
-use super::config::DeleteJobs;
-use super::running::Running;
+use super::config::{DeleteJobs, WorkerConfig};
+use super::state::WorkerState;
 use crate::app::App;
 use crate::context::{AbortReason, JobContext};
 use crate::job::{Job, JobStatus};
@@ -34,58 +33,55 @@ pub(crate) enum Outcome {
 /// What the executor needs: the app, the worker's identity, and its stage handles.
 #[derive(Clone)]
 pub(crate) struct Executor {
-    pub(crate) app: App,
-    pub(crate) worker_name: Arc<str>,
-    pub(crate) worker_queues: Option<Arc<[String]>>,
-    pub(crate) additional_context: Option<Arc<dyn Any + Send + Sync>>,
-    pub(crate) delete_jobs: DeleteJobs,
-    pub(crate) middleware: Arc<[Arc<dyn Middleware>]>,
-    pub(crate) running: Running,
-    pub(crate) unwritten: super::Unwritten,
-    pub(crate) completions: mpsc::Sender<Completion>,
-    pub(crate) tracker: TaskTracker,
-    pub(crate) run_times: RunTimes,
-}
-
-/// How long attempts take: an exponentially weighted mean of the recent ones (weight 1/8),
-/// which the producer sizes its prefetch by. None until an attempt has ended.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct RunTimes(Arc<AtomicU64>);
-
-impl RunTimes {
-    pub(crate) fn record(&self, elapsed: Duration) {
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX).max(1);
-        let _ = self
-            .0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |mean| {
-                Some(match mean {
-                    0 => nanos,
-                    mean => (mean - mean / 8).saturating_add(nanos / 8).max(1),
-                })
-            });
-    }
-
-    pub(crate) fn mean(&self) -> Option<Duration> {
-        match self.0.load(Ordering::Relaxed) {
-            0 => None,
-            nanos => Some(Duration::from_nanos(nanos)),
-        }
-    }
+    app: App,
+    worker_name: Arc<str>,
+    worker_queues: Option<Arc<[String]>>,
+    additional_context: Option<Arc<dyn Any + Send + Sync>>,
+    delete_jobs: DeleteJobs,
+    middleware: Arc<[Arc<dyn Middleware>]>,
+    state: WorkerState,
+    completions: mpsc::Sender<Completion>,
+    /// The tasks of the jobs running (and of the aborted waiting ones being written).
+    jobs: TaskTracker,
 }
 
 impl Executor {
+    /// An executor for the worker configured by `config`, handing outcomes to
+    /// `completions`.
+    pub(crate) fn new(
+        app: App,
+        config: &WorkerConfig,
+        state: WorkerState,
+        completions: mpsc::Sender<Completion>,
+    ) -> Self {
+        Self {
+            app,
+            worker_name: Arc::from(config.name.as_deref().unwrap_or("worker")),
+            worker_queues: config.queues.clone().map(Arc::from),
+            additional_context: config.additional_context.clone(),
+            delete_jobs: config.delete_jobs,
+            middleware: config.middleware.clone().into(),
+            state,
+            completions,
+            jobs: TaskTracker::new(),
+        }
+    }
+
+    /// The tasks of the jobs this executor started, for shutdown to wait on.
+    pub(crate) fn jobs(&self) -> &TaskTracker {
+        &self.jobs
+    }
+
     /// Starts a job. Its slot (`permit`) is released once its outcome is queued for the
-    /// completer; the job still counts as unwritten (see [`super::Unwritten`]) until the
-    /// completer has written it.
+    /// completer; the job still counts as unwritten until the completer has written it.
     pub(crate) fn spawn(&self, job: Job, permit: OwnedSemaphorePermit) {
         let this = self.clone();
-        self.tracker.spawn(async move {
+        self.jobs.spawn(async move {
             let started = Instant::now();
             let write = this.run(job.clone()).await;
-            // Every attempt counts, whatever its end (an unknown task too): the producer
-            // sizes its prefetch by how fast slots free.
-            this.run_times.record(started.elapsed());
-            this.complete(job, write).await;
+            // Every attempt counts, whatever its end (an unknown task too): the prefetch
+            // is sized by how fast slots free.
+            this.complete(job, write, Some(started.elapsed())).await;
             drop(permit);
         });
     }
@@ -94,20 +90,17 @@ impl Executor {
     /// it (the delete policy applies as to any aborted job).
     pub(crate) fn abort_waiting(&self, job: Job) {
         let this = self.clone();
-        self.tracker.spawn(async move {
+        self.jobs.spawn(async move {
             tracing::warn!(job_id = job.id, task = %job.task_name, "job aborted before it started");
             let write = this.finish(JobStatus::Aborted);
-            this.complete(job, write).await;
+            this.complete(job, write, None).await;
         });
     }
 
     /// Hands an outcome to the completer.
-    async fn complete(&self, job: Job, write: Write) {
+    async fn complete(&self, job: Job, write: Write, ran: Option<std::time::Duration>) {
         let id = job.id;
-        self.running.remove(id);
-        if job.lock.is_some() {
-            self.unwritten.finished_with_lock();
-        }
+        self.state.finished(&job, ran);
         // Back-pressure: when the completer is behind, the slot stays taken.
         if self
             .completions
@@ -123,7 +116,7 @@ impl Executor {
     }
 
     async fn run(&self, job: Job) -> Write {
-        let abort = self.running.start(job.id);
+        let abort = self.state.started(job.id);
         if abort.is_aborted() {
             // Aborted while it waited in the local queue: it does not run.
             tracing::warn!(job_id = job.id, task = %job.task_name, "job aborted before it started");
@@ -176,7 +169,7 @@ impl Executor {
             Outcome::Failed(error) => match entry.config.retry.decide(&job, &error) {
                 Some(decision) => {
                     tracing::warn!(job_id = job.id, task = %job.task_name, %error, retry_at = ?decision.retry_at, "job failed, will retry");
-                    Write::Retry(decision.into())
+                    Write::Retry(decision)
                 }
                 None => {
                     tracing::error!(job_id = job.id, task = %job.task_name, %error, "job failed");
@@ -191,7 +184,7 @@ impl Executor {
                 match retry {
                     Some(decision) => {
                         tracing::warn!(job_id = job.id, task = %job.task_name, "job aborted by shutdown, will retry");
-                        Write::Retry(decision.into())
+                        Write::Retry(decision)
                     }
                     None => {
                         tracing::warn!(job_id = job.id, task = %job.task_name, ?reason, "job aborted");

@@ -1,126 +1,72 @@
-//! The worker: takes jobs from the database, runs them, writes their outcomes.
+//! The worker: takes jobs from the store, runs them, writes their outcomes.
 //!
-//! Its parts, one file each, joined by channels and sharing one start/stop lifecycle:
+//! Its parts, one file each, joined by channels and sharing one start/stop lifecycle
+//! ([`run`] wires them):
 //! - [`producer`]: claims jobs in batches into a local queue, starts them as slots free;
+//!   [`admission`](admission) decides how many it may claim, and when;
 //! - `executor`: runs one attempt per job in its own task (panics caught, aborts honoured);
 //! - [`completer`]: writes outcomes in batches, retrying what it cannot write yet;
-//! - [`notifier`]: LISTEN/NOTIFY wake-ups and abort requests, reconnecting on its own;
-//! - `aborter`: polls abort requests NOTIFY may have missed;
-//! - [`crate::maintenance::heartbeat`]: keeps the worker row alive;
-//! - `maintenance::periodic`: defers the ticks of the app's periodic tasks.
+//! - `notifier`: the store's notifications (new jobs, abort requests), subscribing again
+//!   when the link drops;
+//! - `state`: what the parts share, in one owner: held jobs, unwritten outcomes, the
+//!   lock-order protocol, run times, the [`WorkerStats`] (`stats`);
+//! - `registration`: the worker's row, renewed if another worker pruned it;
+//! - `shutdown`: graceful and forced stops, signals, winding down running jobs;
+//! - the services beside the jobs, in [`crate::maintenance`]: heartbeat, pruner, aborter,
+//!   periodic deferrer.
 //!
-//! Lifecycle (Procrastinate's `Worker.run`): prune stalled workers, register, start the
-//! parts; on stop, claim nothing more, hand the jobs of the local queue back to `todo`, wait
-//! for running jobs up to the graceful timeout, abort the rest (reason
-//! [`AbortReason::Shutdown`]), write every outcome, unregister.
-//! A forced stop (second signal, [`WorkerHandle::abort`]) aborts running jobs at once.
-//! A worker killed outright leaves its jobs `doing` with its id: its heartbeat stops,
-//! and `get_stalled_jobs` (ours or Python's) finds them.
+//! A worker uses only the store it was given (PostgreSQL or memory): it names no driver
+//! and opens no connection itself.
+//!
+//! Lifecycle (Procrastinate's `Worker.run`): register, prune stalled workers, start the
+//! services and the parts; on stop, claim nothing more, hand the jobs of the local queue
+//! back to `todo`, wait for running jobs up to the graceful timeout, abort the rest (reason
+//! [`AbortReason::Shutdown`](crate::task::AbortReason::Shutdown)), write every outcome,
+//! stop the services, unregister. A worker killed outright leaves its jobs `doing` with
+//! its id: its heartbeat stops, and `get_stalled_jobs` (ours or Python's) finds them.
 
-mod aborter;
+mod admission;
 pub mod completer;
 pub mod config;
 mod executor;
-pub mod notifier;
+mod notifier;
 pub mod producer;
-mod running;
+mod registration;
+mod shutdown;
+mod state;
+mod stats;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-pub use completer::WorkerStats;
 pub use config::{DeleteJobs, WorkerConfig};
+pub(crate) use registration::Registration;
+pub(crate) use state::WorkerState;
+pub use stats::WorkerStats;
 
 use crate::app::App;
-use crate::context::AbortReason;
-use crate::store::Store;
-use crate::store::postgres::PgStore;
+use crate::maintenance::Services;
+use crate::maintenance::aborter::Aborter;
+use crate::maintenance::heartbeat::Heartbeat;
+use crate::maintenance::periodic::PeriodicDeferrer;
+use crate::maintenance::pruner::Pruner;
+use crate::store::{SessionSettings, Store};
 use crate::{Error, Result};
-
-/// The worker's id in `procrastinate_workers`, shared by the parts that use it: it
-/// changes if another worker prunes this one and it registers again.
-#[derive(Debug, Clone)]
-pub(crate) struct WorkerId(Arc<AtomicI64>);
-
-impl WorkerId {
-    fn new(id: i64) -> Self {
-        Self(Arc::new(AtomicI64::new(id)))
-    }
-
-    pub(crate) fn get(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn set(&self, id: i64) {
-        self.0.store(id, Ordering::Relaxed);
-    }
-}
-
-/// Fetched jobs whose outcome is not written yet: all of them (running, or waiting for the
-/// completer), and the finished ones that hold a lock.
-///
-/// A job's lock stays taken in the database until its outcome is written, so the producer
-/// does not fetch while a finished lock job is unwritten: the next job of that lock is then
-/// eligible, and jobs run in the order a Procrastinate worker runs them. For the same
-/// reason it starts no job of its local queue until it has claimed again after such a
-/// write (the freed lock's next job may come before them): [`Self::locks_released`].
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Unwritten {
-    all: Arc<AtomicUsize>,
-    finished_with_lock: Arc<AtomicUsize>,
-    locks_released: Arc<AtomicU64>,
-}
-
-impl Unwritten {
-    pub(crate) fn fetched(&self, n: usize) {
-        self.all.fetch_add(n, Ordering::SeqCst);
-    }
-
-    pub(crate) fn finished_with_lock(&self) {
-        self.finished_with_lock.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// `n` outcomes written, `with_lock` of them for jobs holding a lock.
-    pub(crate) fn written(&self, n: usize, with_lock: usize) {
-        // Counted before the pending count drops, so that a reader never sees neither.
-        self.locks_released
-            .fetch_add(with_lock as u64, Ordering::SeqCst);
-        self.finished_with_lock
-            .fetch_sub(with_lock, Ordering::SeqCst);
-        self.all.fetch_sub(n, Ordering::SeqCst);
-    }
-
-    /// `n` claimed jobs handed back to the database without running.
-    pub(crate) fn handed_back(&self, n: usize) {
-        self.all.fetch_sub(n, Ordering::SeqCst);
-    }
-
-    pub(crate) fn count(&self) -> usize {
-        self.all.load(Ordering::SeqCst)
-    }
-
-    pub(crate) fn locks_pending(&self) -> bool {
-        self.finished_with_lock.load(Ordering::SeqCst) > 0
-    }
-
-    /// Outcomes of lock jobs written so far: when it changed since a claim began, a lock
-    /// was freed that the claim did not see.
-    pub(crate) fn locks_released(&self) -> u64 {
-        self.locks_released.load(Ordering::SeqCst)
-    }
-}
+use admission::Admission;
+use completer::Completer;
+use executor::Executor;
+use notifier::Notifier;
+use producer::Producer;
+use shutdown::Shutdown;
 
 /// A running worker: stop it, force it, watch it, wait for it.
 #[derive(Debug)]
 pub struct WorkerHandle {
-    worker_id: WorkerId,
-    stop: CancellationToken,
-    abort: CancellationToken,
+    registration: Registration,
+    shutdown: Shutdown,
     stats: Arc<WorkerStats>,
     done: JoinHandle<Result<()>>,
 }
@@ -130,25 +76,24 @@ impl WorkerHandle {
     /// by another worker and registered again).
     #[must_use]
     pub fn worker_id(&self) -> i64 {
-        self.worker_id.get()
+        self.registration.id()
     }
 
     /// Graceful stop: claim nothing more, let running jobs finish (up to the graceful
     /// timeout), write their outcomes, unregister.
     pub fn stop(&self) {
-        self.stop.cancel();
+        self.shutdown.stop();
     }
 
     /// Forced stop: abort running jobs now (reason shutdown), then as [`Self::stop`].
     pub fn abort(&self) {
-        self.stop.cancel();
-        self.abort.cancel();
+        self.shutdown.force();
     }
 
     /// A token that stops the worker gracefully when cancelled.
     #[must_use]
     pub fn stop_token(&self) -> CancellationToken {
-        self.stop.clone()
+        self.shutdown.stop_token()
     }
 
     /// Outcomes written so far.
@@ -178,289 +123,124 @@ impl App {
         let signals = config.install_signal_handlers;
         let handle = self.start_worker(config).await?;
         if signals {
-            let (stop, abort) = (handle.stop.clone(), handle.abort.clone());
-            // Listeners are made once, before any signal can come, so none is missed.
-            let mut signals = StopSignals::new();
-            tokio::spawn(async move {
-                signals.next().await;
-                tracing::info!(
-                    "stop requested: finishing running jobs (signal again to abort them)"
-                );
-                stop.cancel();
-                signals.next().await;
-                tracing::warn!("second stop request: aborting running jobs");
-                abort.cancel();
-            });
+            handle.shutdown.on_signals();
         }
         handle.join().await
     }
 
-    /// Starts a worker in the background.
+    /// Starts a worker in the background: registers it, prunes stalled workers, and
+    /// returns once it runs.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for bad settings (nothing starts), or a database error
     /// while registering.
     pub async fn start_worker(&self, config: WorkerConfig) -> Result<WorkerHandle> {
         config.validate()?;
-        let store = self.worker_store(&config)?;
-        let pruned = store
-            .prune_stalled_workers(config.stalled_worker_timeout.as_secs_f64())
-            .await?;
-        if !pruned.is_empty() {
-            tracing::info!(?pruned, "pruned stalled workers");
-        }
-        let worker_id = WorkerId::new(store.register_worker().await?);
-        let stop = CancellationToken::new();
-        let abort = CancellationToken::new();
+        // Claims and outcomes go through sessions with the worker's own settings.
+        let settings =
+            SessionSettings::default().with_asynchronous_commit(config.asynchronous_commit);
+        let store = self.store().with_session(&settings)?;
+        let registration = Registration::register(store.clone()).await?;
+        let services = Services::new();
+        services
+            .start(Pruner::new(store.clone(), config.stalled_worker_timeout))
+            .await;
+        let shutdown = Shutdown::default();
         let stats = Arc::new(WorkerStats::default());
         let done = tokio::spawn(run(
             self.clone(),
             store,
             config,
-            worker_id.clone(),
-            stop.clone(),
-            abort.clone(),
-            stats.clone(),
+            registration.clone(),
+            services,
+            shutdown.clone(),
+            WorkerState::new(stats.clone()),
         ));
         Ok(WorkerHandle {
-            worker_id,
-            stop,
-            abort,
+            registration,
+            shutdown,
             stats,
             done,
         })
     }
 }
 
-impl App {
-    /// The store a worker writes through: the app's, or with `asynchronous_commit` a
-    /// pool of its own whose sessions commit without waiting for the WAL flush.
-    fn worker_store(&self, config: &WorkerConfig) -> Result<Arc<dyn Store>> {
-        match (config.asynchronous_commit, self.connect_config()) {
-            (true, Some(connect)) => {
-                let connect = connect.with_session_setting("synchronous_commit", "off");
-                let pool = connect.pool(WORKER_POOL_SIZE)?;
-                Ok(Arc::new(PgStore::new(pool, connect.target())))
-            }
-            _ => Ok(self.store().clone()),
-        }
-    }
-}
-
-/// Connections of a worker's own pool: the producer, the completer's two statements, and
-/// the heartbeat or abort poll.
-const WORKER_POOL_SIZE: usize = 4;
-
-/// SIGINT and SIGTERM, listened to from creation on.
-struct StopSignals {
-    #[cfg(unix)]
-    interrupt: Option<tokio::signal::unix::Signal>,
-    #[cfg(unix)]
-    terminate: Option<tokio::signal::unix::Signal>,
-}
-
-impl StopSignals {
-    fn new() -> Self {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            Self {
-                interrupt: signal(SignalKind::interrupt()).ok(),
-                terminate: signal(SignalKind::terminate()).ok(),
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            Self {}
-        }
-    }
-
-    /// The next SIGINT or SIGTERM.
-    async fn next(&mut self) {
-        #[cfg(unix)]
-        {
-            async fn recv(signal: Option<&mut tokio::signal::unix::Signal>) {
-                match signal {
-                    Some(signal) => {
-                        signal.recv().await;
-                    }
-                    None => std::future::pending().await,
-                }
-            }
-            tokio::select! {
-                () = recv(self.interrupt.as_mut()) => {}
-                () = recv(self.terminate.as_mut()) => {}
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
+/// The worker's life once registered: the services beside the jobs, the pipeline
+/// (producer -> executor -> completer) until a stop, then the shutdown in order.
 async fn run(
     app: App,
     store: Arc<dyn Store>,
     config: WorkerConfig,
-    worker_id: WorkerId,
-    stop: CancellationToken,
-    abort: CancellationToken,
-    stats: Arc<WorkerStats>,
+    registration: Registration,
+    services: Services,
+    shutdown: Shutdown,
+    state: WorkerState,
 ) -> Result<()> {
-    let name: Arc<str> = Arc::from(config.name.clone().unwrap_or_else(|| "worker".to_owned()));
-    tracing::info!(worker_id = worker_id.get(), name = %name, queues = ?config.queues, concurrency = config.concurrency, "worker started");
-    let services = CancellationToken::new();
-    let running = running::Running::default();
+    tracing::info!(worker_id = registration.id(), name = config.name.as_deref().unwrap_or("worker"), queues = ?config.queues, concurrency = config.concurrency, "worker started");
+    // Asks the producer to claim: notifications, and the completer after some writes.
     let wake = Arc::new(Notify::new());
-    let unwritten = Unwritten::default();
-    let run_times = executor::RunTimes::default();
-    let tracker = TaskTracker::new();
-    let (completions_tx, completions_rx) = mpsc::channel(config.concurrency.max(64) * 2);
 
-    let completer = tokio::spawn(
-        completer::Completer {
-            store: store.clone(),
-            completions: completions_rx,
-            stats: stats.clone(),
-            wake_producer: wake.clone(),
-            wake_always: !config.wait,
-            unwritten: unwritten.clone(),
-            give_up: abort.clone(),
-        }
-        .run(),
+    let heartbeat = Heartbeat::new(
+        store.clone(),
+        registration.clone(),
+        config.heartbeat_interval,
     );
-    let mut side = Vec::new();
-    if config.listen_notify {
-        if let Some(connect) = app.connect_config() {
-            side.push(tokio::spawn(
-                notifier::Notifier {
-                    connect: connect.clone(),
-                    queues: config.queues.clone(),
-                    wake: wake.clone(),
-                    running: running.clone(),
-                    stop: services.clone(),
-                }
-                .run(),
-            ));
-        }
-    }
-    if store.job_inserted().is_some() {
-        // A store without LISTEN/NOTIFY (the in-memory one) signals inserts itself.
-        let store = store.clone();
-        let wake = wake.clone();
-        let stop = services.clone();
-        side.push(tokio::spawn(async move {
-            if let Some(inserted) = store.job_inserted() {
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        () = inserted.notified() => wake.notify_one(),
-                    }
-                }
-            }
-        }));
-    }
-    side.push(tokio::spawn(
-        aborter::Aborter {
-            store: store.clone(),
-            running: running.clone(),
-            interval: config.abort_job_polling_interval,
-            stop: services.clone(),
-        }
-        .run(),
-    ));
-    {
-        let store = store.clone();
-        let worker_id = worker_id.clone();
-        side.push(tokio::spawn(crate::maintenance::run_every(
-            config.heartbeat_interval,
-            services.clone(),
-            move || {
-                let store = store.clone();
-                let id = worker_id.get();
-                async move { crate::maintenance::heartbeat::run_once(&store, id).await }
-            },
-        )));
-    }
-
+    services.start(heartbeat).await;
+    let aborter = Aborter::new(
+        store.clone(),
+        state.clone(),
+        config.abort_job_polling_interval,
+    );
+    services.start(aborter).await;
     if config.periodic {
-        side.push(tokio::spawn(crate::maintenance::periodic::run(
-            app.clone(),
-            services.clone(),
-        )));
+        services.start(PeriodicDeferrer::new(app.clone())).await;
+    }
+    if config.listen_notify {
+        let notifier = Notifier {
+            store: store.clone(),
+            queues: config.queues.clone(),
+            wake: wake.clone(),
+            state: state.clone(),
+        };
+        services.spawn(|stop| notifier.run(stop));
     }
 
-    let executor = executor::Executor {
-        app: app.clone(),
-        worker_name: name.clone(),
-        worker_queues: config.queues.clone().map(Arc::from),
-        additional_context: config.additional_context.clone(),
-        delete_jobs: config.delete_jobs,
-        middleware: config.middleware.clone().into(),
-        running: running.clone(),
-        unwritten: unwritten.clone(),
-        completions: completions_tx,
-        tracker: tracker.clone(),
-        run_times: run_times.clone(),
-    };
-    let producer = producer::Producer {
+    let capacity = config.concurrency.max(64) * 2;
+    let (completions, completer) = Completer::start(
+        store.clone(),
+        capacity,
+        state.clone(),
+        wake.clone(),
+        !config.wait,
+        shutdown.clone(),
+    );
+    let executor = Executor::new(app, &config, state.clone(), completions);
+    let jobs = executor.jobs().clone();
+    Producer {
         store: store.clone(),
-        worker_id: worker_id.clone(),
+        registration: registration.clone(),
         queues: config.queues.clone(),
-        concurrency: config.concurrency,
         slots: Arc::new(Semaphore::new(config.concurrency)),
-        prefetch: config.prefetch(),
-        run_times,
+        admission: Admission::new(config.concurrency, config.prefetch(), state.clone()),
+        state: state.clone(),
         executor,
-        running: running.clone(),
         wake,
         polling_interval: config.fetch_job_polling_interval,
         wait: config.wait,
-        stop: stop.clone(),
-        give_up: abort.clone(),
-        unwritten,
-        stats,
-    };
-    producer.run().await;
+        shutdown: shutdown.clone(),
+    }
+    .run()
+    .await;
 
-    // Shutdown: no new job; let the running ones end, up to the graceful timeout.
-    tracker.close();
-    if !tracker.is_empty() {
-        tracing::info!(running = running.len(), "waiting for running jobs");
-    }
-    let graceful = async {
-        match config.shutdown_graceful_timeout {
-            Some(timeout) => tokio::time::sleep(timeout).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        () = tracker.wait() => {}
-        () = graceful => {
-            tracing::warn!(running = running.len(), "graceful timeout over: aborting running jobs");
-            running.abort_all(AbortReason::Shutdown);
-        }
-        () = abort.cancelled() => running.abort_all(AbortReason::Shutdown),
-    }
-    // A forced stop may still come while aborted jobs wind down.
-    tokio::select! {
-        () = tracker.wait() => {}
-        () = abort.cancelled() => {
-            running.abort_all(AbortReason::Shutdown);
-            tracker.wait().await;
-        }
-    }
+    // Nothing new starts: running jobs end, every outcome is written, then the services
+    // (the heartbeat last of all) stop and the worker unregisters.
+    shutdown::wind_down(&jobs, &state, config.shutdown_graceful_timeout, &shutdown).await;
     // Every executor task is done, so the completions channel is closed: flush it.
     if let Err(error) = completer.await {
         tracing::error!(%error, "completer task failed");
     }
-    services.cancel();
-    for task in side {
-        let _ = task.await;
-    }
-    let worker_id = worker_id.get();
-    store.unregister_worker(worker_id).await?;
-    tracing::info!(worker_id, "worker stopped");
+    services.stop().await;
+    registration.unregister().await?;
+    tracing::info!(worker_id = registration.id(), "worker stopped");
     Ok(())
 }

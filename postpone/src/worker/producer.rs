@@ -1,28 +1,24 @@
 //! The producer: claims jobs in batches into a local queue and starts them as slots free.
 //!
 //! It holds the jobs it runs (one slot each, `concurrency` slots) and, waiting in its local
-//! queue, up to `prefetch` more: it claims in one round trip (`fetch_jobs`, same rules as
-//! `procrastinate_fetch_job_v2`) enough jobs to fill both, up to [`FETCH_BATCH_MAX`], and
-//! claims again once half the local queue is left (at least a round of slots), so each
-//! claim carries a batch, the slots keep working while it is in flight, and on a backlog
-//! the claims (the drain's critical path) run back to back. Waiting jobs start by priority
-//! DESC then id ASC, whichever claim brought them. A claimed job is `doing` in the
+//! queue, a prefetch; how many it claims, and when, is [`super::admission`]'s decision. A
+//! claim is one round trip (`fetch_jobs`, same rules as `procrastinate_fetch_job_v2`), so
+//! each claim carries a batch, the slots keep working while it is in flight, and on a
+//! backlog the claims (the drain's critical path) run back to back. Waiting jobs start by
+//! priority DESC then id ASC, whichever claim brought them. A claimed job is `doing` in the
 //! database, so it holds its lock there from the claim on.
 //!
-//! The prefetch is what the slots start within [`PREFETCH_HORIZON`] at the pace of recent
-//! attempts (`concurrency x horizon / mean run time`), capped by the configured prefetch:
-//! a full local queue for short jobs, none for long ones (which would otherwise wait here
-//! while another worker could run them), and none before the first attempt has ended.
-//!
-//! After a full batch it claims again as soon as the local queue is low; after a short or
-//! empty one it sleeps until woken: by a NOTIFY (through the notifier), by the completer (a
+//! After a full batch it claims again as soon as admission allows; after a short or empty
+//! one it sleeps until woken: by a notification (through the notifier), by the completer (a
 //! lock freed, a job retried), or by the polling interval. Wake-ups coalesce: a burst of a
-//! thousand notifications while it fetches leads to one more fetch, not a thousand. While
-//! a finished job holding a lock is unwritten it neither claims nor starts waiting jobs,
-//! and after the write it claims before starting any (the lock's next job may come first:
-//! `Unwritten` in the worker module). In one-shot mode it returns when a fetch finds
-//! nothing and every job it fetched has its outcome written (a written outcome may free a
-//! lock or schedule a retry).
+//! thousand notifications while it fetches leads to one more fetch, not a thousand. The
+//! lock-order rules (when waiting jobs may start) are the worker state's invariants 2 and 3
+//! ([`super::state`]). In one-shot mode it returns when a fetch finds nothing and every job
+//! it fetched has its outcome written (a written outcome may free a lock or schedule a
+//! retry).
+//!
+//! A claim refused because this worker's row is gone (another worker pruned it) renews the
+//! registration and claims again; any other failure is retried with backoff.
 //!
 //! A waiting job whose abort is requested ends `aborted` without running. On stop, the
 //! waiting jobs are handed back (`hand_back_jobs`: `todo` again, no worker, attempts
@@ -35,45 +31,34 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-use super::WorkerId;
-use super::executor::{Executor, RunTimes};
-use super::running::Running;
+use super::admission::{Admission, View};
+use super::executor::Executor;
+use super::registration::Registration;
+use super::shutdown::Shutdown;
+use super::state::WorkerState;
 use crate::Error;
 use crate::context::AbortReason;
 use crate::job::Job;
 use crate::store::Store;
 
-/// Most jobs claimed by one fetch.
-pub const FETCH_BATCH_MAX: usize = 500;
-
-/// How long, at the recent pace, the last job of the local queue may wait for a slot.
-pub const PREFETCH_HORIZON: Duration = Duration::from_millis(100);
+pub use super::admission::{FETCH_BATCH_MAX, PREFETCH_HORIZON};
 
 /// The producer's handles.
 pub(crate) struct Producer {
     pub(crate) store: Arc<dyn Store>,
-    pub(crate) worker_id: WorkerId,
+    pub(crate) registration: Registration,
     pub(crate) queues: Option<Vec<String>>,
-    /// Jobs run at once.
-    pub(crate) concurrency: usize,
     /// One permit per running job (`concurrency` of them).
     pub(crate) slots: Arc<Semaphore>,
-    /// Most jobs waiting in the local queue.
-    pub(crate) prefetch: usize,
-    pub(crate) run_times: RunTimes,
+    pub(crate) admission: Admission,
+    pub(crate) state: WorkerState,
     pub(crate) executor: Executor,
-    pub(crate) running: Running,
+    /// Notified to ask for a claim (notifications, the completer).
     pub(crate) wake: Arc<Notify>,
     pub(crate) polling_interval: Duration,
     pub(crate) wait: bool,
-    pub(crate) stop: CancellationToken,
-    /// Cancelled on a forced stop: stop retrying a hand-back the database does not take.
-    pub(crate) give_up: CancellationToken,
-    /// Jobs fetched whose outcome is not written yet.
-    pub(crate) unwritten: super::Unwritten,
-    pub(crate) stats: Arc<super::WorkerStats>,
+    pub(crate) shutdown: Shutdown,
 }
 
 /// Claimed jobs waiting for a slot, in starting order (priority DESC, id ASC).
@@ -111,34 +96,31 @@ impl Producer {
         // No claim before this (backoff after a failed one).
         let mut not_before = Instant::now();
         // Lock outcomes written before the last claim began: that claim saw those locks free.
-        let mut locks_seen = self.unwritten.locks_released();
+        let mut locks_seen = self.state.locks_released();
         loop {
-            if self.stop.is_cancelled() {
+            if self.shutdown.is_stopping() {
                 break;
             }
-            let hold = self.holds_starts(locks_seen);
+            let hold = self.state.holds_starts(locks_seen);
             self.start_ready(&mut queue, hold);
-            let prefetch = self.prefetch_now();
-            // Claim again once half the local queue is left (at least a round of slots):
-            // on a backlog the claims then run back to back, each carrying half a local
-            // queue, while the other half keeps the slots busy. Or at once when a lock was
-            // freed: its next job may come before the waiting ones.
-            let lock_freed = self.unwritten.locks_released() != locks_seen;
-            let refill_at = (prefetch / 2).max(prefetch.min(self.concurrency));
-            let may_fetch = (lock_freed || fetch_now && queue.len() <= refill_at)
-                && !self.unwritten.locks_pending()
-                && Instant::now() >= not_before;
-            let room = (self.slots.available_permits() + prefetch).saturating_sub(queue.len());
+            let mut view = View {
+                asked: fetch_now,
+                queued: queue.len(),
+                free_slots: self.slots.available_permits(),
+                lock_freed: self.state.locks_released() != locks_seen,
+                prefetch: self.admission.prefetch(),
+            };
+            let may_fetch = self.admission.may_claim(view) && Instant::now() >= not_before;
             // With no room, the claim waits for a slot and keeps it for its first job.
             let mut reserved = None;
-            if !may_fetch || room == 0 {
+            if !may_fetch || self.admission.room(view) == 0 {
                 tokio::select! {
                     biased;
-                    () = self.stop.cancelled() => break,
-                    () = self.running.waiting_aborted() => continue,
+                    () = self.shutdown.stopping() => break,
+                    () = self.state.waiting_aborted() => continue,
                     slot = self.slots.clone().acquire_owned(), if may_fetch || !hold && !queue.is_empty() => {
                         let Ok(slot) = slot else { break };
-                        if !self.holds_starts(locks_seen) {
+                        if !self.state.holds_starts(locks_seen) {
                             if let Some(job) = queue.pop() {
                                 self.executor.spawn(job, slot);
                                 continue;
@@ -161,15 +143,14 @@ impl Producer {
                     }
                 }
             }
-            let room =
-                (self.slots.available_permits() + usize::from(reserved.is_some()) + prefetch)
-                    .saturating_sub(queue.len());
-            let wanted = room.clamp(1, FETCH_BATCH_MAX);
-            let released = self.unwritten.locks_released();
-            self.stats.count_fetch();
-            let fetch = self
-                .store
-                .fetch_jobs(self.queues.as_deref(), self.worker_id.get(), wanted);
+            view.queued = queue.len();
+            view.free_slots = self.slots.available_permits() + usize::from(reserved.is_some());
+            let wanted = self.admission.wanted(view);
+            let released = self.state.locks_released();
+            self.state.claiming();
+            let fetch =
+                self.store
+                    .fetch_jobs(self.queues.as_deref(), self.registration.id(), wanted);
             tokio::pin!(fetch);
             // Waiting jobs keep starting while the claim is in flight (it is never
             // cancelled: jobs the database gave this worker must reach the local queue).
@@ -177,8 +158,8 @@ impl Producer {
                 tokio::select! {
                     biased;
                     fetched = &mut fetch => break fetched,
-                    slot = self.slots.clone().acquire_owned(), if !queue.is_empty() && !self.holds_starts(locks_seen) && !self.stop.is_cancelled() => {
-                        if self.holds_starts(locks_seen) || self.stop.is_cancelled() {
+                    slot = self.slots.clone().acquire_owned(), if !queue.is_empty() && !self.state.holds_starts(locks_seen) && !self.shutdown.is_stopping() => {
+                        if self.state.holds_starts(locks_seen) || self.shutdown.is_stopping() {
                             continue;
                         }
                         if let (Ok(slot), Some(job)) = (slot, queue.pop()) {
@@ -195,20 +176,8 @@ impl Producer {
                     locks_seen = released;
                     jobs
                 }
-                Err(error) if is_missing_worker(&error) => {
-                    // Another worker pruned this one as stalled (its heartbeat was late),
-                    // so claiming jobs under its id breaks the foreign key: register again.
-                    match self.store.register_worker().await {
-                        Ok(id) => {
-                            tracing::warn!(
-                                old_id = self.worker_id.get(),
-                                new_id = id,
-                                "this worker was pruned as stalled by another one; registered again"
-                            );
-                            self.worker_id.set(id);
-                        }
-                        Err(error) => tracing::warn!(%error, "registering the worker again failed"),
-                    }
+                Err(Error::WorkerNotRegistered { .. }) => {
+                    self.registration.renew().await;
                     continue;
                 }
                 Err(error) => {
@@ -221,15 +190,14 @@ impl Producer {
                 }
             };
             let found = jobs.len();
-            self.unwritten.fetched(found);
+            self.state.claimed(&jobs);
             tracing::trace!(wanted, found, "fetched jobs");
             for job in jobs {
-                self.running.claimed(job.id);
                 queue.push(job);
             }
             fetch_now = found == wanted;
             if !self.wait && found < wanted {
-                if found == 0 && self.unwritten.count() == 0 {
+                if found == 0 && self.state.unwritten() == 0 {
                     tracing::info!("no job left: stopping (one-shot)");
                     break;
                 }
@@ -242,29 +210,12 @@ impl Producer {
         self.hand_back(queue).await;
     }
 
-    /// Waiting jobs do not start while a finished lock job is unwritten, nor after its
-    /// write until a claim has seen its lock free (the lock's next job may come first).
-    fn holds_starts(&self, locks_seen: u64) -> bool {
-        self.unwritten.locks_pending() || self.unwritten.locks_released() != locks_seen
-    }
-
-    /// Jobs to claim beyond the free slots: what the slots start within the horizon at
-    /// the pace of recent attempts, at most the configured prefetch.
-    fn prefetch_now(&self) -> usize {
-        let Some(mean) = self.run_times.mean() else {
-            return 0;
-        };
-        let within =
-            PREFETCH_HORIZON.as_nanos() * self.concurrency as u128 / mean.as_nanos().max(1);
-        usize::try_from(within).map_or(self.prefetch, |n| n.min(self.prefetch))
-    }
-
     /// Ends the waiting jobs that were aborted, and (unless `hold`) starts waiting jobs
     /// while slots are free.
     fn start_ready(&self, queue: &mut LocalQueue, hold: bool) {
-        if self.running.take_waiting_abort() {
+        if self.state.take_waiting_abort() {
             queue.jobs.retain(|_, job| {
-                if self.running.is_aborted(job.id) {
+                if self.state.is_aborted(job.id) {
                     self.executor.abort_waiting(job.clone());
                     false
                 } else {
@@ -288,7 +239,7 @@ impl Producer {
     async fn hand_back(&self, mut queue: LocalQueue) {
         let mut waiting = Vec::with_capacity(queue.len());
         while let Some(job) = queue.pop() {
-            if self.running.is_aborted(job.id) {
+            if self.state.is_aborted(job.id) {
                 self.executor.abort_waiting(job);
             } else {
                 waiting.push(job);
@@ -300,15 +251,22 @@ impl Producer {
         let ids: Vec<i64> = waiting.iter().map(|job| job.id).collect();
         let mut backoff = Duration::from_millis(50);
         let handed = loop {
-            match self.store.hand_back_jobs(self.worker_id.get(), &ids).await {
+            match self
+                .store
+                .hand_back_jobs(self.registration.id(), &ids)
+                .await
+            {
                 Ok(handed) => break handed,
-                // The connection, or a job deferred meanwhile with the queueing lock of
-                // one handed back (the next try sees it and keeps that one).
-                Err(error) if is_transient(&error) => {
+                // The connection; or a job deferred meanwhile with the queueing lock of one
+                // handed back, between the statement's check and its write: the next try
+                // sees that job and keeps this one.
+                Err(error)
+                    if error.is_transient() || matches!(error, Error::AlreadyEnqueued { .. }) =>
+                {
                     tracing::warn!(%error, jobs = ids.len(), ?backoff, "cannot hand back the jobs that did not start; retrying");
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
-                        () = self.give_up.cancelled() => {
+                        () = self.shutdown.forced() => {
                             tracing::error!(?ids, "forced stop: these jobs were not handed back; they stay doing and will be found stalled");
                             return;
                         }
@@ -325,7 +283,7 @@ impl Producer {
             jobs = handed.todo.len(),
             "handed back the jobs that did not start"
         );
-        let mut gone = 0;
+        let mut gone = Vec::new();
         let mut kept = Vec::new();
         for job in waiting {
             if handed.abort_requested.contains(&job.id) {
@@ -341,11 +299,10 @@ impl Producer {
                         "job no longer held by this worker when handed back; left as it is"
                     );
                 }
-                self.running.remove(job.id);
-                gone += 1;
+                gone.push(job.id);
             }
         }
-        self.unwritten.handed_back(gone);
+        self.state.handed_back(&gone);
         // A job that cannot go back is this worker's to run: it starts as a slot frees.
         for job in kept {
             tracing::info!(
@@ -354,29 +311,15 @@ impl Producer {
             );
             let slot = tokio::select! {
                 slot = self.slots.clone().acquire_owned() => slot,
-                () = self.give_up.cancelled() => {
+                () = self.shutdown.forced() => {
                     // Forced stop: free the slots now; this job is aborted with the
                     // running ones once it starts.
-                    self.running.abort_all(AbortReason::Shutdown);
+                    self.state.abort_all(AbortReason::Shutdown);
                     self.slots.clone().acquire_owned().await
                 }
             };
             let Ok(slot) = slot else { return };
             self.executor.spawn(job, slot);
         }
-    }
-}
-
-/// The claim broke `procrastinate_jobs.worker_id`'s foreign key: our worker row is gone.
-fn is_missing_worker(error: &Error) -> bool {
-    matches!(error, Error::Database(db) if db.code() == Some("23503"))
-}
-
-/// Errors worth trying the hand-back again for.
-fn is_transient(error: &Error) -> bool {
-    match error {
-        Error::Connect { .. } | Error::AlreadyEnqueued { .. } => true,
-        Error::Database(db) => db.is_connection(),
-        _ => false,
     }
 }

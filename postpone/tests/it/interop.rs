@@ -10,8 +10,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Timelike, Utc};
+use postpone::RetryDecision;
 use postpone::job::Job;
-use postpone::manager::RetryOptions;
 use postpone::store::postgres::queries::SET_WISE_DEFER_MIN;
 use postpone::task::{JobContext, TaskError};
 use postpone::{App, Error, JobFilter, JobStatus, Task};
@@ -481,7 +481,7 @@ async fn cancel_and_retry_cross_the_language_boundary() {
     let retry_at = (Utc::now() + Duration::hours(1))
         .with_nanosecond(0)
         .expect("valid");
-    let options = RetryOptions {
+    let options = RetryDecision {
         retry_at: Some(retry_at),
         priority: Some(3),
         queue: Some("again".into()),

@@ -6,8 +6,9 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Timelike, Utc};
+use postpone::RetryDecision;
 use postpone::job::Job;
-use postpone::manager::{DeleteOldJobsOptions, RetryOptions};
+use postpone::manager::DeleteOldJobsOptions;
 use postpone::store::JobCounts;
 use postpone::task::{JobContext, TaskError};
 use postpone::{App, Error, JobFilter, JobManager, JobStatus, Task};
@@ -479,7 +480,7 @@ async fn retry_puts_a_failed_job_back_with_new_options() {
     let at = (Utc::now() + chrono::Duration::hours(1))
         .with_nanosecond(0)
         .expect("valid");
-    let options = RetryOptions {
+    let options = RetryDecision {
         retry_at: Some(at),
         priority: Some(7),
         queue: Some("second".into()),
@@ -518,7 +519,7 @@ async fn retry_puts_a_failed_job_back_with_new_options() {
         .expect("now")
         .get(0);
     manager
-        .retry_job_by_id(failed2, RetryOptions::default())
+        .retry_job_by_id(failed2, RetryDecision::default())
         .await
         .expect("retry");
     let after: DateTime<Utc> = client
@@ -542,7 +543,7 @@ async fn retry_puts_a_failed_job_back_with_new_options() {
     // Only failed jobs are retried; nothing changes otherwise.
     let todo_before = manager.get_job(failed).await.expect("job");
     let err = manager
-        .retry_job_by_id(failed, RetryOptions::default())
+        .retry_job_by_id(failed, RetryDecision::default())
         .await
         .expect_err("todo job");
     assert!(
@@ -559,23 +560,23 @@ async fn retry_puts_a_failed_job_back_with_new_options() {
     assert_eq!(fetch(&client, "run", worker).await, running);
     // A doing job (stalled, say) goes back in line, as with Python's retry_job_by_id.
     manager
-        .retry_job_by_id(running, RetryOptions::default())
+        .retry_job_by_id(running, RetryDecision::default())
         .await
         .expect("a doing job is retried");
     let job = manager.get_job(running).await.expect("job");
     assert_eq!((job.status, job.attempts), (JobStatus::Todo, 1));
     let missing = running + 1000;
     let err = manager
-        .retry_job_by_id(missing, RetryOptions::default())
+        .retry_job_by_id(missing, RetryDecision::default())
         .await
         .expect_err("missing job");
     assert!(
         matches!(err, Error::JobNotFound { id } if id == missing),
         "{err:?}"
     );
-    let options = RetryOptions {
+    let options = RetryDecision {
         queue: Some("q".repeat(129)),
-        ..RetryOptions::default()
+        ..RetryDecision::default()
     };
     let err = manager
         .retry_job_by_id(failed2, options)

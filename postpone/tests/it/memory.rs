@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use postpone::manager::RetryOptions;
-use postpone::store::{DeferJobParams, FinishJobParams, RetryJobParams};
+use postpone::RetryDecision;
+use postpone::store::{DeferJobParams, FinishJobParams};
 use postpone::task::{JobContext, TaskError};
 use postpone::worker::WorkerConfig;
 use postpone::{App, Error, JobFilter, JobStatus, MemoryStore, Periodic, Task, TaskConfig};
@@ -259,6 +259,44 @@ on_both_stores! {
     periodic_ticks_deduplicated => periodic_ticks,
     builtin_remove_old_jobs => remove_old_jobs,
     batch_finish_and_retry => batch_writes,
+    notifications_as_the_triggers_send_them => notifications,
+}
+
+/// What a subscription to queue `q` receives: new jobs of `q` (not of other queues), and
+/// the abort requests of its running jobs (not of waiting ones, which are cancelled).
+async fn notifications(backend: &Backend) -> Vec<String> {
+    let app = backend.app();
+    let store = app.store();
+    let mut subscription = store.listen(Some(&["q".to_owned()])).await.expect("listen");
+    let mut seen = Vec::new();
+    let mut next = async || {
+        let received = tokio::time::timeout(DEADLINE, subscription.recv())
+            .await
+            .expect("a notification within the deadline");
+        format!("{:?}", received.expect("the link holds"))
+    };
+    let defer = |queue: &str| spec(queue, 0, None, None);
+    let a = store.defer_jobs(&[defer("q")]).await.expect("defer")[0];
+    seen.push(next().await);
+    // A job of another queue is not announced here: the next one is `c`'s.
+    store.defer_jobs(&[defer("other")]).await.expect("defer");
+    let c = store.defer_jobs(&[defer("q")]).await.expect("defer")[0];
+    seen.push(next().await);
+    let worker = store.register_worker().await.expect("register");
+    let claimed = store
+        .fetch_jobs(Some(&["q".to_owned()]), worker, 1)
+        .await
+        .expect("fetch");
+    assert_eq!(claimed[0].id, a);
+    store.cancel_job(a, true, false).await.expect("abort");
+    seen.push(next().await);
+    // Aborting a waiting job cancels it: nothing to announce; the next one is `d`'s.
+    store.cancel_job(c, true, false).await.expect("abort");
+    store.defer_jobs(&[defer("q")]).await.expect("defer");
+    seen.push(next().await);
+    assert_eq!(seen[0], format!("JobInserted {{ job_id: {a} }}"));
+    assert_eq!(seen[2], format!("AbortJobRequested {{ job_id: {a} }}"));
+    seen
 }
 
 async fn run_by_priority(backend: &Backend) -> Vec<String> {
@@ -532,15 +570,15 @@ async fn manual_retry(backend: &Backend) -> Vec<String> {
             &manager
                 .retry_job_by_id(
                     failed,
-                    RetryOptions {
+                    RetryDecision {
                         priority: Some(5),
                         queue: Some("elsewhere".to_owned()),
-                        ..RetryOptions::default()
+                        ..RetryDecision::default()
                     },
                 )
                 .await,
         ),
-        outcome(&manager.retry_job_by_id(ok, RetryOptions::default()).await),
+        outcome(&manager.retry_job_by_id(ok, RetryDecision::default()).await),
     ];
     let job = manager.get_job(failed).await.expect("job");
     seen.push(format!(
@@ -1052,7 +1090,7 @@ async fn batch_writes(backend: &Backend) -> Vec<String> {
         .expect("finish");
     finished.sort_unstable();
     assert_eq!(finished, [1, 2, 3, 4, 8]);
-    let retry = |retry_at, priority, queue: Option<&str>, lock: Option<&str>| RetryJobParams {
+    let retry = |retry_at, priority, queue: Option<&str>, lock: Option<&str>| RetryDecision {
         retry_at,
         priority,
         queue: queue.map(str::to_owned),

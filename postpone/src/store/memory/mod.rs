@@ -7,7 +7,7 @@
 //!   todo jobs of the given queues, not scheduled in the future, by priority DESC then id
 //!   ASC; a job with a lock only if no job of that lock is doing and no todo job of that
 //!   lock comes before it, so a batch holds at most one job per lock;
-//! - a queueing lock allows one todo job: [`Error::AlreadyEnqueued`] otherwise, and a
+//! - a queueing lock allows one todo job: [`Error::AlreadyEnqueued`](crate::Error::AlreadyEnqueued) otherwise, and a
 //!   batch is all or nothing;
 //! - finish, retry and cancel are `procrastinate_finish_job_v1`, `procrastinate_retry_job_v2`
 //!   and `procrastinate_cancel_job_v1` (statuses, attempts, abort requests, deletes);
@@ -21,13 +21,17 @@
 //! and a test moves it ([`Clock::advance`]) to make time pass without sleeping. Nothing
 //! panics on input; a poisoned lock is recovered.
 //!
-//! What differs: there is no LISTEN/NOTIFY, so a worker finds new jobs by polling
-//! (`fetch_job_polling_interval`; use a short one in tests), or [`MemoryStore::run_all`]
-//! runs everything due now with a one-shot worker. [`MemoryStore::job_inserted`] is
-//! signalled on every insert, and a worker running on this store is woken by it as by a
-//! NOTIFY. A fetch under a worker id that is not registered fails as PostgreSQL's foreign
-//! key does (SQLSTATE 23503), so a worker pruned by another one registers again. Counts per
-//! name are sorted by bytes, where PostgreSQL sorts by the database's collation.
+//! - notifications as the triggers send them: a `job_inserted` per queue for new `todo`
+//!   jobs (and jobs handed back), an `abort_job_requested` when a running job's abort is
+//!   requested, to the subscriptions of [`Store::listen`](crate::store::Store::listen)
+//!   listening to that queue; a worker on this store wakes on them as on a NOTIFY.
+//!
+//! What differs: a claim under a worker id that is not registered fails with
+//! [`Error::WorkerNotRegistered`](crate::Error::WorkerNotRegistered) before the foreign key is involved (so a worker pruned by
+//! another one registers again, as with PostgreSQL); counts per name are sorted by bytes,
+//! where PostgreSQL sorts by the database's collation; the schema is always current
+//! (`apply_schema` has nothing to do). [`MemoryStore::run_all`] runs everything due now with
+//! a one-shot worker, and [`MemoryStore::job_inserted`] is signalled on every insert.
 //!
 //! # Testing a task with it
 //!
@@ -85,9 +89,11 @@
 //! # }
 //! ```
 //!
-//! The code: `events` (event types and rows), `state` (the tables and the trigger rules
-//! applied to them), `store` (the [`Store`](crate::store::Store) operations, one per named query), and here
-//! the [`MemoryStore`] handle with its test helpers.
+//! The code: `clock` (the time it reads), `events` (event types and rows), `state` (the
+//! tables and the trigger rules applied to them), `store` (the
+//! [`Store`](crate::store::Store) operations, one per named query), and here the
+//! [`MemoryStore`] handle with its test helpers and its notifications. `run_all` runs a
+//! worker, so it lives above the storage layer, in the `testing` module.
 
 mod clock;
 mod events;
@@ -97,7 +103,6 @@ mod store;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
@@ -106,13 +111,9 @@ pub use clock::Clock;
 pub use events::{EventType, JobEvent};
 use state::State;
 
-use crate::app::App;
 use crate::job::Job;
-use crate::worker::{WorkerConfig, WorkerStats};
-use crate::{Error, Result};
-
-/// How often [`MemoryStore::run_all`]'s worker polls (it has no NOTIFY to wake it).
-pub const RUN_ALL_POLLING_INTERVAL: Duration = Duration::from_millis(10);
+use crate::protocol::Notification;
+use crate::store::{Subscription, SubscriptionSender};
 
 /// A [`Store`](crate::store::Store) in memory, with PostgreSQL's semantics, for tests (see the module docs).
 ///
@@ -128,7 +129,9 @@ struct Shared {
     state: Mutex<State>,
     clock: Clock,
     inserted: Notify,
-    /// Tells this store's clones from other stores (see [`MemoryStore::run_all`]).
+    /// Open subscriptions ([`crate::store::Store::listen`]) and their queues (`None`: all).
+    subscribers: Mutex<Vec<(Option<Vec<String>>, SubscriptionSender)>>,
+    /// Tells this store's clones from other stores apart in `Debug`.
     instance: u64,
 }
 
@@ -177,12 +180,60 @@ impl MemoryStore {
         self.shared.clock.now()
     }
 
+    /// Whether `other` is this store or one of its clones (they share the same jobs).
+    #[must_use]
+    pub fn same_as(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere while holding the lock leaves whole rows behind: carry on.
         self.shared
             .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn subscribers(&self) -> MutexGuard<'_, Vec<(Option<Vec<String>>, SubscriptionSender)>> {
+        self.shared
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A new subscription to this store's notifications for `queues` (`None`: all).
+    fn subscribe(&self, queues: Option<&[String]>) -> Subscription {
+        let (sender, subscription) = Subscription::channel();
+        self.subscribers()
+            .push((queues.map(<[String]>::to_vec), sender));
+        subscription
+    }
+
+    /// Sends `notification` about a job of `queue` to the subscriptions listening to it (as
+    /// the triggers notify `procrastinate_queue_v1#<queue>` and `procrastinate_any_queue_v1`),
+    /// forgetting the closed ones.
+    fn notify(&self, queue: &str, notification: Notification) {
+        self.subscribers().retain(|(queues, sender)| {
+            let listens = queues
+                .as_ref()
+                .is_none_or(|queues| queues.iter().any(|q| q == queue));
+            !listens || sender.send(Ok(notification))
+        });
+    }
+
+    /// Announces inserted `todo` jobs, `(id, queue)`: one `job_inserted` per queue (the
+    /// first id), as the set-wise writes do, and the [`Self::job_inserted`] signal.
+    fn announce_inserted(&self, jobs: &[(i64, String)]) {
+        let mut first: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+        for (id, queue) in jobs {
+            first.entry(queue.as_str()).or_insert(*id);
+        }
+        for (queue, job_id) in first {
+            self.notify(queue, Notification::JobInserted { job_id });
+        }
+        if !jobs.is_empty() {
+            self.shared.inserted.notify_waiters();
+        }
     }
 
     /// Every job, by id.
@@ -234,47 +285,5 @@ impl MemoryStore {
     #[must_use]
     pub fn job_inserted(&self) -> &Notify {
         &self.shared.inserted
-    }
-
-    /// Runs every job due now with a one-shot worker (concurrency 1, so in fetch order),
-    /// including retries due at once, and returns what it wrote. `app` must run on this
-    /// store (built with `.store(Arc::new(store.clone()))`).
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] when `app` runs on another store, or the worker's error.
-    pub async fn run_all(&self, app: &App) -> Result<Arc<WorkerStats>> {
-        self.run_all_with(app, WorkerConfig::default()).await
-    }
-
-    /// As [`Self::run_all`], with these worker settings (say, `additional_context` or a
-    /// concurrency); one-shot, without NOTIFY, polling every [`RUN_ALL_POLLING_INTERVAL`],
-    /// and without the periodic deferrer (defer ticks with [`App::defer_periodic_jobs`]).
-    ///
-    /// # Errors
-    /// As [`Self::run_all`], and [`Error::InvalidInput`] for bad settings.
-    pub async fn run_all_with(&self, app: &App, config: WorkerConfig) -> Result<Arc<WorkerStats>> {
-        // The same store shares the same insert signal.
-        let ours = app
-            .store()
-            .job_inserted()
-            .is_some_and(|signal| std::ptr::eq(signal, &self.shared.inserted));
-        if !ours {
-            return Err(Error::InvalidInput(
-                "run_all: the app does not run on this MemoryStore: build it with .store(Arc::new(store.clone()))"
-                    .to_owned(),
-            ));
-        }
-        let config = WorkerConfig {
-            wait: false,
-            listen_notify: false,
-            install_signal_handlers: false,
-            fetch_job_polling_interval: RUN_ALL_POLLING_INTERVAL,
-            periodic: false,
-            ..config
-        };
-        let handle = app.start_worker(config).await?;
-        let stats = handle.stats();
-        handle.join().await?;
-        Ok(stats)
     }
 }

@@ -6,8 +6,9 @@ use std::fmt;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::events::{EventType, JobEvent};
+use crate::job::RetryDecision;
 use crate::job::{Job, JobStatus};
-use crate::store::{CountBy, DeferJobParams, RetryJobParams};
+use crate::store::{CountBy, DeferJobParams};
 use crate::{DbError, Error, Result};
 
 /// Longest queue or task name (`character varying(128)`).
@@ -217,7 +218,7 @@ pub(super) fn count_name(job: &Job, by: CountBy) -> Option<&str> {
 }
 
 /// The new priority, queue and lock of a retry, when given (`coalesce(new, old)`).
-pub(super) fn apply_retry(job: &mut Job, params: &RetryJobParams) {
+pub(super) fn apply_retry(job: &mut Job, params: &RetryDecision) {
     if let Some(priority) = params.priority {
         job.priority = priority;
     }

@@ -3,32 +3,35 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
-use tokio::sync::Notify;
 
 use super::MemoryStore;
-use super::state::{Refused, Sets, State, apply_retry, count_name, older_than, refused};
-use crate::job::{Job, JobStatus};
-use crate::manager::JobFilter;
+use super::state::{Sets, State, apply_retry, count_name, older_than, refused};
+use crate::job::{Job, JobStatus, RetryDecision};
+use crate::protocol::Notification;
+use crate::schema::{ApplyReport, ApplyScope};
 use crate::store::{
     CountBy, DeferJobParams, DeleteOldJobsParams, FinishJobParams, HandedBack, JobCounts,
-    RetryJobParams, StalledJobsParams, Store,
+    JobFilter, SessionSettings, StalledJobsParams, Store, Subscription,
 };
-use crate::{DbError, Error, Result};
+use crate::{Error, Result};
 
 #[async_trait]
 impl Store for MemoryStore {
-    fn job_inserted(&self) -> Option<&Notify> {
-        Some(MemoryStore::job_inserted(self))
-    }
-
     async fn defer_jobs(&self, jobs: &[DeferJobParams]) -> Result<Vec<i64>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
         let ids = self.state().insert_jobs(jobs, self.now())?;
-        self.shared.inserted.notify_waiters();
+        let inserted: Vec<(i64, String)> = ids
+            .iter()
+            .zip(jobs)
+            .map(|(id, job)| (*id, job.queue_name.clone()))
+            .collect();
+        self.announce_inserted(&inserted);
         Ok(ids)
     }
 
@@ -56,7 +59,9 @@ impl Store for MemoryStore {
             state.periodic_defers.insert(tick);
             ids.first().copied()
         };
-        self.shared.inserted.notify_waiters();
+        if let Some(id) = id {
+            self.announce_inserted(&[(id, job.queue_name.clone())]);
+        }
         Ok(id)
     }
 
@@ -152,12 +157,20 @@ impl Store for MemoryStore {
                 status: true,
                 abort_requested: true,
             };
+            let mut running_in = None;
             state.update(id, sets, now, |job| {
                 job.abort_requested = true;
                 if job.status == JobStatus::Todo {
                     job.status = JobStatus::Cancelled;
+                } else {
+                    running_in = Some(job.queue_name.clone());
                 }
             });
+            drop(state);
+            // procrastinate_notify_queue_abort_job_v1: its worker hears of it at once.
+            if let Some(queue) = running_in {
+                self.notify(&queue, Notification::AbortJobRequested { job_id: id });
+            }
             return Ok(Some(id));
         }
         if status != JobStatus::Todo {
@@ -171,7 +184,7 @@ impl Store for MemoryStore {
         Ok(Some(id))
     }
 
-    async fn retry_job(&self, id: i64, params: &RetryJobParams) -> Result<()> {
+    async fn retry_job(&self, id: i64, params: &RetryDecision) -> Result<()> {
         let now = self.now();
         let mut state = self.state();
         // Same steps as procrastinate_retry_job_v2.
@@ -354,14 +367,8 @@ impl Store for MemoryStore {
             return Ok(Vec::new());
         }
         if !state.workers.contains_key(&worker_id) {
-            // SQLSTATE 23503 (foreign_key_violation), as PostgreSQL says it: a worker
-            // pruned by another one registers again.
-            return Err(Error::Database(
-                DbError::other(Refused(format!(
-                    "insert or update on table \"procrastinate_jobs\" violates foreign key constraint \"procrastinate_jobs_worker_id_fkey\": worker {worker_id} is not registered (pruned as stalled, or unregistered)"
-                )))
-                .with_code("23503"),
-            ));
+            // Where PostgreSQL's foreign key on worker_id refuses the claim.
+            return Err(Error::WorkerNotRegistered { worker_id });
         }
         let sets = Sets {
             status: true,
@@ -418,7 +425,7 @@ impl Store for MemoryStore {
         Ok(deleted)
     }
 
-    async fn retry_jobs(&self, jobs: &[(i64, RetryJobParams)]) -> Result<Vec<i64>> {
+    async fn retry_jobs(&self, jobs: &[(i64, RetryDecision)]) -> Result<Vec<i64>> {
         let now = self.now();
         let mut state = self.state();
         // A job back in todo must not collide on its queueing lock (unique index): check
@@ -503,11 +510,14 @@ impl Store for MemoryStore {
             });
             handed.todo.push(id);
         }
+        let back: Vec<(i64, String)> = handed
+            .todo
+            .iter()
+            .filter_map(|id| state.jobs.get(id).map(|j| (*id, j.queue_name.clone())))
+            .collect();
         drop(state);
-        if !handed.todo.is_empty() {
-            // As the job_inserted NOTIFY of hand_back_jobs.sql: waiting workers take them.
-            self.shared.inserted.notify_waiters();
-        }
+        // As the job_inserted NOTIFY of hand_back_jobs.sql: waiting workers take them.
+        self.announce_inserted(&back);
         Ok(handed)
     }
 
@@ -523,5 +533,30 @@ impl Store for MemoryStore {
                     .is_some_and(|j| j.status == JobStatus::Doing && j.abort_requested)
             })
             .collect())
+    }
+
+    async fn listen(&self, queues: Option<&[String]>) -> Result<Subscription> {
+        Ok(self.subscribe(queues))
+    }
+
+    fn with_session(&self, _settings: &SessionSettings) -> Result<Arc<dyn Store>> {
+        // No sessions here: nothing to set.
+        Ok(Arc::new(self.clone()))
+    }
+
+    async fn apply_schema(&self, scope: ApplyScope) -> Result<ApplyReport> {
+        // The tables are this build's schema from the start.
+        Ok(ApplyReport {
+            already_present: crate::schema::migrations()
+                .iter()
+                .filter(|m| scope.includes(m.phase))
+                .map(crate::schema::Migration::label)
+                .collect(),
+            ..ApplyReport::default()
+        })
+    }
+
+    async fn check_schema(&self) -> Result<String> {
+        Ok(crate::schema::newest_version(crate::schema::migrations()))
     }
 }

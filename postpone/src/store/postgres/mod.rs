@@ -1,15 +1,19 @@
 //! The PostgreSQL store: a deadpool pool of tokio-postgres connections, prepared
-//! statements cached per connection, one named query per operation (see [`queries`]).
+//! statements cached per connection, one named query per operation (see [`queries`]),
+//! and one connection of its own per [`Subscription`] that LISTENs ([`listen`]).
 //!
 //! Database errors are translated here into the typed errors users act on:
 //! a queueing-lock collision becomes [`Error::AlreadyEnqueued`], a missing
-//! `procrastinate_*` relation becomes [`Error::SchemaMissing`].
+//! `procrastinate_*` relation becomes [`Error::SchemaMissing`], a claim by a worker whose
+//! row is gone becomes [`Error::WorkerNotRegistered`].
 
+mod listen;
 pub mod queries;
 mod rows;
 mod tx;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
@@ -20,33 +24,48 @@ pub use tx::Transaction;
 
 use super::{
     CountBy, DeferJobParams, DeleteOldJobsParams, FinishJobParams, HandedBack, JobCounts,
-    RetryJobParams, StalledJobsParams, Store,
+    JobFilter, SessionSettings, StalledJobsParams, Store, Subscription,
 };
-use crate::job::{Job, JobStatus};
-use crate::manager::JobFilter;
+use crate::connect::ConnectConfig;
+use crate::job::{Job, JobStatus, RetryDecision};
+use crate::schema::{ApplyReport, ApplyScope};
 use crate::{DbError, Error, Result};
+
+/// Connections of a store made by [`Store::with_session`] for one worker: the producer,
+/// the completer's two statements, and the heartbeat or abort poll.
+const SESSION_POOL_SIZE: usize = 4;
 
 /// The PostgreSQL implementation of [`Store`].
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: Pool,
-    target: String,
+    connect: ConnectConfig,
 }
 
 impl PgStore {
-    /// A store over this pool; `target` says where it connects, for error messages.
-    #[must_use]
-    pub fn new(pool: Pool, target: impl Into<String>) -> Self {
-        Self {
-            pool,
-            target: target.into(),
-        }
+    /// A store connecting as `connect` says, with a pool of at most `pool_size`
+    /// connections (none opened yet).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a pool size of 0.
+    pub fn new(connect: ConnectConfig, pool_size: usize) -> Result<Self> {
+        Ok(Self {
+            pool: connect.pool(pool_size)?,
+            connect,
+        })
     }
 
-    /// The pool, for the worker's own connections.
+    /// The pool, to run your own statements next to Postpone's (deferring inside your
+    /// deadpool transaction, say).
     #[must_use]
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// Where this store connects.
+    #[must_use]
+    pub fn connect_config(&self) -> &ConnectConfig {
+        &self.connect
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
@@ -54,7 +73,7 @@ impl PgStore {
             Ok(client) => Ok(client),
             Err(deadpool_postgres::PoolError::Backend(e)) if e.as_db_error().is_none() => {
                 Err(Error::Connect {
-                    target: self.target.clone(),
+                    target: self.connect.target(),
                     source: e.into(),
                 })
             }
@@ -292,7 +311,7 @@ impl Store for PgStore {
         }
     }
 
-    async fn retry_job(&self, id: i64, params: &RetryJobParams) -> Result<()> {
+    async fn retry_job(&self, id: i64, params: &RetryDecision) -> Result<()> {
         self.execute(
             queries::RETRY_JOB,
             &[
@@ -362,9 +381,18 @@ impl Store for PgStore {
         limit: usize,
     ) -> Result<Vec<Job>> {
         let limit = i32::try_from(limit).unwrap_or(i32::MAX);
-        let rows = self
+        let rows = match self
             .query(queries::FETCH_JOBS, &[&queues, &worker_id, &limit])
-            .await?;
+            .await
+        {
+            Err(Error::Database(error))
+                if error.code() == Some("23503")
+                    && error.constraint() == Some("procrastinate_jobs_worker_id_fkey") =>
+            {
+                return Err(Error::WorkerNotRegistered { worker_id });
+            }
+            other => other?,
+        };
         let mut jobs = rows.iter().map(rows::job).collect::<Result<Vec<_>>>()?;
         // UPDATE ... RETURNING has no order: restore the fetch order.
         jobs.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
@@ -382,7 +410,7 @@ impl Store for PgStore {
             .await
     }
 
-    async fn retry_jobs(&self, jobs: &[(i64, RetryJobParams)]) -> Result<Vec<i64>> {
+    async fn retry_jobs(&self, jobs: &[(i64, RetryDecision)]) -> Result<Vec<i64>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -423,5 +451,31 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         self.query_ids(queries::LIST_JOBS_TO_ABORT, &[&ids]).await
+    }
+
+    async fn listen(&self, queues: Option<&[String]>) -> Result<Subscription> {
+        listen::listen(&self.connect, queues).await
+    }
+
+    fn with_session(&self, settings: &SessionSettings) -> Result<Arc<dyn Store>> {
+        if *settings == SessionSettings::default() {
+            return Ok(Arc::new(self.clone()));
+        }
+        let mut connect = self.connect.clone();
+        if settings.asynchronous_commit {
+            connect = connect.with_session_setting("synchronous_commit", "off");
+        }
+        Ok(Arc::new(Self::new(connect, SESSION_POOL_SIZE)?))
+    }
+
+    async fn apply_schema(&self, scope: ApplyScope) -> Result<ApplyReport> {
+        // A connection of its own: pooled ones keep statements prepared before.
+        let mut client = self.connect.connect().await?;
+        crate::schema::apply(&mut client, scope).await
+    }
+
+    async fn check_schema(&self) -> Result<String> {
+        let client = self.client().await?;
+        crate::schema::ensure_ready(&client).await
     }
 }
