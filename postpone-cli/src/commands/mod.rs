@@ -2,8 +2,10 @@
 //! prints the result. Adding a command (`worker`, `shell`, `demo`, `bench`) is one variant
 //! in [`crate::flags::Command`], one file here, and one arm in [`run`].
 
+#[cfg(feature = "dev-tools")]
 mod bench;
 mod defer;
+#[cfg(feature = "dev-tools")]
 mod demo;
 mod healthchecks;
 mod jobs;
@@ -33,8 +35,11 @@ pub(crate) async fn run(command: Command, context: Context) -> anyhow::Result<Ex
         Command::Cancel(flags) => jobs::cancel(flags, context).await,
         Command::Abort(flags) => jobs::abort(flags, context).await,
         Command::Worker(flags) => worker::run(flags, context).await,
+        #[cfg(feature = "dev-tools")]
         Command::Demo(flags) => demo::run(flags, context).await,
+        #[cfg(feature = "dev-tools")]
         Command::Bench(flags) => bench::run(flags, context).await,
+        #[cfg(feature = "dev-tools")]
         Command::BenchWorker(flags) => bench::worker(flags, context).await,
         Command::Shell(flags) => shell::run(flags, context).await,
     }

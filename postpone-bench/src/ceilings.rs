@@ -17,17 +17,17 @@ use anyhow::{Context as _, bail};
 use postpone::connect::ConnectConfig;
 use postpone::store::postgres::queries;
 
-use super::workloads::{app, fill, latency_figures, paced, rate};
-use super::{Figure, procfs};
+use tokio_postgres::types::ToSql;
 
-/// The procedures and the wrappers of the worker's statements.
-const CEILINGS_SQL: &str = include_str!("ceilings.sql");
+use crate::workloads::{app, fill, latency_figures, paced, rate};
+use crate::{Figure, procfs, sql};
+
 /// The dollar quote of `ceilings.sql`: the library's statements must not contain it.
 const QUOTE: &str = "$postpone_bench$";
 
 /// Which of the contract's triggers on `procrastinate_jobs` stay enabled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Triggers {
+pub(crate) enum Triggers {
     /// All of them (the contract).
     All,
     /// All but the `job_inserted` NOTIFY trigger: events are written, nobody is woken.
@@ -46,7 +46,7 @@ pub(super) enum Triggers {
 
 impl Triggers {
     /// The suffix of the figures' names.
-    pub(super) fn suffix(self) -> &'static str {
+    pub(crate) fn suffix(self) -> &'static str {
         match self {
             Triggers::All => "",
             Triggers::NoNotify => "_no_notify",
@@ -57,7 +57,7 @@ impl Triggers {
     }
 
     /// How the bench's progress lines say it.
-    pub(super) fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Triggers::All => "",
             Triggers::NoNotify => ", job_inserted NOTIFY trigger disabled",
@@ -70,13 +70,8 @@ impl Triggers {
     fn disable(self) -> Option<&'static str> {
         match self {
             Triggers::All | Triggers::SetWise => None,
-            Triggers::NoNotify => Some(
-                "ALTER TABLE procrastinate_jobs
-                 DISABLE TRIGGER procrastinate_jobs_notify_queue_job_inserted_v1",
-            ),
-            Triggers::None | Triggers::Floor => {
-                Some("ALTER TABLE procrastinate_jobs DISABLE TRIGGER USER")
-            }
+            Triggers::NoNotify => Some(sql::DISABLE_NOTIFY_TRIGGER),
+            Triggers::None | Triggers::Floor => Some(sql::DISABLE_USER_TRIGGERS),
         }
     }
 }
@@ -91,7 +86,7 @@ fn ceilings_sql() -> anyhow::Result<String> {
             bail!("the library's {name} statement contains {QUOTE}: change the bench's quote");
         }
     }
-    Ok(CEILINGS_SQL
+    Ok(sql::CEILINGS
         .replace("{{FETCH_JOBS}}", queries::FETCH_JOBS.trim_end())
         .replace("{{FINISH_JOBS}}", queries::FINISH_JOBS.trim_end()))
 }
@@ -123,10 +118,7 @@ impl Session {
 
     async fn open(connect: &ConnectConfig) -> anyhow::Result<Self> {
         let client = connect.connect().await?;
-        let pid: i32 = client
-            .query_one("SELECT pg_backend_pid()", &[])
-            .await?
-            .try_get(0)?;
+        let pid: i32 = client.query_one(sql::BACKEND_PID, &[]).await?.try_get(0)?;
         let backend = u32::try_from(pid).ok().filter(|p| procfs::is_postgres(*p));
         Ok(Self { client, backend })
     }
@@ -135,15 +127,19 @@ impl Session {
         self.backend.and_then(procfs::cpu_time)
     }
 
-    /// Runs one `CALL` (which commits inside, so it goes alone in a simple query);
-    /// returns its wall time and its backend's CPU time.
-    async fn call(&self, call: &str) -> anyhow::Result<(Duration, Option<Duration>)> {
+    /// Runs one `CALL` of a procedure (which commits inside); returns its wall time and
+    /// its backend's CPU time.
+    async fn call(
+        &self,
+        call: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> anyhow::Result<(Duration, Option<Duration>)> {
         let cpu_before = self.backend_cpu();
         let started = Instant::now();
         self.client
-            .batch_execute(call)
+            .execute(call, params)
             .await
-            .with_context(|| format!("{call} failed"))?;
+            .with_context(|| format!("{} failed", call.lines().last().unwrap_or(call)))?;
         let elapsed = started.elapsed();
         let cpu = match (cpu_before, self.backend_cpu()) {
             (Some(before), Some(after)) => Some(after.saturating_sub(before)),
@@ -185,15 +181,11 @@ fn figures(
 }
 
 /// W1S: `jobs` calls of `procrastinate_defer_jobs_v1`, each committed on its own.
-pub(super) async fn w1s(connect: &ConnectConfig, jobs: usize) -> anyhow::Result<Vec<Figure>> {
+pub(crate) async fn w1s(connect: &ConnectConfig, jobs: usize) -> anyhow::Result<Vec<Figure>> {
     let session = Session::install(connect, Triggers::All).await?;
-    let (elapsed, cpu) = session
-        .call(&format!("CALL postpone_bench_w1s({jobs})"))
-        .await?;
+    let (elapsed, cpu) = session.call(sql::CALL_W1S, &[&int(jobs)?]).await?;
     let name = "W1S_defer_single";
-    let inserted = session
-        .count("SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'")
-        .await?;
+    let inserted = session.count(sql::COUNT_TODO).await?;
     let mut figures = figures(name, jobs, elapsed, cpu, ("jobs_inserted", inserted))?;
     figures.push(deferred_events(&session, name, jobs).await?);
     Ok(figures)
@@ -201,9 +193,7 @@ pub(super) async fn w1s(connect: &ConnectConfig, jobs: usize) -> anyhow::Result<
 
 /// The contract's own check of a defer: every job has its `deferred` event.
 async fn deferred_events(session: &Session, name: &str, jobs: usize) -> anyhow::Result<Figure> {
-    let events = session
-        .count("SELECT count(*) FROM procrastinate_events WHERE type = 'deferred'")
-        .await?;
+    let events = session.count(sql::COUNT_DEFERRED_EVENTS).await?;
     if events != jobs as i64 {
         bail!("{name}: {events} deferred events, expected {jobs}");
     }
@@ -215,27 +205,23 @@ async fn deferred_events(session: &Session, name: &str, jobs: usize) -> anyhow::
 
 /// W2S: `procrastinate_defer_jobs_v1` (or, set-wise, `postpone_defer_jobs_v1`) in batches,
 /// committed per batch, with `triggers`.
-pub(super) async fn w2s(
+pub(crate) async fn w2s(
     connect: &ConnectConfig,
     jobs: usize,
     batch: usize,
     triggers: Triggers,
 ) -> anyhow::Result<Vec<Figure>> {
     let session = Session::install(connect, triggers).await?;
+    let path = match triggers {
+        Triggers::SetWise => "set_wise",
+        Triggers::Floor => "floor",
+        Triggers::All | Triggers::NoNotify | Triggers::None => "contract",
+    };
     let (elapsed, cpu) = session
-        .call(&format!(
-            "CALL postpone_bench_w2s({jobs}, {batch}, '{}')",
-            match triggers {
-                Triggers::SetWise => "set_wise",
-                Triggers::Floor => "floor",
-                Triggers::All | Triggers::NoNotify | Triggers::None => "contract",
-            }
-        ))
+        .call(sql::CALL_W2S, &[&int(jobs)?, &int(batch)?, &path])
         .await?;
     let name = format!("W2S_defer_batch{}", triggers.suffix());
-    let inserted = session
-        .count("SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'")
-        .await?;
+    let inserted = session.count(sql::COUNT_TODO).await?;
     let mut figures = figures(&name, jobs, elapsed, cpu, ("jobs_inserted", inserted))?;
     if triggers != Triggers::None {
         figures.push(deferred_events(&session, &name, jobs).await?);
@@ -246,16 +232,16 @@ pub(super) async fn w2s(
 /// One server-side drain: claims of `batch`, in `sessions` concurrent sessions (each a
 /// worker of its own), committing synchronously unless `asynchronous`, with `triggers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Drain {
-    pub(super) batch: usize,
-    pub(super) sessions: usize,
-    pub(super) asynchronous: bool,
-    pub(super) triggers: Triggers,
+pub(crate) struct Drain {
+    pub(crate) batch: usize,
+    pub(crate) sessions: usize,
+    pub(crate) asynchronous: bool,
+    pub(crate) triggers: Triggers,
 }
 
 impl Drain {
     /// `W3S_drain_b<batch>[_x<sessions>][_async][_no_triggers]`.
-    pub(super) fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         let mut name = format!("W3S_drain_b{}", self.batch);
         if self.sessions > 1 {
             name.push_str(&format!("_x{}", self.sessions));
@@ -267,7 +253,7 @@ impl Drain {
         name
     }
 
-    pub(super) fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         format!(
             "W3S server-side drain, claims of {}, {} session(s){}{}",
             self.batch,
@@ -285,7 +271,7 @@ impl Drain {
 /// W3S: a backlog of `jobs` (deferred as W3's, untimed; analysed with `--analyze`, as
 /// W3's) drained as `drain` says, each claim and each batch finish its own transaction. With
 /// `POSTPONE_WORKER_ASYNCHRONOUS_COMMIT` set, every drain commits as such a worker does.
-pub(super) async fn w3s(
+pub(crate) async fn w3s(
     connect: &ConnectConfig,
     jobs: usize,
     drain: Drain,
@@ -296,21 +282,19 @@ pub(super) async fn w3s(
     drop(app);
     let first = Session::install(connect, drain.triggers).await?;
     if analyze {
-        first
-            .client
-            .batch_execute("ANALYZE procrastinate_jobs")
-            .await?;
+        first.client.batch_execute(sql::ANALYZE_JOBS).await?;
     }
     let mut sessions = vec![first];
     for _ in 1..drain.sessions {
         sessions.push(Session::open(connect).await?);
     }
-    let mut calls = Vec::new();
+    let batch = int(drain.batch)?;
+    let mut workers = Vec::new();
     for session in &sessions {
         if drain.asynchronous || workers_commit_asynchronously() {
             session
                 .client
-                .batch_execute("SET synchronous_commit = off")
+                .batch_execute(sql::SYNCHRONOUS_COMMIT_OFF)
                 .await?;
         }
         let worker: i64 = session
@@ -318,21 +302,18 @@ pub(super) async fn w3s(
             .query_one(queries::REGISTER_WORKER, &[])
             .await?
             .try_get(0)?;
-        calls.push(format!(
-            "CALL postpone_bench_w3s({worker}, {})",
-            drain.batch
-        ));
+        workers.push(worker);
     }
     let cpu_before: Option<Vec<Duration>> = sessions.iter().map(Session::backend_cpu).collect();
     let started = Instant::now();
     let mut running = tokio::task::JoinSet::new();
-    for (session, call) in sessions.into_iter().zip(calls) {
+    for (session, worker) in sessions.into_iter().zip(workers) {
         running.spawn(async move {
             session
                 .client
-                .batch_execute(&call)
+                .execute(sql::CALL_W3S, &[&worker, &batch])
                 .await
-                .with_context(|| format!("{call} failed"))?;
+                .with_context(|| format!("the W3S drain of worker {worker} failed"))?;
             anyhow::Ok(session)
         });
     }
@@ -356,17 +337,11 @@ pub(super) async fn w3s(
         .first()
         .context("no session came back from the drain")?;
     let name = drain.name();
-    let succeeded = session
-        .count("SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'")
-        .await?;
+    let succeeded = session.count(sql::COUNT_SUCCEEDED).await?;
     let mut figures = figures(&name, jobs, elapsed, cpu, ("succeeded", succeeded))?;
     if drain.triggers == Triggers::All {
         // Each job's 'started' and 'succeeded' events, written by the triggers.
-        let events = session
-            .count(
-                "SELECT count(*) FROM procrastinate_events WHERE type IN ('started', 'succeeded')",
-            )
-            .await?;
+        let events = session.count(sql::COUNT_DRAIN_EVENTS).await?;
         let expected = 2 * jobs;
         if events != expected as i64 {
             bail!("{name}: {events} started/succeeded events, expected {expected}");
@@ -386,7 +361,7 @@ pub(super) async fn w3s(
 /// transaction there is; each committed as the server commits by default and, as a
 /// worker with `--asynchronous-commit` does, without waiting for the WAL flush.
 /// Figures: `W4S_claim[_async]_p50/p99` and `W4S_write[_async]_p50/p99`, in ms.
-pub(super) async fn w4s(
+pub(crate) async fn w4s(
     connect: &ConnectConfig,
     jobs: usize,
     interval: Duration,
@@ -394,25 +369,15 @@ pub(super) async fn w4s(
 ) -> anyhow::Result<Vec<Figure>> {
     let deferrer = connect.connect().await?;
     deferrer
-        .batch_execute(
-            "CREATE TABLE postpone_bench_write (id int PRIMARY KEY, n bigint NOT NULL);
-             INSERT INTO postpone_bench_write VALUES (1, 0)",
-        )
+        .batch_execute(sql::W4S_TABLE)
         .await
         .context("cannot create W4S's one-row table")?;
-    let defer = deferrer
-        .prepare(
-            "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW('default', 'postpone.bench.noop', 0,
-                 NULL, NULL, '{}'::jsonb, NULL)::procrastinate_job_to_defer_v1])",
-        )
-        .await?;
+    let defer = deferrer.prepare(sql::W4S_DEFER).await?;
     let mut figures = Vec::new();
     for asynchronous in [false, true] {
         let session = connect.connect().await?;
         if asynchronous {
-            session
-                .batch_execute("SET synchronous_commit = off")
-                .await?;
+            session.batch_execute(sql::SYNCHRONOUS_COMMIT_OFF).await?;
         }
         let suffix = if asynchronous { "_async" } else { "" };
 
@@ -440,9 +405,7 @@ pub(super) async fn w4s(
         .await?;
         latency_figures(&mut figures, &format!("W4S_claim{suffix}"), &claims);
 
-        let write = session
-            .prepare("UPDATE postpone_bench_write SET n = n + 1 WHERE id = 1")
-            .await?;
+        let write = session.prepare(sql::W4S_WRITE).await?;
         let mut writes = Vec::with_capacity(jobs);
         paced(jobs + warmup, interval, async |round| {
             let started = Instant::now();
@@ -457,10 +420,7 @@ pub(super) async fn w4s(
     }
     // Every round claimed its job: they are all doing, none left todo.
     let claimed: i64 = deferrer
-        .query_one(
-            "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'",
-            &[],
-        )
+        .query_one(sql::COUNT_DOING, &[])
         .await?
         .try_get(0)?;
     let rounds = 2 * (jobs + warmup);
@@ -474,10 +434,15 @@ pub(super) async fn w4s(
     Ok(figures)
 }
 
+/// A size as the procedures take it (`integer`); sizes were checked when resolved.
+fn int(size: usize) -> anyhow::Result<i32> {
+    i32::try_from(size).with_context(|| format!("{size} does not fit an integer"))
+}
+
 /// Whether the bench's workers commit asynchronously: the drains' worker processes inherit
 /// `POSTPONE_WORKER_ASYNCHRONOUS_COMMIT`, and W4's in-process worker follows it too; read
 /// as clap's `FalseyValueParser` reads it.
-pub(super) fn workers_commit_asynchronously() -> bool {
+pub(crate) fn workers_commit_asynchronously() -> bool {
     std::env::var("POSTPONE_WORKER_ASYNCHRONOUS_COMMIT").is_ok_and(|value| {
         !matches!(
             value.trim().to_ascii_lowercase().as_str(),

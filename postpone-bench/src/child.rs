@@ -7,7 +7,7 @@
 //! `--report-ms`); on `stop` or the end of stdin it stops gracefully, prints `stopped N`
 //! and exits. The parent reads `/proc/<pid>` before sending `stop`.
 
-use std::process::{ExitCode, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -20,15 +20,16 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
-use super::BenchNoop;
-use crate::Context;
+use crate::BenchNoop;
 use crate::flags::BenchWorkerFlags;
 
-/// `postpone bench-worker`: see the module docs.
-pub(crate) async fn worker(flags: BenchWorkerFlags, context: Context) -> anyhow::Result<ExitCode> {
-    let url = context
-        .database_url
-        .as_deref()
+/// `postpone bench-worker`, a worker process of `postpone bench` driven over stdin and
+/// stdout (see the module docs); the bench sets `DATABASE_URL` for it.
+///
+/// # Errors
+/// No database URL, a database error, or stdout closed.
+pub async fn worker(flags: BenchWorkerFlags, database_url: Option<&str>) -> anyhow::Result<()> {
+    let url = database_url
         .filter(|u| !u.is_empty())
         .context("bench-worker needs --database-url or DATABASE_URL")?;
     let app = App::builder()
@@ -58,7 +59,7 @@ pub(crate) async fn worker(flags: BenchWorkerFlags, context: Context) -> anyhow:
     loop {
         match command(lines.recv().await).as_str() {
             "start" => break,
-            "stop" => return Ok(ExitCode::SUCCESS),
+            "stop" => return Ok(()),
             _ => {}
         }
     }
@@ -96,7 +97,7 @@ pub(crate) async fn worker(flags: BenchWorkerFlags, context: Context) -> anyhow:
     handle.stop();
     handle.join().await?;
     say(&format!("stopped {}", stats.completed()))?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// One line to the parent, flushed at once.

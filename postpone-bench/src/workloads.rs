@@ -1,5 +1,5 @@
 //! The workloads of `postpone bench`, one function each: what they defer, how they run the
-//! workers, what they time. The command in `../bench.rs` chooses, repeats and reports them.
+//! workers, what they time. `lib.rs` chooses, repeats and reports them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,10 +11,10 @@ use postpone::connect::ConnectConfig;
 use postpone::worker::WorkerConfig;
 use tokio::sync::mpsc;
 
-use super::child::WorkerProcess;
-use super::{BenchLatency, BenchNoop, FILL_BATCH, Figure, LatencySink, Params, STALL, procfs};
+use crate::child::WorkerProcess;
+use crate::{BenchLatency, BenchNoop, FILL_BATCH, Figure, LatencySink, Params, STALL, procfs, sql};
 
-pub(super) fn app(connect: &ConnectConfig, pool_size: Option<usize>) -> anyhow::Result<App> {
+pub(crate) fn app(connect: &ConnectConfig, pool_size: Option<usize>) -> anyhow::Result<App> {
     let mut builder = App::builder()
         .task::<BenchNoop>()
         .task::<BenchLatency>()
@@ -25,12 +25,12 @@ pub(super) fn app(connect: &ConnectConfig, pool_size: Option<usize>) -> anyhow::
     Ok(builder.build()?)
 }
 
-pub(super) fn rate(jobs: usize, elapsed: Duration) -> f64 {
+pub(crate) fn rate(jobs: usize, elapsed: Duration) -> f64 {
     jobs as f64 / elapsed.as_secs_f64().max(1e-9)
 }
 
 /// W1: `app.defer`, one job per (implicit) transaction, sequentially, on one connection.
-pub(super) async fn w1(connect: &ConnectConfig, jobs: usize) -> anyhow::Result<Vec<Figure>> {
+pub(crate) async fn w1(connect: &ConnectConfig, jobs: usize) -> anyhow::Result<Vec<Figure>> {
     let app = app(connect, Some(1))?;
     app.check_schema().await?; // opens the one connection before the clock starts
     let started = Instant::now();
@@ -41,12 +41,8 @@ pub(super) async fn w1(connect: &ConnectConfig, jobs: usize) -> anyhow::Result<V
     // The floor under W1 on this machine: the same number of one-row autocommit INSERTs
     // (prepared, one connection) into a table without index or trigger.
     let client = connect.connect().await?;
-    client
-        .batch_execute("CREATE TABLE postpone_bench_baseline (id bigint, args jsonb)")
-        .await?;
-    let insert = client
-        .prepare("INSERT INTO postpone_bench_baseline VALUES ($1, $2)")
-        .await?;
+    client.batch_execute(sql::BASELINE_TABLE).await?;
+    let insert = client.prepare(sql::BASELINE_INSERT).await?;
     let args = serde_json::json!({"i": 0});
     let started = Instant::now();
     for i in 0..jobs {
@@ -60,7 +56,7 @@ pub(super) async fn w1(connect: &ConnectConfig, jobs: usize) -> anyhow::Result<V
 }
 
 /// W2: `batch_defer` in batches, sequentially; then counts the `deferred` events.
-pub(super) async fn w2(
+pub(crate) async fn w2(
     connect: &ConnectConfig,
     jobs: usize,
     batch: usize,
@@ -79,10 +75,7 @@ pub(super) async fn w2(
     let elapsed = started.elapsed();
     let client = connect.connect().await?;
     let events: i64 = client
-        .query_one(
-            "SELECT count(*) FROM procrastinate_events WHERE type = 'deferred'",
-            &[],
-        )
+        .query_one(sql::COUNT_DEFERRED_EVENTS, &[])
         .await?
         .get(0);
     Ok(vec![
@@ -94,44 +87,36 @@ pub(super) async fn w2(
     ])
 }
 
-pub(super) struct DrainCase<'a> {
-    pub(super) processes: usize,
-    pub(super) concurrency: usize,
-    pub(super) jobs: usize,
-    pub(super) prefill: usize,
-    pub(super) name: &'a str,
-    pub(super) memory: bool,
-    pub(super) analyze: bool,
+pub(crate) struct DrainCase<'a> {
+    pub(crate) processes: usize,
+    pub(crate) concurrency: usize,
+    pub(crate) jobs: usize,
+    pub(crate) prefill: usize,
+    pub(crate) name: &'a str,
+    pub(crate) memory: bool,
+    pub(crate) analyze: bool,
 }
 
 /// Inserts `count` succeeded jobs with their deferred/started/succeeded events, set-wise
 /// (no trigger fires: they are not `todo`), then vacuums and analyses both tables.
-pub(super) async fn prefill(client: &tokio_postgres::Client, count: usize) -> anyhow::Result<()> {
+pub(crate) async fn prefill(client: &tokio_postgres::Client, count: usize) -> anyhow::Result<()> {
+    let count = i64::try_from(count).context("the prefill count does not fit a bigint")?;
     client
-        .batch_execute(&format!(
-            "INSERT INTO procrastinate_jobs (queue_name, task_name, priority, args, status, attempts)
-             SELECT 'default', 'postpone.bench.noop', 0, jsonb_build_object('i', g), 'succeeded', 1
-               FROM generate_series(1, {count}) AS g;
-             INSERT INTO procrastinate_events (job_id, type, at)
-             SELECT j.id, e.type::procrastinate_job_event_type, now() - interval '1 hour' + e.after
-               FROM procrastinate_jobs AS j
-              CROSS JOIN (VALUES ('deferred', interval '0'), ('started', interval '1 ms'),
-                                 ('succeeded', interval '2 ms')) AS e(type, after)
-              WHERE j.status = 'succeeded';"
-        ))
+        .execute(sql::PREFILL_JOBS, &[&count])
         .await
         .context("cannot prefill the jobs table")?;
-    for table in ["procrastinate_jobs", "procrastinate_events"] {
-        // One statement per call: VACUUM cannot run in the implicit transaction of two.
-        client
-            .batch_execute(&format!("VACUUM ANALYZE {table}"))
-            .await?;
-    }
+    client
+        .execute(sql::PREFILL_EVENTS, &[])
+        .await
+        .context("cannot prefill the events table")?;
+    // One statement per call: VACUUM cannot run in the implicit transaction of two.
+    client.batch_execute(sql::VACUUM_JOBS).await?;
+    client.batch_execute(sql::VACUUM_EVENTS).await?;
     Ok(())
 }
 
 /// Defers `jobs` no-op jobs in batches (untimed set-up).
-pub(super) async fn fill(app: &App, jobs: usize) -> anyhow::Result<()> {
+pub(crate) async fn fill(app: &App, jobs: usize) -> anyhow::Result<()> {
     let mut deferred = 0;
     while deferred < jobs {
         let end = jobs.min(deferred + FILL_BATCH);
@@ -145,15 +130,8 @@ pub(super) async fn fill(app: &App, jobs: usize) -> anyhow::Result<()> {
 
 /// CPU time of the PostgreSQL backends serving this database (other than `client`'s),
 /// by pid; `None` when the server's processes cannot be read (not on this machine).
-pub(super) async fn backend_cpu(client: &tokio_postgres::Client) -> Option<HashMap<u32, Duration>> {
-    let rows = client
-        .query(
-            "SELECT pid FROM pg_stat_activity
-              WHERE datname = current_database() AND pid <> pg_backend_pid()",
-            &[],
-        )
-        .await
-        .ok()?;
+pub(crate) async fn backend_cpu(client: &tokio_postgres::Client) -> Option<HashMap<u32, Duration>> {
+    let rows = client.query(sql::BACKEND_PIDS, &[]).await.ok()?;
     let mut cpu = HashMap::new();
     for row in rows {
         let pid = u32::try_from(row.get::<_, i32>(0)).ok()?;
@@ -168,7 +146,7 @@ pub(super) async fn backend_cpu(client: &tokio_postgres::Client) -> Option<HashM
 }
 
 /// CPU the backends used between two readings (backends new in `after` count whole).
-pub(super) fn backend_delta(
+pub(crate) fn backend_delta(
     before: &HashMap<u32, Duration>,
     after: &HashMap<u32, Duration>,
 ) -> Duration {
@@ -179,7 +157,7 @@ pub(super) fn backend_delta(
 }
 
 /// W3, W3L and MEM: a backlog drained by worker processes.
-pub(super) async fn drain(
+pub(crate) async fn drain(
     connect: &ConnectConfig,
     url: &str,
     case: DrainCase<'_>,
@@ -192,7 +170,7 @@ pub(super) async fn drain(
     fill(&app, case.jobs).await?;
     drop(app);
     if case.analyze {
-        client.batch_execute("ANALYZE procrastinate_jobs").await?;
+        client.batch_execute(sql::ANALYZE_JOBS).await?;
     }
 
     let (mut workers, mut progress) =
@@ -239,14 +217,7 @@ pub(super) async fn drain(
         worker.stop().await?;
     }
 
-    let row = client
-        .query_one(
-            "SELECT count(*) FILTER (WHERE status = 'succeeded'),
-                    count(*) FILTER (WHERE status <> 'succeeded')
-               FROM procrastinate_jobs",
-            &[],
-        )
-        .await?;
+    let row = client.query_one(sql::DRAIN_OUTCOMES, &[]).await?;
     let (succeeded, other): (i64, i64) = (row.get(0), row.get(1));
     let expected = (case.jobs + case.prefill) as i64;
     if succeeded != expected || other != 0 {
@@ -287,7 +258,7 @@ pub(super) async fn drain(
 }
 
 /// IDLE: CPU a started worker process uses with no job at all.
-pub(super) async fn idle(
+pub(crate) async fn idle(
     connect: &ConnectConfig,
     url: &str,
     seconds: f64,
@@ -330,7 +301,7 @@ pub(super) async fn idle(
 }
 
 /// W4: an idle listening worker in this process; jobs deferred one at a time.
-pub(super) async fn w4(connect: &ConnectConfig, params: &Params) -> anyhow::Result<Vec<Figure>> {
+pub(crate) async fn w4(connect: &ConnectConfig, params: &Params) -> anyhow::Result<Vec<Figure>> {
     let app = app(connect, None)?;
     app.check_schema().await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -338,7 +309,7 @@ pub(super) async fn w4(connect: &ConnectConfig, params: &Params) -> anyhow::Resu
         name: Some("bench-latency".to_owned()),
         concurrency: params.w4_concurrency,
         additional_context: Some(Arc::new(LatencySink(tx))),
-        asynchronous_commit: super::ceilings::workers_commit_asynchronously(),
+        asynchronous_commit: crate::ceilings::workers_commit_asynchronously(),
         ..WorkerConfig::default()
     };
     let handle = app.start_worker(config).await?;
@@ -378,7 +349,7 @@ pub(super) async fn w4(connect: &ConnectConfig, params: &Params) -> anyhow::Resu
 }
 
 /// Runs `step` `rounds` times, round `i` starting `i x interval` after the first.
-pub(super) async fn paced(
+pub(crate) async fn paced(
     rounds: usize,
     interval: Duration,
     mut step: impl AsyncFnMut(usize) -> anyhow::Result<()>,
@@ -392,7 +363,7 @@ pub(super) async fn paced(
 }
 
 /// `<name>_p50` and `<name>_p99` of latencies in ms.
-pub(super) fn latency_figures(figures: &mut Vec<Figure>, name: &str, values: &[f64]) {
+pub(crate) fn latency_figures(figures: &mut Vec<Figure>, name: &str, values: &[f64]) {
     figures.push(Figure::new(
         format!("{name}_p50"),
         percentile(values, 50.0),
@@ -406,7 +377,7 @@ pub(super) fn latency_figures(figures: &mut Vec<Figure>, name: &str, values: &[f
 }
 
 /// `later - earlier` in milliseconds, negative when `later` came first.
-pub(super) fn signed_ms(later: Instant, earlier: Instant) -> f64 {
+pub(crate) fn signed_ms(later: Instant, earlier: Instant) -> f64 {
     match later.checked_duration_since(earlier) {
         Some(d) => d.as_secs_f64() * 1000.0,
         None => -(earlier.duration_since(later).as_secs_f64() * 1000.0),
@@ -414,7 +385,7 @@ pub(super) fn signed_ms(later: Instant, earlier: Instant) -> f64 {
 }
 
 /// Nearest-rank percentile.
-pub(super) fn percentile(values: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(values: &[f64], p: f64) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }
@@ -424,7 +395,7 @@ pub(super) fn percentile(values: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-pub(super) fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     match sorted.len() {

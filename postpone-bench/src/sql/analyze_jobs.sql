@@ -1,0 +1,2 @@
+-- --analyze: statistics for a fresh backlog.
+ANALYZE procrastinate_jobs

@@ -1,0 +1,2 @@
+-- This session's backend, to read its CPU time.
+SELECT pg_backend_pid()
