@@ -59,8 +59,9 @@
 //!
 //! # Time zones
 //! A schedule runs in UTC unless it names an IANA zone ([`Periodic::with_timezone`]).
-//! In a zone with daylight saving time, a wall-clock time that does not exist that day is
-//! skipped and one that happens twice runs once. Python's Procrastinate has no zones:
+//! In a zone with daylight saving time, a time in the skipped hour runs once the clocks
+//! have moved, a time in the repeated hour runs once (its first occurrence), and a
+//! schedule whose hour is a wildcard keeps its pace in real time (`docs/periodic.md`). Python's Procrastinate has no zones:
 //! a Python worker sharing a zoned schedule would defer other ticks; register zoned
 //! schedules on Rust workers only.
 

@@ -333,3 +333,69 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod daylight_saving {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn ticks(cron: &str, from: &str, to: &str) -> Vec<DateTime<Utc>> {
+        let s = Schedule::parse(cron, Some("Europe/Paris")).unwrap();
+        let day = std::time::Duration::from_secs(10 * 86_400);
+        s.due_ticks(Some(at(from).timestamp()), at(to), day)
+            .into_iter()
+            .map(|t| Utc.timestamp_opt(t, 0).single().unwrap())
+            .collect()
+    }
+
+    // Paris, 2026: clocks go forward on March 29 at 02:00 CET (01:00 UTC) to 03:00 CEST,
+    // and back on October 25 at 03:00 CEST (01:00 UTC) to 02:00 CET.
+
+    #[test]
+    fn a_time_in_the_skipped_hour_runs_when_the_clocks_have_moved() {
+        // 02:30 does not exist on March 29: that day's tick is at 03:00 CEST, once.
+        assert_eq!(
+            ticks("30 2 * * *", "2026-03-28T00:00:00Z", "2026-03-31T00:00:00Z"),
+            [
+                at("2026-03-28T01:30:00Z"), // 02:30 CET
+                at("2026-03-29T01:00:00Z"), // 03:00 CEST
+                at("2026-03-30T00:30:00Z"), // 02:30 CEST
+            ]
+        );
+        // An hourly schedule has no 02:00 that day, and no extra tick.
+        assert_eq!(
+            ticks("0 * * * *", "2026-03-28T23:30:00Z", "2026-03-29T02:30:00Z"),
+            [
+                at("2026-03-29T00:00:00Z"), // 01:00 CET
+                at("2026-03-29T01:00:00Z"), // 03:00 CEST
+                at("2026-03-29T02:00:00Z"), // 04:00 CEST
+            ]
+        );
+    }
+
+    #[test]
+    fn a_time_that_happens_twice_runs_once_unless_the_hour_is_a_wildcard() {
+        // 02:30 happens at 00:30 UTC (CEST) and at 01:30 UTC (CET): it runs at the first.
+        assert_eq!(
+            ticks("30 2 * * *", "2026-10-24T00:00:00Z", "2026-10-27T00:00:00Z"),
+            [
+                at("2026-10-24T00:30:00Z"),
+                at("2026-10-25T00:30:00Z"),
+                at("2026-10-26T01:30:00Z"),
+            ]
+        );
+        // Every hour (or more often) keeps its pace through the repeated hour: every real
+        // hour runs, so 02:00 runs in CEST and again in CET.
+        assert_eq!(
+            ticks("0 * * * *", "2026-10-24T23:30:00Z", "2026-10-25T02:30:00Z"),
+            [
+                at("2026-10-25T00:00:00Z"), // 02:00 CEST
+                at("2026-10-25T01:00:00Z"), // 02:00 CET
+                at("2026-10-25T02:00:00Z"), // 03:00 CET
+            ]
+        );
+    }
+}

@@ -547,6 +547,68 @@ async fn defer_in_a_tokio_postgres_transaction_commits_or_rolls_back_with_it() {
     drop(listener.client);
 }
 
+/// docs/deferring.md's deadpool example: the app's own pool, a write of the caller's and
+/// a batch (25 jobs: the set-wise statement) in one transaction.
+#[tokio::test]
+async fn defer_in_a_deadpool_transaction_commits_or_rolls_back_with_it() {
+    let db = schema_db().await;
+    let app = app(&db);
+    let other = db.client().await;
+    other
+        .batch_execute(
+            "CREATE TABLE orders (id bigint PRIMARY KEY, confirmed bool NOT NULL DEFAULT false);
+             INSERT INTO orders (id) SELECT generate_series(1, 25)",
+        )
+        .await
+        .expect("orders table");
+    let order_ids: Vec<i64> = (1..=25).collect();
+    let confirmed = async || -> i64 {
+        other
+            .query_one("SELECT count(*) FROM orders WHERE confirmed", &[])
+            .await
+            .expect("count orders")
+            .get(0)
+    };
+    let mut client = app
+        .pg()
+        .expect("the app runs on PostgreSQL")
+        .get()
+        .await
+        .expect("pooled connection");
+
+    for commit in [false, true] {
+        let mut tx = client.transaction().await.expect("begin");
+        tx.execute(
+            "UPDATE orders SET confirmed = true WHERE id = ANY($1)",
+            &[&order_ids],
+        )
+        .await
+        .expect("update orders");
+        let jobs = order_ids
+            .iter()
+            .map(|&n| app.configure(record(n)).with_queue("emails"));
+        let ids = app
+            .batch_defer_in(&mut tx, jobs)
+            .await
+            .expect("batch in tx");
+        assert_eq!(ids.len(), 25);
+        assert_eq!(
+            counts(&other).await,
+            (0, 0),
+            "nothing visible before commit"
+        );
+        if commit {
+            tx.commit().await.expect("commit");
+            assert_eq!((counts(&other).await, confirmed().await), ((25, 25), 25));
+            let job = app.job_manager().get_job(ids[24]).await.expect("visible");
+            assert_eq!(job.args, json!({"n": 25, "label": "job 25"}));
+        } else {
+            tx.rollback().await.expect("rollback");
+            assert_eq!((counts(&other).await, confirmed().await), ((0, 0), 0));
+        }
+    }
+}
+
 /// An sqlx pool on the test database, whose URL may be a `key=value` conninfo.
 #[cfg(feature = "sqlx")]
 async fn sqlx_pool(db: &TestDb) -> sqlx::PgPool {
