@@ -59,4 +59,6 @@ pub mod guide {
     pub mod schema {}
     #[doc = include_str!("../../docs/performance.md")]
     pub mod performance {}
+    #[doc = include_str!("../../docs/architecture.md")]
+    pub mod architecture {}
 }

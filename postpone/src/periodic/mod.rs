@@ -1,7 +1,7 @@
 //! Periodic tasks: a task deferred on a cron schedule (Procrastinate's `@app.periodic`).
 //!
 //! Register a [`Periodic`] on the [`crate::AppBuilder`] (or a [`crate::Blueprint`]); every
-//! worker then runs the periodic deferrer (`crate::maintenance::periodic`), and the
+//! worker then runs the periodic deferrer (`maintenance/periodic.rs`), and the
 //! database keeps each tick to one job through `procrastinate_defer_periodic_job_v2`, so
 //! any number of Rust and Python workers defer each tick once.
 //!

@@ -1153,3 +1153,20 @@ async fn batch_writes(backend: &Backend) -> Vec<String> {
     }
     seen
 }
+
+/// An app runs on one store: given a memory store and a database as well, it refuses to
+/// build rather than split its writes between them.
+#[test]
+fn an_app_is_given_one_store() {
+    let err = App::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .database_url("postgres://u@db.example/app")
+        .expect("url parses")
+        .build()
+        .expect_err("two stores");
+    let message = err.to_string();
+    assert!(
+        message.contains("both a store and a database") && message.contains("db.example"),
+        "{message}"
+    );
+}

@@ -91,6 +91,44 @@ async fn apply_on_empty_db_creates_everything_and_records_migrations() {
     assert_eq!(ensure_ready(&client).await.ok(), newest);
 }
 
+/// `App::apply_schema` installs the schema from code, with no second connection of the
+/// caller's and no CLI; the missing-schema error says how, from code and from the CLI. The
+/// memory store's tables are always current: nothing to apply, and it checks out.
+#[tokio::test]
+async fn an_app_installs_and_checks_its_schema_from_code() {
+    let db = empty_db().await;
+    let app = postpone::App::builder()
+        .database_url(&db.url)
+        .expect("test url parses")
+        .build()
+        .expect("app");
+    let err = app.check_schema().await.expect_err("no schema yet");
+    assert!(matches!(err, Error::SchemaMissing), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("app.apply_schema(ApplyScope::All)")
+            && message.contains("postpone schema apply"),
+        "{message}"
+    );
+    let report = app.apply_schema(ApplyScope::All).await.expect("apply");
+    assert_eq!(report.applied, labels());
+    let version = app.check_schema().await.expect("ready");
+    assert_eq!(Some(version.as_str()), labels().last().map(|l| &l[..4]));
+    let again = app
+        .apply_schema(ApplyScope::All)
+        .await
+        .expect("apply again");
+    assert!(again.applied.is_empty() && again.already_present == labels());
+
+    let memory = postpone::App::builder()
+        .store(std::sync::Arc::new(postpone::MemoryStore::new()))
+        .build()
+        .expect("app");
+    let report = memory.apply_schema(ApplyScope::All).await.expect("apply");
+    assert!(report.applied.is_empty() && report.already_present == labels());
+    assert_eq!(memory.check_schema().await.expect("ready"), version);
+}
+
 #[tokio::test]
 async fn apply_twice_is_a_noop() {
     let db = schema_db().await;
