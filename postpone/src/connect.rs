@@ -175,20 +175,33 @@ impl ConnectConfig {
     /// # Errors
     /// [`Error::Connect`] naming where it tried.
     pub async fn connect(&self) -> Result<tokio_postgres::Client> {
-        let (client, connection) =
-            self.config
-                .connect(NoTls)
-                .await
-                .map_err(|e| Error::Connect {
-                    target: self.target(),
-                    source: DbError::from(e),
-                })?;
+        let (client, connection) = self.open().await?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "PostgreSQL connection closed");
             }
         });
         Ok(client)
+    }
+
+    /// Opens one connection and returns its driver too, for a caller that polls it itself
+    /// (the LISTEN connection reads its notifications from it).
+    ///
+    /// # Errors
+    /// [`Error::Connect`] naming where it tried.
+    pub(crate) async fn open(
+        &self,
+    ) -> Result<(
+        tokio_postgres::Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+    )> {
+        self.config
+            .connect(NoTls)
+            .await
+            .map_err(|e| Error::Connect {
+                target: self.target(),
+                source: DbError::from(e),
+            })
     }
 
     /// A connection pool of at most `max_size` connections (none opened yet).

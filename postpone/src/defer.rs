@@ -26,11 +26,9 @@
 //! # Ok(()) }
 //! ```
 
-use chrono::Utc;
-
 use crate::app::App;
 use crate::job::{JobOptions, job_option_setters};
-use crate::protocol::{DEFAULT_QUEUE, check_name, check_queue_name};
+use crate::protocol::check_name;
 use crate::store::DeferJobParams;
 use crate::store::postgres::Transaction;
 use crate::task::{Task, encode_args, json_kind};
@@ -192,37 +190,7 @@ impl<'a> Configured<'a> {
             Some(config) => self.options.over(&config.options),
             None => self.options,
         };
-        let queue = options.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
-        check_queue_name(&queue)?;
-        let scheduled_at = match (options.schedule_at, options.schedule_in) {
-            (Some(_), Some(_)) => {
-                return Err(Error::InvalidInput(
-                    "both schedule_at and schedule_in are set: give one of them".to_owned(),
-                ));
-            }
-            (Some(at), None) => Some(at),
-            (None, Some(delay)) => {
-                let delay = chrono::Duration::from_std(delay)
-                    .ok()
-                    .and_then(|d| Utc::now().checked_add_signed(d))
-                    .ok_or_else(|| {
-                        Error::InvalidInput(format!(
-                            "schedule_in of {delay:?} is too far in the future"
-                        ))
-                    })?;
-                Some(delay)
-            }
-            (None, None) => None,
-        };
-        Ok(JobSpec {
-            queue_name: queue,
-            task_name: self.task_name,
-            priority: options.priority.unwrap_or(0),
-            lock: options.lock,
-            queueing_lock: options.queueing_lock,
-            args,
-            scheduled_at,
-        })
+        JobSpec::resolve(self.task_name, args, options)
     }
 
     /// Defers the job; returns its id.

@@ -121,7 +121,9 @@ pub struct Job {
 /// defer call sets ([`crate::Configured`]) over a periodic registration's
 /// ([`crate::Periodic`]) over the task's ([`crate::TaskConfig`]) over the defaults (queue
 /// `"default"`, priority 0, no lock, now). A value equal to the default is still "set".
-/// The `with_*` setters of those types all write into one of these.
+/// The `with_*` setters of those types all write into one of these, and the store's
+/// `DeferJobParams` is these options resolved (`DeferJobParams::resolve`, where the
+/// defaults live).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[must_use = "options do nothing until a job is deferred with them"]
 pub struct JobOptions {

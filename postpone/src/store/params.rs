@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::job::JobStatus;
+use crate::job::{JobOptions, JobStatus};
+use crate::protocol::{DEFAULT_QUEUE, check_queue_name};
+use crate::{Error, Result};
 
-/// One job to insert (Procrastinate's `procrastinate_job_to_defer_v1`), its options
-/// resolved (see [`crate::job::JobOptions`] for how they are chosen).
+/// One job to insert (Procrastinate's `procrastinate_job_to_defer_v1`): its
+/// [`JobOptions`] resolved ([`DeferJobParams::resolve`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeferJobParams {
     /// Queue.
@@ -25,6 +27,52 @@ pub struct DeferJobParams {
     pub args: serde_json::Value,
     /// Not before.
     pub scheduled_at: Option<DateTime<Utc>>,
+}
+
+impl DeferJobParams {
+    /// The row `options` make for a job of `task_name` with `args`: unset options take
+    /// the defaults (queue `"default"`, priority 0, no lock, due now), a `schedule_in` is
+    /// counted from now. The one place those defaults live.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a queue name the schema refuses, both `schedule_at` and
+    /// `schedule_in`, or a delay past the calendar's end.
+    pub fn resolve(
+        task_name: String,
+        args: serde_json::Value,
+        options: JobOptions,
+    ) -> Result<Self> {
+        let queue_name = options.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
+        check_queue_name(&queue_name)?;
+        let scheduled_at = match (options.schedule_at, options.schedule_in) {
+            (Some(_), Some(_)) => {
+                return Err(Error::InvalidInput(
+                    "both schedule_at and schedule_in are set: give one of them".to_owned(),
+                ));
+            }
+            (Some(at), None) => Some(at),
+            (None, Some(delay)) => Some(
+                chrono::Duration::from_std(delay)
+                    .ok()
+                    .and_then(|d| Utc::now().checked_add_signed(d))
+                    .ok_or_else(|| {
+                        Error::InvalidInput(format!(
+                            "schedule_in of {delay:?} is too far in the future"
+                        ))
+                    })?,
+            ),
+            (None, None) => None,
+        };
+        Ok(Self {
+            queue_name,
+            task_name,
+            priority: options.priority.unwrap_or(0),
+            lock: options.lock,
+            queueing_lock: options.queueing_lock,
+            args,
+            scheduled_at,
+        })
+    }
 }
 
 /// Which jobs to list or count; `None` fields match everything.

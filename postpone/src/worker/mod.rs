@@ -3,7 +3,7 @@
 //! Its parts, one file each, joined by channels and sharing one start/stop lifecycle
 //! ([`run`] wires them):
 //! - [`producer`]: claims jobs in batches into a local queue, starts them as slots free;
-//!   [`admission`](admission) decides how many it may claim, and when;
+//!   `admission` decides how many it may claim, and when;
 //! - `executor`: runs one attempt per job in its own task (panics caught, aborts honoured);
 //! - [`completer`]: writes outcomes in batches, retrying what it cannot write yet;
 //! - `notifier`: the store's notifications (new jobs, abort requests), subscribing again
@@ -12,7 +12,7 @@
 //!   lock-order protocol, run times, the [`WorkerStats`] (`stats`);
 //! - `registration`: the worker's row, renewed if another worker pruned it;
 //! - `shutdown`: graceful and forced stops, signals, winding down running jobs;
-//! - the services beside the jobs, in [`crate::maintenance`]: heartbeat, pruner, aborter,
+//! - the services beside the jobs, in `maintenance/`: heartbeat, pruner, aborter,
 //!   periodic deferrer.
 //!
 //! A worker uses only the store it was given (PostgreSQL or memory): it names no driver

@@ -1,7 +1,7 @@
 //! The producer: claims jobs in batches into a local queue and starts them as slots free.
 //!
 //! It holds the jobs it runs (one slot each, `concurrency` slots) and, waiting in its local
-//! queue, a prefetch; how many it claims, and when, is [`super::admission`]'s decision. A
+//! queue, a prefetch; how many it claims, and when, is the `admission` module's decision. A
 //! claim is one round trip (`fetch_jobs`, same rules as `procrastinate_fetch_job_v2`), so
 //! each claim carries a batch, the slots keep working while it is in flight, and on a
 //! backlog the claims (the drain's critical path) run back to back. Waiting jobs start by
@@ -13,7 +13,7 @@
 //! lock freed, a job retried), or by the polling interval. Wake-ups coalesce: a burst of a
 //! thousand notifications while it fetches leads to one more fetch, not a thousand. The
 //! lock-order rules (when waiting jobs may start) are the worker state's invariants 2 and 3
-//! ([`super::state`]). In one-shot mode it returns when a fetch finds nothing and every job
+//! (`worker/state.rs`). In one-shot mode it returns when a fetch finds nothing and every job
 //! it fetched has its outcome written (a written outcome may free a lock or schedule a
 //! retry).
 //!
@@ -147,6 +147,7 @@ impl Producer {
             view.free_slots = self.slots.available_permits() + usize::from(reserved.is_some());
             let wanted = self.admission.wanted(view);
             let released = self.state.locks_released();
+            let writes = self.state.writes();
             self.state.claiming();
             let fetch =
                 self.store
@@ -197,14 +198,18 @@ impl Producer {
             }
             fetch_now = found == wanted;
             if !self.wait && found < wanted {
-                if found == 0 && self.state.unwritten() == 0 {
+                // Nothing left only if nothing is unwritten and nothing was written while
+                // the claim ran (the state's invariant 5): a retry or a freed lock written
+                // meanwhile is a job this claim could not see.
+                if found == 0 && self.state.unwritten() == 0 && self.state.writes() == writes {
                     tracing::info!("no job left: stopping (one-shot)");
                     break;
                 }
                 // Outcomes still being written may free a lock or schedule a retry: look
-                // again now when this fetch found some, or once the completer has written
-                // them (it wakes the producer after every write in one-shot mode).
-                fetch_now = found > 0;
+                // again now when this fetch found some or an outcome was written while it
+                // ran, or once the completer has written them (it wakes the producer after
+                // every write in one-shot mode).
+                fetch_now = found > 0 || self.state.writes() != writes;
             }
         }
         self.hand_back(queue).await;

@@ -60,6 +60,8 @@ struct Inner {
     finished_with_lock: AtomicUsize,
     /// Lock outcomes written so far.
     locks_released: AtomicU64,
+    /// Batches of outcomes written so far.
+    writes: AtomicU64,
     /// Exponentially weighted mean of recent attempts' run times (weight 1/8), in
     /// nanoseconds; 0 until an attempt has ended.
     mean_run_nanos: AtomicU64,
@@ -77,6 +79,7 @@ impl WorkerState {
                 unwritten: AtomicUsize::new(0),
                 finished_with_lock: AtomicUsize::new(0),
                 locks_released: AtomicU64::new(0),
+                writes: AtomicU64::new(0),
                 mean_run_nanos: AtomicU64::new(0),
                 stats,
             }),
@@ -156,6 +159,8 @@ impl WorkerState {
         self.inner
             .finished_with_lock
             .fetch_sub(with_lock, Ordering::SeqCst);
+        // Invariant 5: counted before the unwritten count drops.
+        self.inner.writes.fetch_add(1, Ordering::SeqCst);
         self.inner.unwritten.fetch_sub(n, Ordering::SeqCst);
     }
 
@@ -228,6 +233,11 @@ impl WorkerState {
     /// Claimed jobs whose outcome is not written yet.
     pub(crate) fn unwritten(&self) -> usize {
         self.inner.unwritten.load(Ordering::SeqCst)
+    }
+
+    /// Invariant 5: batches of outcomes written so far.
+    pub(crate) fn writes(&self) -> u64 {
+        self.inner.writes.load(Ordering::SeqCst)
     }
 
     /// Invariant 2: a finished lock job's outcome is not written yet.

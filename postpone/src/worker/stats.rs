@@ -1,6 +1,6 @@
 //! What a worker has done: claim round trips and outcomes written, for
 //! [`WorkerHandle::stats`](super::WorkerHandle::stats) and tests. Counted by the worker's
-//! state ([`super::state`]) as claims return and outcomes are written.
+//! state (`state.rs`) as claims return and outcomes are written.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

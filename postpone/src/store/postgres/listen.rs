@@ -6,7 +6,7 @@
 //! with backoff). Payloads this version does not understand are skipped.
 
 use futures_util::StreamExt;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use super::queries;
 use crate::connect::ConnectConfig;
@@ -20,15 +20,7 @@ pub(super) async fn listen(
     connect: &ConnectConfig,
     queues: Option<&[String]>,
 ) -> Result<Subscription> {
-    let (client, mut connection) =
-        connect
-            .config()
-            .connect(NoTls)
-            .await
-            .map_err(|e| Error::Connect {
-                target: connect.target(),
-                source: DbError::from(e),
-            })?;
+    let (client, mut connection) = connect.open().await?;
     let (sender, subscription) = Subscription::channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
