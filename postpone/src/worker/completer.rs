@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
+use super::backoff::Backoff;
 use super::shutdown::Shutdown;
 use super::state::WorkerState;
 use super::stats::Outcome;
@@ -117,21 +118,21 @@ impl Completer {
     /// Writes a batch, never losing an outcome: a lost connection is waited out (until a
     /// forced stop), a refused batch is written job by job. The outcomes the database took.
     async fn write_with_retries(&self, batch: &[Completion]) -> Vec<Outcome> {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new(Duration::from_millis(50));
         loop {
             match self.write_batch(batch).await {
                 Ok(written) => return written,
                 Err(error) if error.is_transient() => {
-                    tracing::warn!(%error, jobs = batch.len(), ?backoff, "cannot write job outcomes yet; retrying");
+                    let wait = backoff.next();
+                    tracing::warn!(%error, jobs = batch.len(), ?wait, "cannot write job outcomes yet; retrying");
                     tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(wait) => {}
                         () = self.shutdown.forced() => {
                             let ids: Vec<i64> = batch.iter().map(|c| c.job.id).collect();
                             tracing::error!(?ids, "forced stop: these outcomes were not written; the jobs stay doing and will be found stalled");
                             return Vec::new();
                         }
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "batch refused; writing job by job");

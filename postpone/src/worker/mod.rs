@@ -26,6 +26,7 @@
 //! its id: its heartbeat stops, and `get_stalled_jobs` (ours or Python's) finds them.
 
 mod admission;
+mod backoff;
 pub mod completer;
 pub mod config;
 mod executor;

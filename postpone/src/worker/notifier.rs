@@ -4,7 +4,7 @@
 //! to the store ([`Store::listen`]: PostgreSQL's LISTEN on `procrastinate_any_queue_v1`,
 //! or on `procrastinate_queue_v1#<queue>` for each queue), wakes the producer on
 //! `job_inserted` and aborts held jobs on `abort_job_requested`. When the link drops it
-//! subscribes again with backoff and wakes the producer once (notifications sent while it
+//! subscribes again with backoff (capped at a second) and wakes the producer once (notifications sent while it
 //! was away are lost; the fetch catches up). It never stops the worker.
 
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::backoff::Backoff;
 use super::state::WorkerState;
 use crate::context::AbortReason;
 use crate::protocol::Notification;
@@ -26,15 +27,13 @@ pub(crate) struct Notifier {
     pub(crate) state: WorkerState,
 }
 
-/// First wait before subscribing again; doubled per failure up to [`BACKOFF_MAX`].
+/// First wait before subscribing again; doubled per failure up to a second.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
-/// Longest wait before subscribing again.
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 impl Notifier {
     /// Listens until `stop` fires.
     pub(crate) async fn run(self, stop: CancellationToken) {
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = Backoff::new(BACKOFF_MIN);
         let mut listened_once = false;
         loop {
             let subscribed = tokio::select! {
@@ -47,7 +46,7 @@ impl Notifier {
                         tracing::info!("listening for notifications again");
                     }
                     listened_once = true;
-                    backoff = BACKOFF_MIN;
+                    backoff.reset();
                     // Anything inserted while we were not listening is found by this fetch.
                     self.wake.notify_one();
                     loop {
@@ -63,12 +62,12 @@ impl Notifier {
                 }
                 Err(error) => error,
             };
-            tracing::warn!(%error, ?backoff, "notification link lost; listening again");
+            let wait = backoff.next();
+            tracing::warn!(%error, ?wait, "notification link lost; listening again");
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(wait) => {}
             }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
 

@@ -33,6 +33,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 use super::admission::{Admission, View};
+use super::backoff::Backoff;
 use super::executor::Executor;
 use super::registration::Registration;
 use super::shutdown::Shutdown;
@@ -90,7 +91,7 @@ impl Producer {
     /// that did not start.
     pub(crate) async fn run(self) {
         let mut queue = LocalQueue::default();
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100));
         let mut fetch_now = true;
         let mut next_poll = Instant::now() + self.polling_interval;
         // No claim before this (backoff after a failed one).
@@ -173,7 +174,7 @@ impl Producer {
             next_poll = Instant::now() + self.polling_interval;
             let jobs = match fetched {
                 Ok(jobs) => {
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                     locks_seen = released;
                     jobs
                 }
@@ -182,11 +183,11 @@ impl Producer {
                     continue;
                 }
                 Err(error) => {
-                    tracing::warn!(%error, ?backoff, "fetching jobs failed; retrying");
+                    let wait = backoff.next();
+                    tracing::warn!(%error, ?wait, "fetching jobs failed; retrying");
                     fetch_now = true;
-                    not_before = Instant::now() + backoff;
+                    not_before = Instant::now() + wait;
                     next_poll = not_before;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
                     continue;
                 }
             };
@@ -254,7 +255,7 @@ impl Producer {
             return;
         }
         let ids: Vec<i64> = waiting.iter().map(|job| job.id).collect();
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new(Duration::from_millis(50));
         let handed = loop {
             match self
                 .store
@@ -268,15 +269,15 @@ impl Producer {
                 Err(error)
                     if error.is_transient() || matches!(error, Error::AlreadyEnqueued { .. }) =>
                 {
-                    tracing::warn!(%error, jobs = ids.len(), ?backoff, "cannot hand back the jobs that did not start; retrying");
+                    let wait = backoff.next();
+                    tracing::warn!(%error, jobs = ids.len(), ?wait, "cannot hand back the jobs that did not start; retrying");
                     tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(wait) => {}
                         () = self.shutdown.forced() => {
                             tracing::error!(?ids, "forced stop: these jobs were not handed back; they stay doing and will be found stalled");
                             return;
                         }
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 Err(error) => {
                     tracing::error!(%error, ?ids, "cannot hand back the jobs that did not start; they stay doing and will be found stalled");

@@ -1,6 +1,8 @@
-//! Faults under a running worker: the PostgreSQL server restarts. The worker reconnects,
-//! its LISTEN resumes, a completion that could not be written is written later, and no job
-//! is lost or run twice. Runs on a private cluster so the restart disturbs no other test.
+//! Faults under a running worker and its pool: the PostgreSQL server restarts, or ends
+//! backends. The worker reconnects, its LISTEN resumes, a completion that could not be
+//! written is written later, no job is lost or run twice, and no statement fails for a
+//! connection the server had already closed. Restarts run on a private cluster so they
+//! disturb no other test.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -58,7 +60,8 @@ async fn defer_until_accepted(app: &App, label: &str, millis: u64) -> i64 {
             .await;
         match attempt {
             Ok(id) => return id,
-            // The pool may hand out a connection the restart cut; the next one is new.
+            // While the server is down a defer fails with a connection error; once it
+            // answers, the first one succeeds (the store drops the connections it cut).
             Err(error) if tokio::time::Instant::now() < deadline => {
                 eprintln!("defer {label} failed, retrying: {error}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -173,4 +176,89 @@ async fn a_server_restart_loses_no_job_and_runs_none_twice() {
     if let Ok(cluster) = Arc::try_unwrap(cluster) {
         cluster.stop().expect("remove the private cluster");
     }
+}
+
+/// Backends of the pool terminated (`pg_terminate_backend`, as a failover or an admin
+/// does): the next defer and the next read still succeed, at the first try, because the
+/// store never runs a statement on a connection the server already closed.
+#[tokio::test]
+async fn a_pooled_connection_the_server_killed_is_never_used() {
+    let db = crate::harness::schema_db().await;
+    let app = App::builder()
+        .database_url(&db.url)
+        .expect("url")
+        .pool_size(3)
+        .task::<Step>()
+        .build()
+        .expect("app");
+    let admin = db.client().await;
+    for round in 0..5 {
+        // Fill the pool with live connections, then have the server end them all.
+        let ids = futures_util::future::try_join_all((0..3).map(|i| {
+            app.defer(Step {
+                label: format!("{round}.{i}"),
+                millis: 0,
+            })
+        }))
+        .await
+        .expect("defer with live connections");
+        let killed: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                  WHERE datname = current_database() AND pid <> pg_backend_pid()) AS k",
+                &[],
+            )
+            .await
+            .expect("terminate")
+            .get(0);
+        assert!(killed >= 1, "round {round}: no backend to terminate");
+        app.defer(Step {
+            label: format!("{round} after"),
+            millis: 0,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("round {round}: defer after the kill failed: {e}"));
+        let status = app
+            .job_manager()
+            .get_job_status(ids[0])
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: read after the kill failed: {e}"));
+        assert_eq!(status, JobStatus::Todo);
+    }
+}
+
+/// After a server restart every pooled connection is dead: the first defer, and the first
+/// read, succeed all the same.
+#[tokio::test]
+async fn the_first_defer_after_a_server_restart_succeeds() {
+    let cluster = PrivateCluster::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = cluster.url("postgres");
+    let app = App::builder()
+        .database_url(&url)
+        .expect("url")
+        .pool_size(4)
+        .task::<Step>()
+        .build()
+        .expect("app");
+    app.apply_schema(postpone::ApplyScope::All)
+        .await
+        .expect("schema");
+    let step = |label: &str| Step {
+        label: label.to_owned(),
+        millis: 0,
+    };
+    futures_util::future::try_join_all((0..4).map(|i| app.defer(step(&format!("before {i}")))))
+        .await
+        .expect("defer before the restart");
+    let cluster = tokio::task::spawn_blocking(move || cluster.restart().map(|()| cluster))
+        .await
+        .expect("restart task")
+        .expect("restart");
+    let id = app
+        .defer(step("after"))
+        .await
+        .expect("first defer after the restart");
+    let job = app.job_manager().get_job(id).await.expect("first read");
+    assert_eq!(job.status, JobStatus::Todo);
+    cluster.stop().expect("remove the private cluster");
 }

@@ -68,24 +68,47 @@ impl PgStore {
         &self.connect
     }
 
+    /// A pooled connection that is not known to be closed: one the server closed while it
+    /// sat in the pool (a restart, `pg_terminate_backend`) is dropped, not handed out.
     async fn client(&self) -> Result<deadpool_postgres::Object> {
-        match self.pool.get().await {
-            Ok(client) => Ok(client),
-            Err(deadpool_postgres::PoolError::Backend(e)) if e.as_db_error().is_none() => {
-                Err(Error::Connect {
-                    target: self.connect.target(),
-                    source: e.into(),
-                })
+        loop {
+            match self.pool.get().await {
+                Ok(client) if client.is_closed() => {
+                    // Dropped, the pool recycles it: a closed one is discarded.
+                    drop(deadpool_postgres::Object::take(client));
+                }
+                Ok(client) => return Ok(client),
+                Err(deadpool_postgres::PoolError::Backend(e)) if e.as_db_error().is_none() => {
+                    return Err(Error::Connect {
+                        target: self.connect.target(),
+                        source: e.into(),
+                    });
+                }
+                Err(e) => return Err(map_db_error(e.into())),
             }
-            Err(e) => Err(map_db_error(e.into())),
         }
     }
 
-    /// Runs one named query (prepared once per pooled connection); its rows.
+    /// Runs one named query (prepared once per pooled connection); its rows. A statement
+    /// that failed because its connection was dead before the server ran it (see
+    /// [`never_ran`]) runs again on another connection, a few times at most.
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(db)?;
-        client.query(&statement, params).await.map_err(db)
+        let mut tries = 0;
+        loop {
+            let client = self.client().await?;
+            let result = match client.prepare_cached(sql).await {
+                Ok(statement) => client.query(&statement, params).await,
+                Err(error) => Err(error),
+            };
+            match result {
+                Err(error) if never_ran(&error) && tries < STALE_RETRIES => {
+                    tries += 1;
+                    tracing::debug!(%error, "the connection was dead: running the statement on another");
+                    drop(deadpool_postgres::Object::take(client));
+                }
+                other => return other.map_err(db),
+            }
+        }
     }
 
     /// Runs one named query whose rows are ids (or one id).
@@ -94,11 +117,24 @@ impl PgStore {
         rows.iter().map(|row| row.try_get(0).map_err(db)).collect()
     }
 
-    /// Runs one named query for its effect; how many rows it touched.
+    /// Runs one named query for its effect; how many rows it touched (retried as
+    /// [`Self::query`] is).
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(db)?;
-        client.execute(&statement, params).await.map_err(db)
+        let mut tries = 0;
+        loop {
+            let client = self.client().await?;
+            let result = match client.prepare_cached(sql).await {
+                Ok(statement) => client.execute(&statement, params).await,
+                Err(error) => Err(error),
+            };
+            match result {
+                Err(error) if never_ran(&error) && tries < STALE_RETRIES => {
+                    tries += 1;
+                    drop(deadpool_postgres::Object::take(client));
+                }
+                other => return other.map_err(db),
+            }
+        }
     }
 
     /// A pooled connection, with connection failures saying where we tried.
@@ -108,6 +144,27 @@ impl PgStore {
     pub async fn get(&self) -> Result<deadpool_postgres::Object> {
         self.client().await
     }
+}
+
+/// How many times a statement runs again after its connection turned out dead.
+const STALE_RETRIES: usize = 3;
+
+/// The statement did not take effect: its connection was closed before it was sent, or the
+/// server ended the session (a restart, `pg_terminate_backend`) instead of answering it
+/// (SQLSTATE 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now), which
+/// rolls its transaction back. Running it again on another connection runs it once, save
+/// when the server died between a commit and its reply (at least once, as everywhere).
+fn never_ran(error: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    error.is_closed()
+        || error.code().is_some_and(|code| {
+            [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+            ]
+            .contains(code)
+        })
 }
 
 /// Turns a driver error into the typed error a user acts on.
@@ -159,6 +216,19 @@ impl DeferColumns {
             scheduled_ats: jobs.iter().map(|j| j.scheduled_at).collect(),
         }
     }
+
+    /// The statement's parameters, `$1` to `$7`.
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 7] {
+        [
+            &self.queue_names,
+            &self.task_names,
+            &self.priorities,
+            &self.locks,
+            &self.queueing_locks,
+            &self.args,
+            &self.scheduled_ats,
+        ]
+    }
 }
 
 /// Runs `defer_jobs` (`statement` is its text or its prepared statement) on any
@@ -175,20 +245,9 @@ where
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    let c = DeferColumns::new(jobs);
+    let columns = DeferColumns::new(jobs);
     let rows = client
-        .query(
-            statement,
-            &[
-                &c.queue_names,
-                &c.task_names,
-                &c.priorities,
-                &c.locks,
-                &c.queueing_locks,
-                &c.args,
-                &c.scheduled_ats,
-            ],
-        )
+        .query(statement, &columns.params())
         .await
         .map_err(db)?;
     rows.iter()
@@ -203,12 +262,12 @@ fn status_text(status: Option<JobStatus>) -> Option<&'static str> {
 #[async_trait]
 impl Store for PgStore {
     async fn defer_jobs(&self, jobs: &[DeferJobParams]) -> Result<Vec<i64>> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(queries::defer_jobs(jobs.len()))
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let columns = DeferColumns::new(jobs);
+        self.query_ids(queries::defer_jobs(jobs.len()), &columns.params())
             .await
-            .map_err(db)?;
-        defer_jobs_on(&**client, &statement, jobs).await
     }
 
     async fn defer_periodic_job(
