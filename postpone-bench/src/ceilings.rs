@@ -388,11 +388,18 @@ pub(crate) async fn w4s(
         let claim = session.prepare(queries::FETCH_JOBS).await?;
         let none: Option<Vec<String>> = None;
         let one = 1_i32;
+        // The claimed job starts at once (the worker's watermark covers it), as in W4.
+        let (no_priority, no_job): (Option<i32>, Option<i64>) = (None, None);
         let mut claims = Vec::with_capacity(jobs);
         paced(jobs + warmup, interval, async |round| {
             deferrer.query(&defer, &[]).await?;
             let started = Instant::now();
-            let claimed = session.query(&claim, &[&none, &worker_id, &one]).await?;
+            let claimed = session
+                .query(
+                    &claim,
+                    &[&none, &worker_id, &one, &one, &no_priority, &no_job],
+                )
+                .await?;
             let elapsed = started.elapsed();
             if claimed.len() != 1 {
                 bail!("W4S: a claim found {} jobs, expected 1", claimed.len());
@@ -459,7 +466,9 @@ mod tests {
     fn the_worker_statements_are_in_place() {
         let sql = ceilings_sql().expect("no quote clash");
         assert!(!sql.contains("{{"), "a placeholder is left");
-        assert!(sql.contains("postpone_fetch_jobs_v1($1::varchar[], $2::bigint, $3::int4)"));
+        assert!(sql.contains(
+            "postpone_fetch_jobs_v2($1::varchar[], $2::bigint, $3::int4, $4::int4, $5::int4, $6::int8)"
+        ));
         assert!(sql.contains("postpone_finish_jobs_v1($1::bigint[], $2::text[]::procrastinate_job_status[], $3::bool[])"));
     }
 }

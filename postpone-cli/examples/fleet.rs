@@ -16,7 +16,9 @@
 //! - `tests.forever {label}`: start, then waits forever (only an abort ends it);
 //! - `tests.fail {label}`: fail, then returns an error; retried twice, 1 s apart;
 //! - `tests.poll {label}`: blocking code polling `ctx.should_abort()`, then prints the
-//!   abort reason it saw.
+//!   abort reason it saw;
+//! - `tests.crash {label}`: start, then kills its own worker process on the spot (a poison
+//!   job); retried once.
 //!
 //! Run it with: `cargo run -p postpone-cli --example fleet -- worker --concurrency 3`
 
@@ -151,12 +153,34 @@ impl Task for Poll {
     }
 }
 
+/// Kills its worker process as soon as it starts, as a poison job does; retried once.
+#[derive(Debug, Serialize, Deserialize)]
+struct Crash {
+    label: String,
+}
+
+impl Task for Crash {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "tests.crash".into()
+    }
+
+    fn config() -> TaskConfig {
+        TaskConfig::default().with_retry(RetryStrategy::max_attempts(1))
+    }
+
+    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
+        say("start", &self.label, &ctx, "");
+        std::process::abort();
+    }
+}
+
 fn main() -> ExitCode {
     postpone_cli::run(
         App::builder()
             .task::<Sleep>()
             .task::<Forever>()
             .task::<Fail>()
-            .task::<Poll>(),
+            .task::<Poll>()
+            .task::<Crash>(),
     )
 }

@@ -157,7 +157,7 @@ pub struct WorkerFlags {
     /// take long; 0: claim only for free slots) [default: 400].
     #[arg(long, env = "POSTPONE_WORKER_PREFETCH", value_name = "N")]
     pub prefetch: Option<usize>,
-    /// Workers silent for this long are stalled (pruned at start; their jobs listed as stalled).
+    /// Workers silent for this long are dead: their jobs are rescued, their rows removed.
     #[arg(
         long,
         env = "POSTPONE_WORKER_STALLED_WORKER_TIMEOUT",
@@ -165,6 +165,18 @@ pub struct WorkerFlags {
         value_name = "DELAY"
     )]
     pub stalled_worker_timeout: String,
+    /// Do not rescue the jobs of dead workers (then they stay doing until a person acts,
+    /// as with Procrastinate; dead workers are only pruned at start).
+    #[arg(long, env = "POSTPONE_WORKER_NO_RESCUE", value_parser = FalseyValueParser::new())]
+    pub no_rescue: bool,
+    /// Rescue the jobs of dead workers this often (one worker at a time does it).
+    #[arg(
+        long,
+        env = "POSTPONE_WORKER_RESCUE_INTERVAL",
+        default_value = "5",
+        value_name = "DELAY"
+    )]
+    pub rescue_interval: String,
     /// Do not defer this binary's periodic tasks (another worker does; default: defer
     /// them, every tick once across all workers).
     #[arg(long, env = "POSTPONE_WORKER_NO_PERIODIC", value_parser = FalseyValueParser::new())]

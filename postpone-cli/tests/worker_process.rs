@@ -691,7 +691,10 @@ fn a_killed_worker_leaves_its_job_stalled_and_is_pruned_by_the_next() {
     // Procrastinate (Python) sees the same stalled job.
     assert_eq!(python_stalled_jobs(&db), [id]);
 
-    let _next = db.worker(&args, &[]);
+    // Without the rescue, as a Procrastinate worker, the next worker only prunes it.
+    let mut next_args = args.clone();
+    next_args.push("--no-rescue");
+    let _next = db.worker(&next_args, &[]);
     let gone = format!("SELECT count(*) FROM procrastinate_workers WHERE id = {dead}");
     wait_until("the dead worker is pruned", || db.count(&gone) == 0);
     assert_eq!(job_worker(&db), None);
@@ -788,5 +791,124 @@ fn an_unknown_task_fails_its_job_and_the_worker_goes_on() {
     assert!(
         line.contains("tests.sleep"),
         "the log names the known tasks: {log}"
+    );
+}
+
+/// Options of the workers of the rescue tests: a dead worker is found within a second.
+const RESCUE_ARGS: &str =
+    "worker --heartbeat-interval 0.2 --stalled-worker-timeout 1 --rescue-interval 0.2";
+
+/// Issue 13's two rules at once: after a `kill -9`, the job the worker was running is a
+/// failed attempt (here no retry is left: `failed`), and the jobs waiting in its local
+/// queue, claimed but never started, go back to `todo` with no attempt counted and run once
+/// on the next worker, without a person.
+#[test]
+fn a_killed_workers_jobs_are_rescued_the_waiting_ones_without_an_attempt() {
+    let db = TestDb::new();
+    let args = words(RESCUE_ARGS);
+    let mut first = db.worker(&args, &[]);
+    // A first job tells the worker how long jobs take, so it claims ahead of its slot.
+    db.defer("tests.sleep", &sleep_args("warm", 0), &[]);
+    first.wait_fact("end", "warm");
+    let gate = db.defer("tests.forever", &label_args("gate"), &[]);
+    first.wait_fact("start", "gate");
+    let waiting: Vec<i64> = (0..5)
+        .map(|i| db.defer("tests.sleep", &sleep_args(&format!("w{i}"), 0), &[]))
+        .collect();
+    let claimed = format!(
+        "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing' AND id IN ({})",
+        waiting
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    wait_until("the worker claims the jobs behind the gate", || {
+        db.count(&claimed) == 5
+    });
+    first.signal("KILL");
+    assert_eq!(first.wait_exit(), -1);
+
+    let next = db.worker(&args, &[]);
+    db.wait_status(gate, "failed");
+    for &id in &waiting {
+        db.wait_status(id, "succeeded");
+    }
+    let attempts = db.rows(&format!(
+        "SELECT id, attempts FROM procrastinate_jobs WHERE id IN ({}) ORDER BY id",
+        waiting
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    ));
+    for row in &attempts {
+        assert_eq!(
+            row.get::<_, i32>(1),
+            1,
+            "job {} lost an attempt",
+            row.get::<_, i64>(0)
+        );
+    }
+    // They never started on the killed worker, and ran once on the next.
+    let first_started: BTreeSet<String> = first
+        .facts()
+        .into_iter()
+        .filter(|f| f.kind == "start")
+        .map(|f| f.label)
+        .collect();
+    assert_eq!(first_started, ["gate", "warm"].map(str::to_owned).into());
+    for i in 0..5 {
+        let label = format!("w{i}");
+        let runs = next
+            .facts()
+            .iter()
+            .filter(|f| f.kind == "start" && f.label == label)
+            .count();
+        assert_eq!(runs, 1, "{label} ran {runs} times on the next worker");
+    }
+    // Why, for a person: one rescue each, the gate a started job, the others not.
+    let rescues = db.rows("SELECT job_id, started, outcome FROM postpone_rescues ORDER BY job_id");
+    let rescues: Vec<(i64, bool, String)> = rescues
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let mut expected = vec![(gate, true, "failed".to_owned())];
+    expected.extend(waiting.iter().map(|&id| (id, false, "todo".to_owned())));
+    assert_eq!(rescues, expected);
+}
+
+/// A job that kills its worker every time does not loop forever: each death is a failed
+/// attempt, and once its retry is spent (`tests.crash` retries once) it ends `failed`, two
+/// deaths in all, each found and rescued by the next worker.
+#[test]
+fn a_poison_job_ends_failed_once_its_attempts_are_spent() {
+    let db = TestDb::new();
+    let args = words(RESCUE_ARGS);
+    let poison = db.defer("tests.crash", &label_args("poison"), &[]);
+    let mut deaths = 0;
+    let mut workers = Vec::new();
+    wait_until("the poison job to end failed", || {
+        if db.status(poison) == "failed" {
+            return true;
+        }
+        if workers.last_mut().is_none_or(|w: &mut Worker| w.exited()) {
+            deaths += usize::from(!workers.is_empty());
+            assert!(deaths <= 2, "the poison job killed {deaths} workers");
+            workers.push(db.worker(&args, &[]));
+        }
+        false
+    });
+    let attempts = db.count(&format!(
+        "SELECT attempts::bigint FROM procrastinate_jobs WHERE id = {poison}"
+    ));
+    assert_eq!((deaths, attempts), (2, 2));
+    let outcomes = db.rows(&format!(
+        "SELECT started, outcome FROM postpone_rescues WHERE job_id = {poison} ORDER BY id"
+    ));
+    let outcomes: Vec<(bool, String)> = outcomes.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        outcomes,
+        [(true, "retried".to_owned()), (true, "failed".to_owned())]
     );
 }

@@ -14,6 +14,11 @@ use crate::job::Job;
 
 pub use crate::job::RetryDecision;
 
+/// The error kind of a job rescued from a dead worker after it may have started (the
+/// worker's heartbeat stopped while it ran): name it in
+/// [`RetryStrategy::with_retry_on`] to retry such jobs.
+pub const STALLED_ERROR_KIND: &str = "Stalled";
+
 /// A classic retry strategy (Procrastinate's `RetryStrategy`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetryStrategy {

@@ -5,11 +5,12 @@
 -- The two placeholders in double braces are replaced with the library's own statements
 -- (postpone/src/store/postgres/queries/fetch_jobs.sql and finish_jobs.sql), so W3S runs
 -- exactly what the worker's producer and completer run. Wrapped in PL/pgSQL functions,
--- their $1..$3 are the functions' arguments and their plans are cached per session, as
+-- their $1..$n are the functions' arguments and their plans are cached per session, as
 -- the worker's prepared statements are.
 
--- The worker's claim (the producer's fetch_jobs); returns the claimed ids.
-CREATE FUNCTION postpone_bench_fetch(character varying[], bigint, integer)
+-- The worker's claim (the producer's fetch_jobs: queues, worker, limit, how many start at
+-- once, the start watermark asked); returns the claimed ids.
+CREATE FUNCTION postpone_bench_fetch(character varying[], bigint, integer, integer, integer, bigint)
     RETURNS SETOF bigint
     LANGUAGE plpgsql
 AS $postpone_bench$
@@ -118,7 +119,7 @@ DECLARE
 BEGIN
     LOOP
         SELECT array_agg(claimed) INTO ids
-          FROM postpone_bench_fetch(NULL, p_worker_id, p_batch) AS claimed;
+          FROM postpone_bench_fetch(NULL, p_worker_id, p_batch, p_batch, NULL, NULL) AS claimed;
         COMMIT;
         EXIT WHEN ids IS NULL;
         n := cardinality(ids);

@@ -39,6 +39,8 @@ pub(crate) fn config(flags: &WorkerFlags) -> anyhow::Result<WorkerConfig> {
             "--stalled-worker-timeout",
             &flags.stalled_worker_timeout,
         )?,
+        rescue: !flags.no_rescue,
+        rescue_interval: parse_delay("--rescue-interval", &flags.rescue_interval)?,
         install_signal_handlers: true,
         asynchronous_commit: flags.asynchronous_commit,
         periodic: !flags.no_periodic,

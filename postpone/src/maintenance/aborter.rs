@@ -60,8 +60,8 @@ impl Service for Aborter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::DeferJobParams;
     use crate::store::memory::MemoryStore;
+    use crate::store::{DeferJobParams, FetchJobsParams};
     use crate::worker::WorkerStats;
 
     #[tokio::test]
@@ -78,7 +78,10 @@ mod tests {
         };
         store.defer_jobs(&[job.clone(), job]).await.expect("defer");
         let worker = store.register_worker().await.expect("register");
-        let jobs = store.fetch_jobs(None, worker, 2).await.expect("fetch");
+        let jobs = store
+            .fetch_jobs(&FetchJobsParams::new(None, worker, 2))
+            .await
+            .expect("fetch");
         let state = WorkerState::new(Arc::new(WorkerStats::default()));
         state.claimed(&jobs);
         state.started(jobs[0].id);

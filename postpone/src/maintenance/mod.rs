@@ -1,7 +1,9 @@
 //! The services a worker runs beside its jobs, one file each, sharing one lifecycle:
 //!
 //! - [`heartbeat`]: keeps the worker's row alive (`procrastinate_update_heartbeat_v1`);
-//! - [`pruner`]: removes workers whose heartbeat stopped, at start
+//! - [`rescuer`]: rescues the jobs of dead workers and removes their rows, at start and
+//!   every `rescue_interval` (on by default);
+//! - [`pruner`]: with the rescue off, removes workers whose heartbeat stopped, at start
 //!   (`procrastinate_prune_stalled_workers_v1`);
 //! - [`aborter`]: finds abort requests of held jobs that no notification delivered;
 //! - [`periodic`]: defers the ticks of the app's periodic tasks.
@@ -16,6 +18,7 @@ pub(crate) mod aborter;
 pub(crate) mod heartbeat;
 pub(crate) mod periodic;
 pub(crate) mod pruner;
+pub(crate) mod rescuer;
 
 use std::future::Future;
 use std::time::Duration;

@@ -19,6 +19,7 @@
 pub mod memory;
 pub mod params;
 pub mod postgres;
+mod rescue;
 mod subscription;
 
 use std::any::Any;
@@ -28,8 +29,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use params::{
-    CountBy, DeferJobParams, DeleteOldJobsParams, FinishJobParams, HandedBack, JobCounts,
-    JobFilter, SessionSettings, StalledJobsParams,
+    CountBy, DeferJobParams, DeleteOldJobsParams, FetchJobsParams, FinishJobParams, HandedBack,
+    JobCounts, JobFilter, Rescue, RescueDecide, RescueParams, RescueReport, SessionSettings,
+    StalledJobsParams, StartMark,
 };
 pub use subscription::Subscription;
 pub(crate) use subscription::SubscriptionSender;
@@ -82,16 +84,15 @@ pub trait Store: sealed::Sealed + Any + Send + Sync + fmt::Debug {
     async fn update_heartbeat(&self, worker_id: i64) -> Result<()>;
     /// Deletes workers silent for longer than this; their ids.
     async fn prune_stalled_workers(&self, seconds_since_heartbeat: f64) -> Result<Vec<i64>>;
-    /// Claims up to `limit` jobs for a worker (`None` queues: all).
+    /// Claims up to `params.limit` jobs for a worker, by `procrastinate_fetch_job_v2`'s
+    /// rules, and raises the worker's start watermark as `params` says, in one statement.
     ///
     /// # Errors
     /// [`crate::Error::WorkerNotRegistered`] when the worker's row is gone (pruned).
-    async fn fetch_jobs(
-        &self,
-        queues: Option<&[String]>,
-        worker_id: i64,
-        limit: usize,
-    ) -> Result<Vec<Job>>;
+    async fn fetch_jobs(&self, params: &FetchJobsParams<'_>) -> Result<Vec<Job>>;
+    /// Raises a worker's start watermark to `mark` (never lowers it): the jobs it holds at
+    /// or before `mark` in start order may start.
+    async fn mark_started(&self, worker_id: i64, mark: StartMark) -> Result<()>;
     /// Finishes jobs; the ids written (jobs no longer todo/doing are left out).
     async fn finish_jobs(&self, jobs: &[FinishJobParams]) -> Result<Vec<i64>>;
     /// Sends doing jobs back to todo (or to failed when abort was requested); ids written.
@@ -101,6 +102,19 @@ pub trait Store: sealed::Sealed + Any + Send + Sync + fmt::Debug {
     async fn hand_back_jobs(&self, worker_id: i64, ids: &[i64]) -> Result<HandedBack>;
     /// Which of these jobs have an abort request.
     async fn list_jobs_to_abort(&self, ids: &[i64]) -> Result<Vec<i64>>;
+
+    /// One rescue pass, when no other is running (`None` otherwise): the `doing` jobs of
+    /// workers silent for longer than `params` says, or pruned, go back to `todo` when they
+    /// never started there, and through `decide` (retried, or `failed` when it says `None`)
+    /// when they may have; each is recorded in `postpone_rescues`; then the dead workers'
+    /// rows are removed. All in one transaction.
+    async fn rescue_stalled_jobs(
+        &self,
+        params: &RescueParams,
+        decide: &RescueDecide<'_>,
+    ) -> Result<Option<RescueReport>>;
+    /// The rescues of these jobs, oldest first.
+    async fn list_rescues(&self, job_ids: &[i64]) -> Result<Vec<Rescue>>;
 
     /// Starts receiving notifications of new jobs on these queues (`None`: all) and of
     /// abort requests (Procrastinate's LISTEN on `procrastinate_queue_v1#<queue>` or

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::job::{JobOptions, JobStatus};
+use crate::job::{Job, JobOptions, JobStatus, RetryDecision};
 use crate::protocol::{DEFAULT_QUEUE, check_queue_name};
 use crate::{Error, Result};
 
@@ -201,4 +201,142 @@ impl SessionSettings {
         self.asynchronous_commit = on;
         self
     }
+}
+
+/// A place in start order (priority DESC, then id ASC): a worker's start watermark. The jobs
+/// a worker holds at or before its watermark may have started; those after it have not
+/// (`docs/adr/0011-rescue.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StartMark {
+    /// The priority of the job at the mark.
+    pub priority: i32,
+    /// Its id.
+    pub job_id: i64,
+}
+
+impl StartMark {
+    /// Before every job: nothing started (a new worker's mark).
+    pub const NONE: Self = Self {
+        priority: i32::MAX,
+        job_id: 0,
+    };
+
+    /// The mark at this job.
+    #[must_use]
+    pub fn at(job: &Job) -> Self {
+        Self {
+            priority: job.priority,
+            job_id: job.id,
+        }
+    }
+
+    /// Whether `job` is at or before this mark in start order (it may have started).
+    #[must_use]
+    pub fn covers(self, job: &Job) -> bool {
+        self >= Self::at(job)
+    }
+}
+
+impl Ord for StartMark {
+    /// Start order: a later mark has a lower priority, or the same and a higher id.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other
+            .priority
+            .cmp(&self.priority)
+            .then(self.job_id.cmp(&other.job_id))
+    }
+}
+
+impl PartialOrd for StartMark {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A claim (`fetch_jobs`): up to `limit` jobs of `queues` (`None`: all) for a worker, and
+/// the worker's start watermark raised in the same statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchJobsParams<'a> {
+    /// Only these queues (`None`: all).
+    pub queues: Option<&'a [String]>,
+    /// The claiming worker.
+    pub worker_id: i64,
+    /// At most this many jobs.
+    pub limit: usize,
+    /// How many of the claimed jobs (first in start order) start at once: the mark covers
+    /// them.
+    pub start: usize,
+    /// Raise the mark to at least this (jobs already held that start next).
+    pub mark: Option<StartMark>,
+}
+
+impl<'a> FetchJobsParams<'a> {
+    /// Up to `limit` jobs of `queues` for `worker_id`, none started by the claim.
+    #[must_use]
+    pub fn new(queues: Option<&'a [String]>, worker_id: i64, limit: usize) -> Self {
+        Self {
+            queues,
+            worker_id,
+            limit,
+            start: 0,
+            mark: None,
+        }
+    }
+}
+
+/// Which stalled jobs to rescue (`Store::rescue_stalled_jobs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RescueParams {
+    /// A worker silent for longer than this is dead: its jobs are rescued and its row
+    /// removed.
+    pub seconds_since_heartbeat: f64,
+}
+
+/// What the rescue does with a job that may have started on a dead worker: retry it (a
+/// failed attempt, by its task's strategy) or end it `failed`.
+pub type RescueDecide<'a> = dyn Fn(&Job) -> Option<RetryDecision> + Send + Sync + 'a;
+
+/// What one rescue pass did (job ids, by id).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RescueReport {
+    /// Never started: back to `todo`, no attempt counted.
+    pub handed_back: Vec<i64>,
+    /// May have started: a failed attempt, retried.
+    pub retried: Vec<i64>,
+    /// May have started and no attempt is left (or its task is unknown here, or its abort
+    /// was requested): ended `failed`.
+    pub failed: Vec<i64>,
+    /// Never started, and its abort was requested: ended `aborted`.
+    pub aborted: Vec<i64>,
+    /// Never started, but a `todo` job holds its queueing lock: left for a later pass.
+    pub kept: Vec<i64>,
+    /// The dead workers whose rows were removed.
+    pub pruned_workers: Vec<i64>,
+}
+
+impl RescueReport {
+    /// Whether the pass changed anything.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.handed_back.is_empty()
+            && self.retried.is_empty()
+            && self.failed.is_empty()
+            && self.aborted.is_empty()
+            && self.pruned_workers.is_empty()
+    }
+}
+
+/// One rescue of a job (`postpone_rescues`), for people asking why a job ran again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Rescue {
+    /// The job.
+    pub job_id: i64,
+    /// The dead worker (`None`: it had been pruned before).
+    pub worker_id: Option<i64>,
+    /// When.
+    pub rescued_at: DateTime<Utc>,
+    /// Whether the job may have started there.
+    pub started: bool,
+    /// `todo`, `retried`, `failed` or `aborted`.
+    pub outcome: String,
 }

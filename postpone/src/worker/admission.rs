@@ -26,6 +26,9 @@ pub const FETCH_BATCH_MAX: usize = 500;
 /// How long, at the recent pace, the last job of the local queue may wait for a slot.
 pub const PREFETCH_HORIZON: Duration = Duration::from_millis(100);
 
+/// How long a start watermark write is taken to last before one was measured.
+const MARK_ROUND_TRIP_GUESS: Duration = Duration::from_millis(1);
+
 /// What the producer knows when it considers a claim.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct View {
@@ -84,6 +87,24 @@ impl Admission {
     /// How many jobs one claim asks for.
     pub(crate) fn wanted(&self, view: View) -> usize {
         self.room(view).clamp(1, FETCH_BATCH_MAX)
+    }
+
+    /// How many jobs the busy slots start within one start watermark write (ADR 11), at
+    /// the pace of the quickest recent attempts: `concurrency x write time / quick run
+    /// time` (the quickest, not the mean: one slow attempt among quick ones must not make
+    /// the slots wait). The watermark runs that far ahead of the free slots, twice over,
+    /// so no slot waits for it: for jobs shorter than a write that is the whole local
+    /// queue (each claim covers what it brings), for long jobs nothing but the free slots.
+    pub(crate) fn mark_ahead(&self) -> usize {
+        let Some(mean) = self.state.quick_run_time() else {
+            return 0;
+        };
+        let write = self
+            .state
+            .mark_round_trip()
+            .unwrap_or(MARK_ROUND_TRIP_GUESS);
+        let within = (write.as_nanos() * self.concurrency as u128) / mean.as_nanos().max(1);
+        usize::try_from(within).unwrap_or(usize::MAX)
     }
 }
 

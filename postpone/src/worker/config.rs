@@ -25,6 +25,8 @@ pub const ABORT_JOB_POLLING_INTERVAL_DEFAULT: Duration = Duration::from_secs(5);
 pub const HEARTBEAT_INTERVAL_DEFAULT: Duration = Duration::from_secs(10);
 /// A worker silent for this long is stalled.
 pub const STALLED_WORKER_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+/// How often a worker rescues the jobs of dead workers.
+pub const RESCUE_INTERVAL_DEFAULT: Duration = Duration::from_secs(5);
 /// Longest interval accepted for any of the periods above.
 pub const INTERVAL_MAX: Duration = Duration::from_secs(24 * 3600);
 
@@ -78,8 +80,15 @@ pub struct WorkerConfig {
     pub delete_jobs: DeleteJobs,
     /// Heartbeat period.
     pub heartbeat_interval: Duration,
-    /// Other workers silent for this long are pruned at start.
+    /// Workers silent for this long are dead: their jobs are rescued and their rows
+    /// removed (pruned at start only when `rescue` is off).
     pub stalled_worker_timeout: Duration,
+    /// Rescue the jobs of dead workers, Rust or Python, at start and every
+    /// `rescue_interval`: never started ones back to `todo`, started ones retried by their
+    /// strategy or failed (default true; one worker at a time does it).
+    pub rescue: bool,
+    /// How often to rescue.
+    pub rescue_interval: Duration,
     /// A value every task can read with [`crate::task::JobContext::additional_context`].
     pub additional_context: Option<Arc<dyn Any + Send + Sync>>,
     /// First SIGINT/SIGTERM stops gracefully, the second aborts (used by `run_worker`).
@@ -117,6 +126,8 @@ impl Default for WorkerConfig {
             delete_jobs: DeleteJobs::Never,
             heartbeat_interval: HEARTBEAT_INTERVAL_DEFAULT,
             stalled_worker_timeout: STALLED_WORKER_TIMEOUT_DEFAULT,
+            rescue: true,
+            rescue_interval: RESCUE_INTERVAL_DEFAULT,
             additional_context: None,
             install_signal_handlers: false,
             asynchronous_commit: false,
@@ -147,6 +158,8 @@ impl fmt::Debug for WorkerConfig {
             .field("delete_jobs", &self.delete_jobs)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("stalled_worker_timeout", &self.stalled_worker_timeout)
+            .field("rescue", &self.rescue)
+            .field("rescue_interval", &self.rescue_interval)
             .field("asynchronous_commit", &self.asynchronous_commit)
             .field("middleware", &self.middleware.len())
             .field("periodic", &self.periodic)
@@ -218,6 +231,7 @@ impl WorkerConfig {
         )?;
         check_interval("heartbeat_interval", self.heartbeat_interval)?;
         check_interval("stalled_worker_timeout", self.stalled_worker_timeout)?;
+        check_interval("rescue_interval", self.rescue_interval)?;
         if let Some(timeout) = self.shutdown_graceful_timeout {
             if timeout > INTERVAL_MAX {
                 return Err(Error::InvalidInput(format!(
@@ -275,6 +289,11 @@ mod tests {
             ..WorkerConfig::default()
         };
         assert!(err(c).contains("stalled_worker_timeout"));
+        let c = WorkerConfig {
+            rescue_interval: Duration::ZERO,
+            ..WorkerConfig::default()
+        };
+        assert!(err(c).contains("rescue_interval"));
         assert!(err(WorkerConfig::default().with_queues(["q".repeat(200)])).contains("200"));
         let c = WorkerConfig {
             prefetch: Some(PREFETCH_MAX + 1),

@@ -8,6 +8,8 @@
 //! - [`completer`]: writes outcomes in batches, retrying what it cannot write yet;
 //! - `notifier`: the store's notifications (new jobs, abort requests), subscribing again
 //!   when the link drops;
+//! - `marker`: writes the start watermark the producer asks for, so a rescue knows which
+//!   claimed jobs never started;
 //! - `state`: what the parts share, in one owner: held jobs, unwritten outcomes, the
 //!   lock-order protocol, run times, the [`WorkerStats`] (`stats`);
 //! - `registration`: the worker's row, renewed if another worker pruned it;
@@ -18,18 +20,21 @@
 //! A worker uses only the store it was given (PostgreSQL or memory): it names no driver
 //! and opens no connection itself.
 //!
-//! Lifecycle (Procrastinate's `Worker.run`): register, prune stalled workers, start the
-//! services and the parts; on stop, claim nothing more, hand the jobs of the local queue
+//! Lifecycle (Procrastinate's `Worker.run`): register, rescue the jobs of dead workers (or
+//! only prune them, with the rescue off), start the services and the parts; on stop, claim nothing more, hand the jobs of the local queue
 //! back to `todo`, wait for running jobs up to the graceful timeout, abort the rest (reason
 //! [`AbortReason::Shutdown`](crate::task::AbortReason::Shutdown)), write every outcome,
 //! stop the services, unregister. A worker killed outright leaves its jobs `doing` with
-//! its id: its heartbeat stops, and `get_stalled_jobs` (ours or Python's) finds them.
+//! its id: its heartbeat stops, and the rescue of a live worker finds them
+//! (`maintenance/rescuer.rs`; `get_stalled_jobs`, ours or Python's, lists them).
 
 mod admission;
 mod backoff;
 pub mod completer;
 pub mod config;
 mod executor;
+mod local_queue;
+mod marker;
 mod notifier;
 pub mod producer;
 mod registration;
@@ -54,11 +59,13 @@ use crate::maintenance::aborter::Aborter;
 use crate::maintenance::heartbeat::Heartbeat;
 use crate::maintenance::periodic::PeriodicDeferrer;
 use crate::maintenance::pruner::Pruner;
+use crate::maintenance::rescuer::Rescuer;
 use crate::store::{SessionSettings, Store};
 use crate::{Error, Result};
 use admission::Admission;
 use completer::Completer;
 use executor::Executor;
+use marker::Marker;
 use notifier::Notifier;
 use producer::Producer;
 use shutdown::Shutdown;
@@ -143,9 +150,20 @@ impl App {
         let store = self.store().with_session(&settings)?;
         let registration = Registration::register(store.clone()).await?;
         let services = Services::new();
-        services
-            .start(Pruner::new(store.clone(), config.stalled_worker_timeout))
-            .await;
+        // Before any job is taken: the dead workers' jobs rescued (or, without the rescue,
+        // the dead workers pruned, as Procrastinate does).
+        if config.rescue {
+            let rescuer = Rescuer::new(
+                store.clone(),
+                self.clone(),
+                config.stalled_worker_timeout,
+                config.rescue_interval,
+            );
+            services.start(rescuer).await;
+        } else {
+            let pruner = Pruner::new(store.clone(), config.stalled_worker_timeout);
+            services.start(pruner).await;
+        }
         let shutdown = Shutdown::default();
         let stats = Arc::new(WorkerStats::default());
         let done = tokio::spawn(run(
@@ -196,6 +214,12 @@ async fn run(
     if config.periodic {
         services.start(PeriodicDeferrer::new(app.clone())).await;
     }
+    let marker = Marker {
+        store: store.clone(),
+        state: state.clone(),
+        registration: registration.clone(),
+    };
+    services.spawn(|stop| marker.run(stop));
     if config.listen_notify {
         let notifier = Notifier {
             store: store.clone(),

@@ -17,15 +17,20 @@
 //! it fetched has its outcome written (a written outcome may free a lock or schedule a
 //! retry).
 //!
-//! A claim refused because this worker's row is gone (another worker pruned it) renews the
-//! registration and claims again; any other failure is retried with backoff.
+//! A job starts only once the database holds a start watermark that covers it (ADR 11): a
+//! claim covers the jobs it brings for free slots; when the ready jobs of the local queue
+//! run low, the producer asks for a later watermark, as far ahead as the slots start jobs
+//! within one watermark write (admission's `mark_ahead`), and the marker writes it. So
+//! after a `kill -9` the rescue knows which claimed jobs never started.
+//!
+//! A claim refused because this worker's row is gone (another worker pruned it, and may
+//! have rescued its jobs) hands the local queue back, renews the registration and claims
+//! again; any other failure is retried with backoff.
 //!
 //! A waiting job whose abort is requested ends `aborted` without running. On stop, the
 //! waiting jobs are handed back (`hand_back_jobs`: `todo` again, no worker, attempts
 //! unchanged) for any worker to take.
 
-use std::cmp::Reverse;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,13 +40,13 @@ use tokio::time::Instant;
 use super::admission::{Admission, View};
 use super::backoff::Backoff;
 use super::executor::Executor;
+use super::local_queue::LocalQueue;
 use super::registration::Registration;
 use super::shutdown::Shutdown;
 use super::state::WorkerState;
 use crate::Error;
 use crate::context::AbortReason;
-use crate::job::Job;
-use crate::store::Store;
+use crate::store::{FetchJobsParams, StartMark, Store};
 
 pub use super::admission::{FETCH_BATCH_MAX, PREFETCH_HORIZON};
 
@@ -62,30 +67,6 @@ pub(crate) struct Producer {
     pub(crate) shutdown: Shutdown,
 }
 
-/// Claimed jobs waiting for a slot, in starting order (priority DESC, id ASC).
-#[derive(Default)]
-struct LocalQueue {
-    jobs: BTreeMap<(Reverse<i32>, i64), Job>,
-}
-
-impl LocalQueue {
-    fn push(&mut self, job: Job) {
-        self.jobs.insert((Reverse(job.priority), job.id), job);
-    }
-
-    fn pop(&mut self) -> Option<Job> {
-        self.jobs.pop_first().map(|(_, job)| job)
-    }
-
-    fn len(&self) -> usize {
-        self.jobs.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.jobs.is_empty()
-    }
-}
-
 impl Producer {
     /// Runs until stopped (or, one-shot, until no job is left); then hands back the jobs
     /// that did not start.
@@ -94,7 +75,7 @@ impl Producer {
         let mut backoff = Backoff::new(Duration::from_millis(100));
         let mut fetch_now = true;
         let mut next_poll = Instant::now() + self.polling_interval;
-        // No claim before this (backoff after a failed one).
+        // No round trip before this (backoff after a failed one).
         let mut not_before = Instant::now();
         // Lock outcomes written before the last claim began: that claim saw those locks free.
         let mut locks_seen = self.state.locks_released();
@@ -102,6 +83,7 @@ impl Producer {
             if self.shutdown.is_stopping() {
                 break;
             }
+            queue.raise(self.state.committed_mark());
             let hold = self.state.holds_starts(locks_seen);
             self.start_ready(&mut queue, hold);
             let mut view = View {
@@ -112,6 +94,21 @@ impl Producer {
                 prefetch: self.admission.prefetch(),
             };
             let may_fetch = self.admission.may_claim(view) && Instant::now() >= not_before;
+            // Ready jobs fall short of the free slots and what the busy ones start within a
+            // watermark write while others wait: ask for the watermark over twice that
+            // (the marker writes it). With every slot busy on long jobs nothing is marked,
+            // so a kill finds the waiting jobs not started.
+            let ahead = self.admission.mark_ahead();
+            // Ready jobs wanted: one for each free slot, and twice what the busy ones start
+            // within a watermark write.
+            let target = view.free_slots + 2 * ahead;
+            let mut marking = self.state.mark_pending();
+            if !marking && queue.waiting() > 0 && queue.ready() < view.free_slots + ahead {
+                if let Some(mark) = queue.mark_for(target - queue.ready()) {
+                    self.state.want_mark(mark);
+                    marking = true;
+                }
+            }
             // With no room, the claim waits for a slot and keeps it for its first job.
             let mut reserved = None;
             if !may_fetch || self.admission.room(view) == 0 {
@@ -119,7 +116,11 @@ impl Producer {
                     biased;
                     () = self.shutdown.stopping() => break,
                     () = self.state.waiting_aborted() => continue,
-                    slot = self.slots.clone().acquire_owned(), if may_fetch || !hold && !queue.is_empty() => {
+                    // A later watermark is written: the jobs it covers are ready.
+                    () = self.state.mark_committed() => continue,
+                    // A slot frees: it starts a ready job, or reserves itself for the claim,
+                    // or (jobs wait for the watermark) is let go, so the next look asks.
+                    slot = self.slots.clone().acquire_owned(), if may_fetch || !hold && queue.ready() > 0 || !marking && queue.waiting() > 0 => {
                         let Ok(slot) = slot else { break };
                         if !self.state.holds_starts(locks_seen) {
                             if let Some(job) = queue.pop() {
@@ -147,20 +148,30 @@ impl Producer {
             view.queued = queue.len();
             view.free_slots = self.slots.available_permits() + usize::from(reserved.is_some());
             let wanted = self.admission.wanted(view);
+            // The claim covers the jobs it brings up to the ready jobs wanted, so they start
+            // the moment it returns.
+            let start = target.saturating_sub(queue.len());
+            let mark = None;
             let released = self.state.locks_released();
             let writes = self.state.writes();
             self.state.claiming();
-            let fetch =
-                self.store
-                    .fetch_jobs(self.queues.as_deref(), self.registration.id(), wanted);
+            let params = FetchJobsParams {
+                queues: self.queues.as_deref(),
+                worker_id: self.registration.id(),
+                limit: wanted,
+                start,
+                mark,
+            };
+            let fetch = self.store.fetch_jobs(&params);
             tokio::pin!(fetch);
-            // Waiting jobs keep starting while the claim is in flight (it is never
+            // Ready jobs keep starting while the claim is in flight (it is never
             // cancelled: jobs the database gave this worker must reach the local queue).
             let fetched = loop {
                 tokio::select! {
                     biased;
                     fetched = &mut fetch => break fetched,
-                    slot = self.slots.clone().acquire_owned(), if !queue.is_empty() && !self.state.holds_starts(locks_seen) && !self.shutdown.is_stopping() => {
+                    () = self.state.mark_committed() => queue.raise(self.state.committed_mark()),
+                    slot = self.slots.clone().acquire_owned(), if queue.ready() > 0 && !self.state.holds_starts(locks_seen) && !self.shutdown.is_stopping() => {
                         if self.state.holds_starts(locks_seen) || self.shutdown.is_stopping() {
                             continue;
                         }
@@ -171,14 +182,17 @@ impl Producer {
                 }
             };
             drop(reserved);
-            next_poll = Instant::now() + self.polling_interval;
             let jobs = match fetched {
                 Ok(jobs) => {
                     backoff.reset();
-                    locks_seen = released;
                     jobs
                 }
                 Err(Error::WorkerNotRegistered { .. }) => {
+                    // Pruned as stalled by another worker, which may have rescued this one's
+                    // jobs: give the waiting ones back, and start over under a new id.
+                    self.hand_back(&mut queue).await;
+                    queue.reset_mark();
+                    self.state.reset_marks();
                     self.registration.renew().await;
                     continue;
                 }
@@ -191,6 +205,16 @@ impl Producer {
                     continue;
                 }
             };
+            // The watermark the claim wrote: the one it carried, and its start-th job.
+            if let Some(mark) = mark {
+                self.state.mark_written(mark);
+            }
+            if let Some(job) = jobs.get(start.min(jobs.len()).wrapping_sub(1)) {
+                self.state.mark_written(StartMark::at(job));
+            }
+            queue.raise(self.state.committed_mark());
+            next_poll = Instant::now() + self.polling_interval;
+            locks_seen = released;
             let found = jobs.len();
             self.state.claimed(&jobs);
             tracing::trace!(wanted, found, "fetched jobs");
@@ -213,14 +237,14 @@ impl Producer {
                 fetch_now = found > 0 || self.state.writes() != writes;
             }
         }
-        self.hand_back(queue).await;
+        self.hand_back(&mut queue).await;
     }
 
-    /// Ends the waiting jobs that were aborted, and (unless `hold`) starts waiting jobs
+    /// Ends the waiting jobs that were aborted, and (unless `hold`) starts ready jobs
     /// while slots are free.
     fn start_ready(&self, queue: &mut LocalQueue, hold: bool) {
         if self.state.take_waiting_abort() {
-            queue.jobs.retain(|_, job| {
+            queue.retain(|job| {
                 if self.state.is_aborted(job.id) {
                     self.executor.abort_waiting(job.clone());
                     false
@@ -229,7 +253,7 @@ impl Producer {
                 }
             });
         }
-        while !hold && !queue.is_empty() {
+        while !hold && queue.ready() > 0 {
             let Ok(slot) = self.slots.clone().try_acquire_owned() else {
                 return;
             };
@@ -242,9 +266,9 @@ impl Producer {
     /// Hands the jobs that did not start back to the database: `todo`, no worker,
     /// attempts unchanged. Those whose abort was requested end `aborted` instead, and
     /// those whose queueing lock a `todo` job holds now run before the worker stops.
-    async fn hand_back(&self, mut queue: LocalQueue) {
+    async fn hand_back(&self, queue: &mut LocalQueue) {
         let mut waiting = Vec::with_capacity(queue.len());
-        while let Some(job) = queue.pop() {
+        for job in queue.take_all() {
             if self.state.is_aborted(job.id) {
                 self.executor.abort_waiting(job);
             } else {
@@ -325,6 +349,14 @@ impl Producer {
                 }
             };
             let Ok(slot) = slot else { return };
+            // Before it starts, the watermark covers it (it is this worker's to run).
+            if let Err(error) = self
+                .store
+                .mark_started(self.registration.id(), StartMark::at(&job))
+                .await
+            {
+                tracing::warn!(%error, job_id = job.id, "could not record the job's start; running it all the same");
+            }
             self.executor.spawn(job, slot);
         }
     }

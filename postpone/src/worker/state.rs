@@ -23,6 +23,15 @@
 //!    compares. Jobs then run in the order a Procrastinate worker runs them.
 //! 4. `written` bumps `locks_released` before it lowers the pending counts, so a reader
 //!    never sees a lock outcome as neither pending nor released.
+//! 5. `written` bumps [`WorkerState::writes`] before it lowers `unwritten`: a claim that
+//!    finds nothing proves no job is left only if no outcome was written while it ran (a
+//!    retry or a freed lock it could not see); a reader that sees `unwritten() == 0` also
+//!    sees the write that made it so.
+//! 6. A held job starts only at or before the start watermark the database holds
+//!    ([`WorkerState::committed_mark`]): the producer asks for a later one
+//!    ([`WorkerState::want_mark`]), the marker writes it and reports it
+//!    ([`WorkerState::mark_written`]), and a claim writes its own. So a rescue after a
+//!    `kill -9` knows which held jobs never started (ADR 11).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -34,6 +43,7 @@ use tokio::sync::Notify;
 use super::stats::{Outcome, WorkerStats};
 use crate::context::{AbortReason, AbortSignal};
 use crate::job::Job;
+use crate::store::StartMark;
 
 /// A held job: its abort signal, and whether it started.
 #[derive(Debug)]
@@ -48,9 +58,21 @@ pub(crate) struct WorkerState {
     inner: Arc<Inner>,
 }
 
+/// The start watermark asked for and the one the database holds.
+#[derive(Debug, Clone, Copy)]
+struct Marks {
+    wanted: StartMark,
+    written: StartMark,
+}
+
 #[derive(Debug)]
 struct Inner {
     held: Mutex<HashMap<i64, Held>>,
+    marks: Mutex<Marks>,
+    /// Notified when a later watermark is wanted (the marker writes it).
+    mark_wanted: Notify,
+    /// Notified when a later watermark is written (the producer starts what it covers).
+    mark_written: Notify,
     /// Set (and `waiting_aborted` notified) when a job not started yet is aborted.
     waiting_abort: AtomicBool,
     waiting_aborted: Notify,
@@ -65,6 +87,12 @@ struct Inner {
     /// Exponentially weighted mean of recent attempts' run times (weight 1/8), in
     /// nanoseconds; 0 until an attempt has ended.
     mean_run_nanos: AtomicU64,
+    /// The same for the marker's writes; 0 until one was written.
+    mark_rtt_nanos: AtomicU64,
+    /// The quickest recent attempt, in nanoseconds: a minimum that rises 1/64 a sample, so
+    /// it follows jobs that get longer; 0 until an attempt has ended.
+    quick_run_nanos: AtomicU64,
+
     stats: Arc<WorkerStats>,
 }
 
@@ -74,6 +102,12 @@ impl WorkerState {
         Self {
             inner: Arc::new(Inner {
                 held: Mutex::new(HashMap::new()),
+                marks: Mutex::new(Marks {
+                    wanted: StartMark::NONE,
+                    written: StartMark::NONE,
+                }),
+                mark_wanted: Notify::new(),
+                mark_written: Notify::new(),
                 waiting_abort: AtomicBool::new(false),
                 waiting_aborted: Notify::new(),
                 unwritten: AtomicUsize::new(0),
@@ -81,6 +115,9 @@ impl WorkerState {
                 locks_released: AtomicU64::new(0),
                 writes: AtomicU64::new(0),
                 mean_run_nanos: AtomicU64::new(0),
+                mark_rtt_nanos: AtomicU64::new(0),
+                quick_run_nanos: AtomicU64::new(0),
+
                 stats,
             }),
         }
@@ -218,6 +255,70 @@ impl WorkerState {
             .is_some_and(|job| job.signal.is_aborted())
     }
 
+    // The start watermark (invariant 6).
+
+    fn marks(&self) -> MutexGuard<'_, Marks> {
+        self.inner
+            .marks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The producer wants the jobs up to `mark` to be able to start.
+    pub(crate) fn want_mark(&self, mark: StartMark) {
+        let mut marks = self.marks();
+        if mark > marks.wanted {
+            marks.wanted = mark;
+            drop(marks);
+            self.inner.mark_wanted.notify_one();
+        }
+    }
+
+    /// The watermark to write, when one later than the written one is wanted.
+    pub(crate) fn mark_to_write(&self) -> Option<StartMark> {
+        let marks = self.marks();
+        (marks.wanted > marks.written).then_some(marks.wanted)
+    }
+
+    /// The database holds `mark` now (the marker wrote it, or a claim did).
+    pub(crate) fn mark_written(&self, mark: StartMark) {
+        let mut marks = self.marks();
+        if mark > marks.written {
+            marks.written = mark;
+            marks.wanted = marks.wanted.max(mark);
+            drop(marks);
+            self.inner.mark_written.notify_one();
+        }
+    }
+
+    /// The watermark the database holds.
+    pub(crate) fn committed_mark(&self) -> StartMark {
+        self.marks().written
+    }
+
+    /// Whether a later watermark is wanted than the one written.
+    pub(crate) fn mark_pending(&self) -> bool {
+        self.mark_to_write().is_some()
+    }
+
+    /// Forgets the watermarks (a new registration starts with none).
+    pub(crate) fn reset_marks(&self) {
+        *self.marks() = Marks {
+            wanted: StartMark::NONE,
+            written: StartMark::NONE,
+        };
+    }
+
+    /// Completes when a later watermark is wanted.
+    pub(crate) async fn mark_requested(&self) {
+        self.inner.mark_wanted.notified().await;
+    }
+
+    /// Completes when a later watermark is written.
+    pub(crate) async fn mark_committed(&self) {
+        self.inner.mark_written.notified().await;
+    }
+
     // What the stages read.
 
     /// Every held job, running or waiting.
@@ -259,24 +360,57 @@ impl WorkerState {
 
     /// How long attempts take lately; `None` until one has ended.
     pub(crate) fn mean_run_time(&self) -> Option<Duration> {
-        match self.inner.mean_run_nanos.load(Ordering::Relaxed) {
-            0 => None,
-            nanos => Some(Duration::from_nanos(nanos)),
-        }
+        mean(&self.inner.mean_run_nanos)
     }
 
     fn record_run_time(&self, elapsed: Duration) {
+        record(&self.inner.mean_run_nanos, elapsed);
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX).max(1);
-        let _ =
-            self.inner
-                .mean_run_nanos
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |mean| {
-                    Some(match mean {
-                        0 => nanos,
-                        mean => (mean - mean / 8).saturating_add(nanos / 8).max(1),
-                    })
-                });
+        let _ = self.inner.quick_run_nanos.fetch_update(
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+            |quick| {
+                Some(match quick {
+                    0 => nanos,
+                    quick => nanos.min(quick.saturating_add(quick / 64 + 1)),
+                })
+            },
+        );
     }
+
+    /// How long the quickest recent attempts take (robust to a slow one, where the mean is
+    /// not); `None` until one has ended.
+    pub(crate) fn quick_run_time(&self) -> Option<Duration> {
+        mean(&self.inner.quick_run_nanos)
+    }
+
+    /// How long the marker's writes take lately; `None` until one was written.
+    pub(crate) fn mark_round_trip(&self) -> Option<Duration> {
+        mean(&self.inner.mark_rtt_nanos)
+    }
+
+    /// A watermark write took `elapsed`.
+    pub(crate) fn record_mark_round_trip(&self, elapsed: Duration) {
+        record(&self.inner.mark_rtt_nanos, elapsed);
+    }
+}
+
+/// An exponentially weighted mean (weight 1/8) of durations, in nanoseconds; 0: none yet.
+fn mean(nanos: &AtomicU64) -> Option<Duration> {
+    match nanos.load(Ordering::Relaxed) {
+        0 => None,
+        nanos => Some(Duration::from_nanos(nanos)),
+    }
+}
+
+fn record(mean: &AtomicU64, elapsed: Duration) {
+    let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX).max(1);
+    let _ = mean.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |current| {
+        Some(match current {
+            0 => nanos,
+            current => (current - current / 8).saturating_add(nanos / 8).max(1),
+        })
+    });
 }
 
 #[cfg(test)]

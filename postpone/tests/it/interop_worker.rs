@@ -818,9 +818,13 @@ async fn rust_finds_and_prunes_a_dead_python_worker() {
     assert_eq!(stalled(60.0).await, [(id, JobStatus::Doing, Some(worker))]);
     assert_eq!(stalled(7200.0).await, []);
 
-    // A Rust worker starting up prunes it (stalled_worker_timeout 30 s by default).
+    // A Rust worker starting up prunes it (stalled_worker_timeout 30 s by default); with
+    // the rescue off, as a Procrastinate worker, it leaves the job to a person.
     let handle = app
-        .start_worker(config(&shared).with_queues(["rs"]))
+        .start_worker(WorkerConfig {
+            rescue: false,
+            ..config(&shared).with_queues(["rs"])
+        })
         .await
         .expect("start worker");
     let workers = count(
@@ -832,6 +836,64 @@ async fn rust_finds_and_prunes_a_dead_python_worker() {
     assert_eq!(workers, 0, "the dead Python worker is pruned");
     assert_eq!(job_row(&client, id).await, ("doing".to_owned(), None));
     assert_eq!(stalled(60.0).await, [(id, JobStatus::Doing, None)]);
+    handle.stop();
+    handle.join().await.expect("worker stops");
+}
+
+/// The rescue takes Python workers' jobs too: a killed Python worker's running job (a
+/// Python worker starts every job it claims, so it may have started) is a failed attempt
+/// (`interop.forever` has no retry: `failed`), recorded with its dead worker; the running
+/// job of a live Python worker is not touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rust_worker_rescues_the_job_of_a_dead_python_worker_only() {
+    let (db, client, app, shared) = setup().await;
+    let mut dead = PythonProcess::spawn(&db, "serve(queues=['py'])").await;
+    let mut live = PythonProcess::spawn(&db, "serve(queues=['py2'])").await;
+    let mut ids = Vec::new();
+    for queue in ["py", "py2"] {
+        ids.push(
+            app.configure(Forever)
+                .with_queue(queue)
+                .defer()
+                .await
+                .expect("defer"),
+        );
+    }
+    let running = "SELECT count(*) = 2 FROM interop_runs WHERE who = 'python'";
+    dead.wait_until(&client, running).await;
+    let (dead_job, live_job) = (ids[0], ids[1]);
+    let dead_worker = job_row(&client, dead_job).await.1.expect("its worker");
+    dead.kill().await;
+    age_heartbeat(&client, dead_worker).await;
+
+    let handle = app
+        .start_worker(config(&shared).with_queues(["rs"]))
+        .await
+        .expect("start worker");
+    // The first rescue pass runs before the worker starts.
+    assert_eq!(
+        job_row(&client, dead_job).await,
+        ("failed".to_owned(), None)
+    );
+    let live_row = job_row(&client, live_job).await;
+    assert_eq!(
+        live_row.0, "doing",
+        "a live Python worker's job is not touched"
+    );
+    assert!(live_row.1.is_some());
+    let rescues = app
+        .store()
+        .list_rescues(&ids)
+        .await
+        .expect("rescues")
+        .into_iter()
+        .map(|r| (r.job_id, r.worker_id, r.started, r.outcome))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        rescues,
+        [(dead_job, Some(dead_worker), true, "failed".to_owned())]
+    );
+    live.assert_alive().await;
     handle.stop();
     handle.join().await.expect("worker stops");
 }

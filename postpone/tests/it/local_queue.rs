@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use postpone::store::FetchJobsParams;
 use postpone::store::{DeferJobParams, Store};
 use postpone::task::{JobContext, TaskError};
 use postpone::worker::WorkerConfig;
@@ -460,15 +461,24 @@ async fn hand_back_scenario(
         .expect("defer");
     let me = store.register_worker().await.expect("register");
     let other = store.register_worker().await.expect("register");
-    let mine = store.fetch_jobs(None, me, 5).await.expect("fetch");
+    let mine = store
+        .fetch_jobs(&FetchJobsParams::new(None, me, 5))
+        .await
+        .expect("fetch");
     assert_eq!(mine.len(), 5);
     let shared_qlock_2 = store
         .defer_jobs(&[spec("shared-qlock-2", Some("y"))])
         .await
         .expect("defer")[0];
-    let theirs = store.fetch_jobs(None, other, 1).await.expect("fetch");
+    let theirs = store
+        .fetch_jobs(&FetchJobsParams::new(None, other, 1))
+        .await
+        .expect("fetch");
     assert_eq!(theirs.iter().map(|j| j.id).collect::<Vec<_>>(), [ids[5]]);
-    let mine_too = store.fetch_jobs(None, me, 1).await.expect("fetch");
+    let mine_too = store
+        .fetch_jobs(&FetchJobsParams::new(None, me, 1))
+        .await
+        .expect("fetch");
     assert_eq!(
         mine_too.iter().map(|j| j.id).collect::<Vec<_>>(),
         [shared_qlock_2]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use postpone::RetryDecision;
 use postpone::store::{DeferJobParams, FinishJobParams};
+use postpone::store::{FetchJobsParams, RescueParams, StartMark};
 use postpone::task::{JobContext, TaskError};
 use postpone::worker::WorkerConfig;
 use postpone::{App, Error, JobFilter, JobStatus, MemoryStore, Periodic, Task, TaskConfig};
@@ -260,6 +261,7 @@ on_both_stores! {
     builtin_remove_old_jobs => remove_old_jobs,
     batch_finish_and_retry => batch_writes,
     notifications_as_the_triggers_send_them => notifications,
+    rescue_of_a_dead_workers_jobs => rescue,
 }
 
 /// What a subscription to queue `q` receives: new jobs of `q` (not of other queues), and
@@ -284,7 +286,7 @@ async fn notifications(backend: &Backend) -> Vec<String> {
     seen.push(next().await);
     let worker = store.register_worker().await.expect("register");
     let claimed = store
-        .fetch_jobs(Some(&["q".to_owned()]), worker, 1)
+        .fetch_jobs(&FetchJobsParams::new(Some(&["q".to_owned()]), worker, 1))
         .await
         .expect("fetch");
     assert_eq!(claimed[0].id, a);
@@ -296,6 +298,104 @@ async fn notifications(backend: &Backend) -> Vec<String> {
     seen.push(next().await);
     assert_eq!(seen[0], format!("JobInserted {{ job_id: {a} }}"));
     assert_eq!(seen[2], format!("AbortJobRequested {{ job_id: {a} }}"));
+    seen
+}
+
+/// A rescue pass (ADR 11): the jobs a dead worker may have started (at or before its start
+/// watermark) go through `decide`, the ones it only claimed go back to `todo` with no
+/// attempt counted, an aborted waiting one ends `aborted`; a live worker's job is not
+/// touched; each rescue is recorded; the dead worker is removed.
+async fn rescue(backend: &Backend) -> Vec<String> {
+    let app = backend.app();
+    let store = app.store();
+    let ids = store
+        .defer_jobs(&(0..5).map(|_| spec("q", 0, None, None)).collect::<Vec<_>>())
+        .await
+        .expect("defer");
+    let dead = store.register_worker().await.expect("register");
+    // The claim starts two jobs at once; a mark covers a third; two only wait.
+    let claimed = store
+        .fetch_jobs(&FetchJobsParams {
+            start: 2,
+            ..FetchJobsParams::new(None, dead, 5)
+        })
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 5);
+    store
+        .mark_started(dead, StartMark::at(&claimed[2]))
+        .await
+        .expect("mark");
+    // A watermark never goes back.
+    store
+        .mark_started(dead, StartMark::at(&claimed[0]))
+        .await
+        .expect("mark");
+    store.cancel_job(ids[4], true, false).await.expect("abort");
+    backend.pass_time(HOUR).await;
+    let live = store.register_worker().await.expect("register");
+    let theirs = store
+        .defer_jobs(&[spec("r", 0, None, None)])
+        .await
+        .expect("defer")[0];
+    store
+        .fetch_jobs(&FetchJobsParams {
+            start: 1,
+            ..FetchJobsParams::new(Some(&["r".to_owned()]), live, 1)
+        })
+        .await
+        .expect("claim");
+    let retried = ids[0];
+    let decide = move |job: &postpone::Job| (job.id == retried).then(RetryDecision::default);
+    let params = RescueParams {
+        seconds_since_heartbeat: 60.0,
+    };
+    let report = store
+        .rescue_stalled_jobs(&params, &decide)
+        .await
+        .expect("rescue")
+        .expect("no other pass runs");
+    assert_eq!(report.handed_back, [ids[3]], "never started: back to todo");
+    assert_eq!(report.retried, [ids[0]]);
+    assert_eq!(report.failed, [ids[1], ids[2]]);
+    assert_eq!(report.aborted, [ids[4]]);
+    assert_eq!(report.pruned_workers, [dead]);
+    let mut seen = vec![format!("{report:?}")];
+    for id in ids.iter().chain([&theirs]) {
+        let job = app.job_manager().get_job(*id).await.expect("job");
+        let worker = match job.worker_id {
+            Some(w) if w == live => "live",
+            Some(_) => "dead",
+            None => "none",
+        };
+        seen.push(format!("{id} {} {} {worker}", job.status, job.attempts));
+    }
+    assert_eq!(
+        seen[4],
+        format!("{} todo 0 none", ids[3]),
+        "no attempt counted"
+    );
+    assert_eq!(
+        seen[6],
+        format!("{theirs} doing 0 live"),
+        "a live worker's job"
+    );
+    seen.extend(backend.events(ids[3]).await);
+    for rescue in store.list_rescues(&ids).await.expect("rescues") {
+        seen.push(format!(
+            "rescued {} from {:?}: started {}, {}",
+            rescue.job_id,
+            rescue.worker_id.map(|w| w == dead),
+            rescue.started,
+            rescue.outcome
+        ));
+    }
+    let again = store
+        .rescue_stalled_jobs(&params, &decide)
+        .await
+        .expect("rescue again")
+        .expect("no other pass runs");
+    assert!(again.is_empty(), "a second pass finds nothing: {again:?}");
     seen
 }
 
@@ -343,7 +443,7 @@ async fn lock_order(backend: &Backend) -> Vec<String> {
     // of another queue still comes first in its lock.
     for round in 0..5 {
         let fetched = store
-            .fetch_jobs(Some(&["q".to_owned()]), worker, 10)
+            .fetch_jobs(&FetchJobsParams::new(Some(&["q".to_owned()]), worker, 10))
             .await
             .expect("fetch");
         let fetched: Vec<i64> = fetched.iter().map(|j| j.id).collect();
@@ -363,7 +463,7 @@ async fn lock_order(backend: &Backend) -> Vec<String> {
         seen.push(format!("written {written:?}"));
     }
     let all = store
-        .fetch_jobs(None, worker, 10)
+        .fetch_jobs(&FetchJobsParams::new(None, worker, 10))
         .await
         .expect("fetch all queues");
     seen.push(format!(
@@ -401,7 +501,10 @@ async fn queueing_lock(backend: &Backend) -> Vec<String> {
     assert_eq!(jobs.len(), 1, "nothing of the refused batches was written");
     // Once the job runs, the lock is free again.
     let worker = store.register_worker().await.expect("register");
-    let fetched = store.fetch_jobs(None, worker, 1).await.expect("fetch");
+    let fetched = store
+        .fetch_jobs(&FetchJobsParams::new(None, worker, 1))
+        .await
+        .expect("fetch");
     seen.push(format!("fetched {}", fetched.len()));
     seen.push(outcome(
         &store.defer_jobs(&[spec("q", 0, None, Some("one"))]).await,
@@ -531,7 +634,10 @@ async fn cancel(backend: &Backend) -> Vec<String> {
     ));
     seen.push(outcome(&manager.get_job(ids[1]).await));
     let worker = store.register_worker().await.expect("register");
-    store.fetch_jobs(None, worker, 1).await.expect("fetch");
+    store
+        .fetch_jobs(&FetchJobsParams::new(None, worker, 1))
+        .await
+        .expect("fetch");
     // A running job is not cancelled, nor deleted, without abort.
     seen.push(outcome(
         &manager.cancel_job_by_id(ids[2], false, true).await,
@@ -609,7 +715,7 @@ async fn lists(backend: &Backend) -> Vec<String> {
     store.defer_jobs(&[flaky]).await.expect("defer");
     let worker = store.register_worker().await.expect("register");
     store
-        .fetch_jobs(Some(&["b".to_owned()]), worker, 5)
+        .fetch_jobs(&FetchJobsParams::new(Some(&["b".to_owned()]), worker, 5))
         .await
         .expect("fetch");
     store.cancel_job(5, false, false).await.expect("cancel");
@@ -697,7 +803,10 @@ async fn stalled(backend: &Backend) -> Vec<String> {
         .await
         .expect("defer");
     let old = store.register_worker().await.expect("register");
-    let fetched = store.fetch_jobs(None, old, 2).await.expect("fetch");
+    let fetched = store
+        .fetch_jobs(&FetchJobsParams::new(None, old, 2))
+        .await
+        .expect("fetch");
     // An hour passes without a heartbeat from `old`; `live` registers after it.
     backend.pass_time(HOUR).await;
     let live = store.register_worker().await.expect("register");
@@ -753,10 +862,16 @@ async fn stalled(backend: &Backend) -> Vec<String> {
         .expect("stalled")));
     // The pruned worker cannot claim a job any more; the live one can.
     seen.push(outcome(
-        &store.fetch_jobs(None, old, 1).await.map(|j| j.len()),
+        &store
+            .fetch_jobs(&FetchJobsParams::new(None, old, 1))
+            .await
+            .map(|j| j.len()),
     ));
     seen.push(outcome(
-        &store.fetch_jobs(None, live, 1).await.map(|j| j.len()),
+        &store
+            .fetch_jobs(&FetchJobsParams::new(None, live, 1))
+            .await
+            .map(|j| j.len()),
     ));
     store.update_heartbeat(live).await.expect("heartbeat");
     // Old finished jobs go by their latest event.
@@ -1065,7 +1180,10 @@ async fn batch_writes(backend: &Backend) -> Vec<String> {
         .expect("defer");
     assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7, 8]);
     let worker = store.register_worker().await.expect("register");
-    let fetched = store.fetch_jobs(None, worker, 7).await.expect("fetch");
+    let fetched = store
+        .fetch_jobs(&FetchJobsParams::new(None, worker, 7))
+        .await
+        .expect("fetch");
     assert_eq!(fetched.len(), 7, "jobs 1 to 7 doing, 8 todo");
     assert!(
         manager

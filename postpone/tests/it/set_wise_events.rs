@@ -4,6 +4,7 @@
 //! or a mix (one function replaced by a later Procrastinate migration).
 
 use chrono::{DateTime, Utc};
+use postpone::store::FetchJobsParams;
 use postpone::store::postgres::queries::SET_WISE_DEFER_MIN;
 use postpone::store::{DeferJobParams, FinishJobParams};
 use postpone::{App, JobStatus};
@@ -91,7 +92,10 @@ async fn scenario(db: &TestDb) -> Seen {
     let defer_skipped = skipped(&client, "status_insert").await;
 
     let worker = store.register_worker().await.expect("register");
-    let claimed = store.fetch_jobs(None, worker, 4).await.expect("claim");
+    let claimed = store
+        .fetch_jobs(&FetchJobsParams::new(None, worker, 4))
+        .await
+        .expect("claim");
     let claimed: Vec<i64> = claimed.iter().map(|job| job.id).collect();
     assert_eq!(claimed, [1, 2, 3, 4], "the future job waits");
     let claim_skipped = skipped(&client, "status_update").await;

@@ -6,9 +6,8 @@ use std::fmt;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::events::{EventType, JobEvent};
-use crate::job::RetryDecision;
-use crate::job::{Job, JobStatus};
-use crate::store::{CountBy, DeferJobParams};
+use crate::job::{Job, JobStatus, RetryDecision};
+use crate::store::{CountBy, DeferJobParams, FinishJobParams, HandedBack, Rescue, StartMark};
 use crate::{DbError, Error, Result};
 
 /// Longest queue or task name (`character varying(128)`).
@@ -42,6 +41,10 @@ pub(super) struct State {
     pub(super) last_worker_id: i64,
     /// `procrastinate_periodic_defers`: (task name, periodic id, tick timestamp).
     pub(super) periodic_defers: BTreeSet<(String, String, i64)>,
+    /// `postpone_worker_starts`: worker id to its start watermark.
+    pub(super) starts: BTreeMap<i64, StartMark>,
+    /// `postpone_rescues`, oldest first.
+    pub(super) rescues: Vec<Rescue>,
 }
 
 /// Which columns an `UPDATE` sets: `AFTER UPDATE OF column` triggers look at this list,
@@ -94,6 +97,152 @@ impl State {
     pub(super) fn delete_job(&mut self, id: i64) {
         self.jobs.remove(&id);
         self.events.retain(|e| e.job_id != id);
+        self.rescues.retain(|r| r.job_id != id);
+    }
+
+    /// `finish_jobs.sql`: jobs still todo or doing deleted, or set to their end status
+    /// (attempts + 1 when doing); the ids written, deleted ones first.
+    pub(super) fn finish(&mut self, jobs: &[FinishJobParams], now: DateTime<Utc>) -> Vec<i64> {
+        let mut deleted = Vec::new();
+        let mut updated = Vec::new();
+        for finish in jobs {
+            let open = self
+                .jobs
+                .get(&finish.id)
+                .is_some_and(|j| matches!(j.status, JobStatus::Todo | JobStatus::Doing));
+            if !open {
+                continue;
+            }
+            if finish.delete_job {
+                self.delete_job(finish.id);
+                deleted.push(finish.id);
+            } else {
+                let sets = Sets {
+                    status: true,
+                    abort_requested: true,
+                };
+                self.update(finish.id, sets, now, |job| {
+                    if job.status == JobStatus::Doing {
+                        job.attempts = job.attempts.saturating_add(1);
+                    }
+                    job.status = finish.status;
+                    job.abort_requested = false;
+                });
+                updated.push(finish.id);
+            }
+        }
+        deleted.extend(updated);
+        deleted
+    }
+
+    /// `retry_jobs.sql`: doing jobs back to todo at their retry time (attempts + 1), or
+    /// failed when their abort was requested; the ids written. A job back in todo must not
+    /// collide on its queueing lock (the unique index): the whole statement is checked
+    /// before anything is written, as PostgreSQL fails it whole.
+    pub(super) fn retry(
+        &mut self,
+        jobs: &[(i64, RetryDecision)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>> {
+        let mut batch_locks = HashSet::new();
+        for (id, _) in jobs {
+            let Some(job) = self.jobs.get(id) else {
+                continue;
+            };
+            if job.status != JobStatus::Doing || job.abort_requested {
+                continue;
+            }
+            if let Some(queueing_lock) = &job.queueing_lock {
+                if !batch_locks.insert(queueing_lock.clone())
+                    || self.queueing_lock_taken(queueing_lock, Some(*id))
+                {
+                    return Err(Error::AlreadyEnqueued {
+                        queueing_lock: queueing_lock.clone(),
+                    });
+                }
+            }
+        }
+        let sets = Sets {
+            status: true,
+            abort_requested: false,
+        };
+        let mut written = Vec::new();
+        for (id, retry) in jobs {
+            if self
+                .jobs
+                .get(id)
+                .is_none_or(|j| j.status != JobStatus::Doing)
+            {
+                continue;
+            }
+            self.update(*id, sets, now, |job| {
+                if job.abort_requested {
+                    job.status = JobStatus::Failed;
+                } else {
+                    job.status = JobStatus::Todo;
+                    job.attempts = job.attempts.saturating_add(1);
+                    job.scheduled_at = Some(retry.retry_at.unwrap_or(now));
+                    apply_retry(job, retry);
+                }
+            });
+            written.push(*id);
+        }
+        Ok(written)
+    }
+
+    /// `hand_back_jobs.sql`: doing jobs of `worker` (any worker when `None`), or orphaned,
+    /// back to todo with no worker, unless their abort was requested or a todo job holds
+    /// their queueing lock.
+    pub(super) fn hand_back(
+        &mut self,
+        worker: Option<i64>,
+        ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> HandedBack {
+        let mut handed = HandedBack::default();
+        let held: BTreeSet<i64> = ids.iter().copied().collect();
+        for id in held {
+            let Some(job) = self.jobs.get(&id) else {
+                continue;
+            };
+            let theirs = worker.is_some_and(|w| job.worker_id.is_some_and(|j| j != w));
+            if job.status != JobStatus::Doing || theirs {
+                continue;
+            }
+            if job.abort_requested {
+                handed.abort_requested.push(id);
+                continue;
+            }
+            if let Some(queueing_lock) = job.queueing_lock.clone() {
+                if self.queueing_lock_taken(&queueing_lock, Some(id)) {
+                    handed.queueing_lock_taken.push(id);
+                    continue;
+                }
+            }
+            let sets = Sets {
+                status: true,
+                abort_requested: false,
+            };
+            self.update(id, sets, now, |job| {
+                job.status = JobStatus::Todo;
+                job.worker_id = None;
+            });
+            handed.todo.push(id);
+        }
+        handed
+    }
+
+    /// `postpone_mark_started_v1`: raises a worker's watermark, never lowers it.
+    pub(super) fn mark_started(&mut self, worker_id: i64, mark: StartMark) {
+        let current = self.starts.entry(worker_id).or_insert(mark);
+        *current = (*current).max(mark);
+    }
+
+    /// `(id, queue)` of these jobs, for their notifications.
+    pub(super) fn queues_of(&self, ids: &[i64]) -> Vec<(i64, String)> {
+        ids.iter()
+            .filter_map(|id| self.jobs.get(id).map(|j| (*id, j.queue_name.clone())))
+            .collect()
     }
 
     /// Deletes a worker: its jobs lose their `worker_id` (`ON DELETE SET NULL`, an

@@ -13,9 +13,11 @@ use super::state::{Sets, State, apply_retry, count_name, older_than, refused};
 use crate::job::{Job, JobStatus, RetryDecision};
 use crate::protocol::Notification;
 use crate::schema::{ApplyReport, ApplyScope};
+use crate::store::rescue;
 use crate::store::{
-    CountBy, DeferJobParams, DeleteOldJobsParams, FinishJobParams, HandedBack, JobCounts,
-    JobFilter, SessionSettings, StalledJobsParams, Store, Subscription,
+    CountBy, DeferJobParams, DeleteOldJobsParams, FetchJobsParams, FinishJobParams, HandedBack,
+    JobCounts, JobFilter, Rescue, RescueDecide, RescueParams, RescueReport, SessionSettings,
+    StalledJobsParams, StartMark, Store, Subscription,
 };
 use crate::{Error, Result};
 
@@ -290,11 +292,14 @@ impl Store for MemoryStore {
         state.last_worker_id += 1;
         let id = state.last_worker_id;
         state.workers.insert(id, self.now());
+        state.starts.insert(id, StartMark::NONE);
         Ok(id)
     }
 
     async fn unregister_worker(&self, worker_id: i64) -> Result<()> {
-        self.state().delete_worker(worker_id, self.now());
+        let mut state = self.state();
+        state.starts.remove(&worker_id);
+        state.delete_worker(worker_id, self.now());
         Ok(())
     }
 
@@ -320,12 +325,14 @@ impl Store for MemoryStore {
         Ok(pruned)
     }
 
-    async fn fetch_jobs(
-        &self,
-        queues: Option<&[String]>,
-        worker_id: i64,
-        limit: usize,
-    ) -> Result<Vec<Job>> {
+    async fn fetch_jobs(&self, params: &FetchJobsParams<'_>) -> Result<Vec<Job>> {
+        let FetchJobsParams {
+            queues,
+            worker_id,
+            limit,
+            start,
+            mark,
+        } = *params;
         let now = self.now();
         let mut state = self.state();
         // Per lock: is a job doing, and which todo job comes first (priority DESC, id ASC)?
@@ -364,6 +371,9 @@ impl Store for MemoryStore {
         candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         candidates.truncate(limit);
         if candidates.is_empty() {
+            if let Some(mark) = mark {
+                state.mark_started(worker_id, mark);
+            }
             return Ok(Vec::new());
         }
         if !state.workers.contains_key(&worker_id) {
@@ -384,137 +394,38 @@ impl Store for MemoryStore {
                 fetched.push(job.clone());
             }
         }
+        // postpone_fetch_jobs_v2's watermark: the mark asked, and the start-th claimed job.
+        if let Some(mark) = mark {
+            state.mark_started(worker_id, mark);
+        }
+        if start > 0 {
+            if let Some(job) = fetched.get(start.min(fetched.len()) - 1) {
+                state.mark_started(worker_id, StartMark::at(job));
+            }
+        }
         Ok(fetched)
+    }
+
+    async fn mark_started(&self, worker_id: i64, mark: StartMark) -> Result<()> {
+        self.state().mark_started(worker_id, mark);
+        Ok(())
     }
 
     async fn finish_jobs(&self, jobs: &[FinishJobParams]) -> Result<Vec<i64>> {
         let now = self.now();
-        let mut state = self.state();
-        let open = |state: &State, id: i64| {
-            state
-                .jobs
-                .get(&id)
-                .is_some_and(|j| matches!(j.status, JobStatus::Todo | JobStatus::Doing))
-        };
-        // Same rows as finish_jobs.sql: the deleted ones, then the updated ones.
-        let mut deleted = Vec::new();
-        let mut updated = Vec::new();
-        for finish in jobs {
-            if !open(&state, finish.id) {
-                continue;
-            }
-            if finish.delete_job {
-                state.delete_job(finish.id);
-                deleted.push(finish.id);
-            } else {
-                let sets = Sets {
-                    status: true,
-                    abort_requested: true,
-                };
-                state.update(finish.id, sets, now, |job| {
-                    if job.status == JobStatus::Doing {
-                        job.attempts = job.attempts.saturating_add(1);
-                    }
-                    job.status = finish.status;
-                    job.abort_requested = false;
-                });
-                updated.push(finish.id);
-            }
-        }
-        deleted.extend(updated);
-        Ok(deleted)
+        Ok(self.state().finish(jobs, now))
     }
 
     async fn retry_jobs(&self, jobs: &[(i64, RetryDecision)]) -> Result<Vec<i64>> {
         let now = self.now();
-        let mut state = self.state();
-        // A job back in todo must not collide on its queueing lock (unique index): check
-        // the whole statement before writing, as PostgreSQL would fail it whole.
-        let mut batch_locks = HashSet::new();
-        for (id, _) in jobs {
-            let Some(job) = state.jobs.get(id) else {
-                continue;
-            };
-            if job.status != JobStatus::Doing || job.abort_requested {
-                continue;
-            }
-            if let Some(queueing_lock) = &job.queueing_lock {
-                if !batch_locks.insert(queueing_lock.clone())
-                    || state.queueing_lock_taken(queueing_lock, Some(*id))
-                {
-                    return Err(Error::AlreadyEnqueued {
-                        queueing_lock: queueing_lock.clone(),
-                    });
-                }
-            }
-        }
-        let sets = Sets {
-            status: true,
-            abort_requested: false,
-        };
-        let mut written = Vec::new();
-        for (id, params) in jobs {
-            if state
-                .jobs
-                .get(id)
-                .is_none_or(|j| j.status != JobStatus::Doing)
-            {
-                continue;
-            }
-            state.update(*id, sets, now, |job| {
-                if job.abort_requested {
-                    job.status = JobStatus::Failed;
-                } else {
-                    job.status = JobStatus::Todo;
-                    job.attempts = job.attempts.saturating_add(1);
-                    job.scheduled_at = Some(params.retry_at.unwrap_or(now));
-                    apply_retry(job, params);
-                }
-            });
-            written.push(*id);
-        }
-        Ok(written)
+        self.state().retry(jobs, now)
     }
 
     async fn hand_back_jobs(&self, worker_id: i64, ids: &[i64]) -> Result<HandedBack> {
-        // Same rows as hand_back_jobs.sql: doing jobs of this worker (or orphaned), back to
-        // todo unless their abort was requested or a todo job holds their queueing lock.
         let now = self.now();
         let mut state = self.state();
-        let mut handed = HandedBack::default();
-        let held: BTreeSet<i64> = ids.iter().copied().collect();
-        for id in held {
-            let Some(job) = state.jobs.get(&id) else {
-                continue;
-            };
-            if job.status != JobStatus::Doing || job.worker_id.is_some_and(|w| w != worker_id) {
-                continue;
-            }
-            if job.abort_requested {
-                handed.abort_requested.push(id);
-                continue;
-            }
-            if let Some(queueing_lock) = job.queueing_lock.clone() {
-                if state.queueing_lock_taken(&queueing_lock, Some(id)) {
-                    handed.queueing_lock_taken.push(id);
-                    continue;
-                }
-            }
-            let sets = Sets {
-                status: true,
-                abort_requested: false,
-            };
-            state.update(id, sets, now, |job| {
-                job.status = JobStatus::Todo;
-                job.worker_id = None;
-            });
-            handed.todo.push(id);
-        }
-        let back: Vec<(i64, String)> = handed
-            .todo
-            .iter()
-            .filter_map(|id| state.jobs.get(id).map(|j| (*id, j.queue_name.clone())))
-            .collect();
+        let handed = state.hand_back(Some(worker_id), ids, now);
+        let back = state.queues_of(&handed.todo);
         drop(state);
         // As the job_inserted NOTIFY of hand_back_jobs.sql: waiting workers take them.
         self.announce_inserted(&back);
@@ -532,6 +443,94 @@ impl Store for MemoryStore {
                     .get(id)
                     .is_some_and(|j| j.status == JobStatus::Doing && j.abort_requested)
             })
+            .collect())
+    }
+
+    async fn rescue_stalled_jobs(
+        &self,
+        params: &RescueParams,
+        decide: &RescueDecide<'_>,
+    ) -> Result<Option<RescueReport>> {
+        // One pass at a time, as the advisory lock makes it: the state's own lock.
+        let now = self.now();
+        let mut state = self.state();
+        let mut stalled = Vec::new();
+        for job in state.jobs.values().filter(|j| j.status == JobStatus::Doing) {
+            let heartbeat = job.worker_id.and_then(|w| state.workers.get(&w));
+            let dead = match heartbeat {
+                None => true,
+                Some(at) => older_than(*at, now, params.seconds_since_heartbeat)?,
+            };
+            if dead {
+                // select_jobs_to_rescue.sql: no watermark, or at or before it: may have started.
+                let mark = job.worker_id.and_then(|w| state.starts.get(&w));
+                let started = mark.is_none_or(|mark| mark.covers(job));
+                stalled.push((job.clone(), started));
+            }
+        }
+        let plan = rescue::plan(&stalled, decide);
+        let mut report = RescueReport::default();
+        let handed = state.hand_back(None, &plan.hand_back, now);
+        report.handed_back = handed.todo;
+        report.aborted = handed.abort_requested;
+        report.kept = handed.queueing_lock_taken;
+        let mut ends: Vec<FinishJobParams> = report
+            .aborted
+            .iter()
+            .map(|&id| FinishJobParams {
+                id,
+                status: JobStatus::Aborted,
+                delete_job: false,
+            })
+            .collect();
+        ends.extend(plan.fail.iter().map(|&id| FinishJobParams {
+            id,
+            status: JobStatus::Failed,
+            delete_job: false,
+        }));
+        let written = state.finish(&ends, now);
+        report
+            .failed
+            .extend(plan.fail.iter().filter(|id| written.contains(id)));
+        report.retried = state.retry(&plan.retry, now)?;
+        let records = rescue::records(&stalled, &report);
+        for (i, job_id) in records.job_ids.iter().enumerate() {
+            state.rescues.push(Rescue {
+                job_id: *job_id,
+                worker_id: records.worker_ids[i],
+                rescued_at: now,
+                started: records.started[i],
+                outcome: records.outcomes[i].to_owned(),
+            });
+        }
+        // prune_rescued_workers.sql: the dead workers, then the watermarks left without one.
+        let mut pruned = Vec::new();
+        for (id, at) in &state.workers {
+            if older_than(*at, now, params.seconds_since_heartbeat)? {
+                pruned.push(*id);
+            }
+        }
+        for id in &pruned {
+            state.delete_worker(*id, now);
+        }
+        let State {
+            starts, workers, ..
+        } = &mut *state;
+        starts.retain(|worker, _| workers.contains_key(worker));
+        report.pruned_workers = pruned;
+        let back = state.queues_of(&report.handed_back);
+        drop(state);
+        self.announce_inserted(&back);
+        Ok(Some(report))
+    }
+
+    async fn list_rescues(&self, job_ids: &[i64]) -> Result<Vec<Rescue>> {
+        Ok(self
+            .state()
+            .rescues
+            .iter()
+            .filter(|r| job_ids.contains(&r.job_id))
+            .cloned()
             .collect())
     }
 

@@ -22,9 +22,11 @@ use tokio_postgres::types::ToSql;
 
 pub use tx::Transaction;
 
+use super::rescue;
 use super::{
-    CountBy, DeferJobParams, DeleteOldJobsParams, FinishJobParams, HandedBack, JobCounts,
-    JobFilter, SessionSettings, StalledJobsParams, Store, Subscription,
+    CountBy, DeferJobParams, DeleteOldJobsParams, FetchJobsParams, FinishJobParams, HandedBack,
+    JobCounts, JobFilter, Rescue, RescueDecide, RescueParams, RescueReport, SessionSettings,
+    StalledJobsParams, StartMark, Store, Subscription,
 };
 use crate::connect::ConnectConfig;
 use crate::job::{Job, JobStatus, RetryDecision};
@@ -231,6 +233,94 @@ impl DeferColumns {
     }
 }
 
+/// The columns of `finish_jobs`, one array each.
+struct FinishColumns {
+    ids: Vec<i64>,
+    statuses: Vec<&'static str>,
+    deletes: Vec<bool>,
+}
+
+impl FinishColumns {
+    fn new(jobs: &[FinishJobParams]) -> Self {
+        Self {
+            ids: jobs.iter().map(|j| j.id).collect(),
+            statuses: jobs.iter().map(|j| j.status.as_str()).collect(),
+            deletes: jobs.iter().map(|j| j.delete_job).collect(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 3] {
+        [&self.ids, &self.statuses, &self.deletes]
+    }
+}
+
+/// The columns of `retry_jobs`, one array each.
+struct RetryColumns<'a> {
+    ids: Vec<i64>,
+    retry_ats: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    priorities: Vec<Option<i32>>,
+    queues: Vec<Option<&'a str>>,
+    locks: Vec<Option<&'a str>>,
+}
+
+impl<'a> RetryColumns<'a> {
+    fn new(jobs: &'a [(i64, RetryDecision)]) -> Self {
+        Self {
+            ids: jobs.iter().map(|(id, _)| *id).collect(),
+            retry_ats: jobs.iter().map(|(_, r)| r.retry_at).collect(),
+            priorities: jobs.iter().map(|(_, r)| r.priority).collect(),
+            queues: jobs.iter().map(|(_, r)| r.queue.as_deref()).collect(),
+            locks: jobs.iter().map(|(_, r)| r.lock.as_deref()).collect(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 5] {
+        [
+            &self.ids,
+            &self.retry_ats,
+            &self.priorities,
+            &self.queues,
+            &self.locks,
+        ]
+    }
+}
+
+/// Runs a query whose rows are ids on any client or transaction.
+async fn ids_on(
+    client: &impl tokio_postgres::GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<i64>> {
+    let rows = client.query(sql, params).await.map_err(db)?;
+    rows.iter().map(|row| row.try_get(0).map_err(db)).collect()
+}
+
+/// `finish_jobs` inside a transaction.
+async fn finish_jobs_on(
+    client: &impl tokio_postgres::GenericClient,
+    jobs: &[FinishJobParams],
+) -> Result<Vec<i64>> {
+    ids_on(
+        client,
+        queries::FINISH_JOBS,
+        &FinishColumns::new(jobs).params(),
+    )
+    .await
+}
+
+/// `retry_jobs` inside a transaction.
+async fn retry_jobs_on(
+    client: &impl tokio_postgres::GenericClient,
+    jobs: &[(i64, RetryDecision)],
+) -> Result<Vec<i64>> {
+    ids_on(
+        client,
+        queries::RETRY_JOBS,
+        &RetryColumns::new(jobs).params(),
+    )
+    .await
+}
+
 /// Runs `defer_jobs` (`statement` is its text or its prepared statement) on any
 /// tokio-postgres client or transaction.
 pub(crate) async fn defer_jobs_on<C, S>(
@@ -433,15 +523,24 @@ impl Store for PgStore {
             .await
     }
 
-    async fn fetch_jobs(
-        &self,
-        queues: Option<&[String]>,
-        worker_id: i64,
-        limit: usize,
-    ) -> Result<Vec<Job>> {
-        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+    async fn fetch_jobs(&self, params: &FetchJobsParams<'_>) -> Result<Vec<Job>> {
+        let limit = i32::try_from(params.limit).unwrap_or(i32::MAX);
+        let start = i32::try_from(params.start).unwrap_or(i32::MAX);
+        let mark_priority = params.mark.map(|m| m.priority);
+        let mark_job = params.mark.map(|m| m.job_id);
+        let worker_id = params.worker_id;
         let rows = match self
-            .query(queries::FETCH_JOBS, &[&queues, &worker_id, &limit])
+            .query(
+                queries::FETCH_JOBS,
+                &[
+                    &params.queues,
+                    &worker_id,
+                    &limit,
+                    &start,
+                    &mark_priority,
+                    &mark_job,
+                ],
+            )
             .await
         {
             Err(Error::Database(error))
@@ -458,14 +557,21 @@ impl Store for PgStore {
         Ok(jobs)
     }
 
+    async fn mark_started(&self, worker_id: i64, mark: StartMark) -> Result<()> {
+        self.execute(
+            queries::MARK_STARTED,
+            &[&worker_id, &mark.priority, &mark.job_id],
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn finish_jobs(&self, jobs: &[FinishJobParams]) -> Result<Vec<i64>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
-        let statuses: Vec<&str> = jobs.iter().map(|j| j.status.as_str()).collect();
-        let deletes: Vec<bool> = jobs.iter().map(|j| j.delete_job).collect();
-        self.query_ids(queries::FINISH_JOBS, &[&ids, &statuses, &deletes])
+        let columns = FinishColumns::new(jobs);
+        self.query_ids(queries::FINISH_JOBS, &columns.params())
             .await
     }
 
@@ -473,16 +579,8 @@ impl Store for PgStore {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<i64> = jobs.iter().map(|(id, _)| *id).collect();
-        let retry_ats: Vec<_> = jobs.iter().map(|(_, p)| p.retry_at).collect();
-        let priorities: Vec<Option<i32>> = jobs.iter().map(|(_, p)| p.priority).collect();
-        let queues: Vec<Option<&str>> = jobs.iter().map(|(_, p)| p.queue.as_deref()).collect();
-        let locks: Vec<Option<&str>> = jobs.iter().map(|(_, p)| p.lock.as_deref()).collect();
-        self.query_ids(
-            queries::RETRY_JOBS,
-            &[&ids, &retry_ats, &priorities, &queues, &locks],
-        )
-        .await
+        let columns = RetryColumns::new(jobs);
+        self.query_ids(queries::RETRY_JOBS, &columns.params()).await
     }
 
     async fn hand_back_jobs(&self, worker_id: i64, ids: &[i64]) -> Result<HandedBack> {
@@ -510,6 +608,116 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         self.query_ids(queries::LIST_JOBS_TO_ABORT, &[&ids]).await
+    }
+
+    async fn rescue_stalled_jobs(
+        &self,
+        params: &RescueParams,
+        decide: &RescueDecide<'_>,
+    ) -> Result<Option<RescueReport>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let locked: bool = tx
+            .query_one(queries::RESCUE_LOCK, &[&queries::RESCUE_LOCK_KEY])
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(db)?;
+        if !locked {
+            return Ok(None); // another worker's pass runs; the transaction rolls back
+        }
+        let rows = tx
+            .query(
+                queries::SELECT_JOBS_TO_RESCUE,
+                &[&params.seconds_since_heartbeat],
+            )
+            .await
+            .map_err(db)?;
+        let mut stalled = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let started: bool = row.try_get("started").map_err(db)?;
+            stalled.push((rows::job(row)?, started));
+        }
+        let plan = rescue::plan(&stalled, decide);
+        let mut report = RescueReport::default();
+        if !plan.hand_back.is_empty() {
+            let rows = tx
+                .query(queries::HAND_BACK_JOBS, &[&None::<i64>, &plan.hand_back])
+                .await
+                .map_err(db)?;
+            for row in &rows {
+                let id: i64 = row.try_get("id").map_err(db)?;
+                match row.try_get::<_, &str>("outcome").map_err(db)? {
+                    "todo" => report.handed_back.push(id),
+                    "abort_requested" => report.aborted.push(id),
+                    _ => report.kept.push(id),
+                }
+            }
+        }
+        let aborted: Vec<FinishJobParams> = report
+            .aborted
+            .iter()
+            .map(|&id| FinishJobParams {
+                id,
+                status: JobStatus::Aborted,
+                delete_job: false,
+            })
+            .chain(plan.fail.iter().map(|&id| FinishJobParams {
+                id,
+                status: JobStatus::Failed,
+                delete_job: false,
+            }))
+            .collect();
+        if !aborted.is_empty() {
+            let written = finish_jobs_on(&*tx, &aborted).await?;
+            report
+                .failed
+                .extend(plan.fail.iter().filter(|id| written.contains(id)));
+        }
+        if !plan.retry.is_empty() {
+            report
+                .retried
+                .extend(retry_jobs_on(&*tx, &plan.retry).await?);
+        }
+        let records = rescue::records(&stalled, &report);
+        tx.execute(
+            queries::RECORD_RESCUES,
+            &[
+                &records.job_ids,
+                &records.worker_ids,
+                &records.started,
+                &records.outcomes,
+            ],
+        )
+        .await
+        .map_err(db)?;
+        let pruned = tx
+            .query(
+                queries::PRUNE_RESCUED_WORKERS,
+                &[&params.seconds_since_heartbeat],
+            )
+            .await
+            .map_err(db)?;
+        report.pruned_workers = pruned
+            .iter()
+            .map(|row| row.try_get(0).map_err(db))
+            .collect::<Result<_>>()?;
+        tx.commit().await.map_err(db)?;
+        Ok(Some(report))
+    }
+
+    async fn list_rescues(&self, job_ids: &[i64]) -> Result<Vec<Rescue>> {
+        let rows = self.query(queries::LIST_RESCUES, &[&job_ids]).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Rescue {
+                    job_id: row.try_get("job_id").map_err(db)?,
+                    worker_id: row.try_get("worker_id").map_err(db)?,
+                    rescued_at: row.try_get("rescued_at").map_err(db)?,
+                    started: row.try_get("started").map_err(db)?,
+                    outcome: row.try_get("outcome").map_err(db)?,
+                })
+            })
+            .collect()
     }
 
     async fn listen(&self, queues: Option<&[String]>) -> Result<Subscription> {

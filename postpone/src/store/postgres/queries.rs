@@ -46,8 +46,10 @@ pub const UNREGISTER_WORKER: &str = include_str!("queries/unregister_worker.sql"
 pub const UPDATE_HEARTBEAT: &str = include_str!("queries/update_heartbeat.sql");
 /// Deletes workers without a recent heartbeat.
 pub const PRUNE_STALLED_WORKERS: &str = include_str!("queries/prune_stalled_workers.sql");
-/// Claims a batch of jobs.
+/// Claims a batch of jobs and raises the worker's start watermark.
 pub const FETCH_JOBS: &str = include_str!("queries/fetch_jobs.sql");
+/// Raises a worker's start watermark.
+pub const MARK_STARTED: &str = include_str!("queries/mark_started.sql");
 /// Finishes a batch of jobs.
 pub const FINISH_JOBS: &str = include_str!("queries/finish_jobs.sql");
 /// Sends a batch of failed jobs back to todo.
@@ -56,6 +58,18 @@ pub const RETRY_JOBS: &str = include_str!("queries/retry_jobs.sql");
 pub const HAND_BACK_JOBS: &str = include_str!("queries/hand_back_jobs.sql");
 /// Which running jobs have an abort request.
 pub const LIST_JOBS_TO_ABORT: &str = include_str!("queries/list_jobs_to_abort.sql");
+/// One rescue pass at a time: the transaction's advisory lock.
+pub const RESCUE_LOCK: &str = include_str!("queries/rescue_lock.sql");
+/// The rescue's key for [`RESCUE_LOCK`]: the bytes of "pprescue".
+pub const RESCUE_LOCK_KEY: i64 = 0x7070_7265_7363_7565;
+/// The doing jobs of dead workers, locked, with whether they may have started.
+pub const SELECT_JOBS_TO_RESCUE: &str = include_str!("queries/select_jobs_to_rescue.sql");
+/// Records rescues.
+pub const RECORD_RESCUES: &str = include_str!("queries/record_rescues.sql");
+/// Removes dead workers and their start watermarks.
+pub const PRUNE_RESCUED_WORKERS: &str = include_str!("queries/prune_rescued_workers.sql");
+/// The rescues of some jobs.
+pub const LIST_RESCUES: &str = include_str!("queries/list_rescues.sql");
 
 /// `LISTEN "<channel>"`: the one statement whose text depends on input, because
 /// LISTEN takes an identifier, not a parameter (Procrastinate's `listen_queue`).

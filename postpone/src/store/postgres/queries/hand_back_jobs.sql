@@ -6,7 +6,7 @@
 -- is set), as for procrastinate_retry_job_v2.
 --
 -- Only doing jobs still held by the worker (or orphaned by its pruning: worker_id NULL)
--- are touched. A job whose abort was requested is left doing (the worker ends it
+-- are touched; a NULL $1 (the rescue) takes the jobs of any worker. A job whose abort was requested is left doing (the worker ends it
 -- aborted), and so is one whose queueing lock a todo job holds now (two todo jobs cannot
 -- share it: procrastinate_jobs_queueing_lock_idx_v1; the worker runs it instead).
 -- Returns one row per job held, by id, with what happened to it: todo, abort_requested or
@@ -16,7 +16,7 @@ WITH held AS (
       FROM procrastinate_jobs AS job
      WHERE job.id = ANY($2::bigint[])
        AND job.status = 'doing'
-       AND (job.worker_id = $1::bigint OR job.worker_id IS NULL)
+       AND ($1::bigint IS NULL OR job.worker_id = $1::bigint OR job.worker_id IS NULL)
        FOR UPDATE OF job
 ),
 -- Two doing jobs may share a queueing lock: only the first (by id) may go back.
