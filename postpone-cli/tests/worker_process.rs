@@ -876,6 +876,24 @@ fn a_killed_workers_jobs_are_rescued_the_waiting_ones_without_an_attempt() {
     let mut expected = vec![(gate, true, "failed".to_owned())];
     expected.extend(waiting.iter().map(|&id| (id, false, "todo".to_owned())));
     assert_eq!(rescues, expected);
+    let out = db.postpone(&["jobs", "list", "--details", "--id", &waiting[0].to_string()]);
+    assert!(
+        out.stdout.contains("stopped, never started there; todo"),
+        "{out:?}"
+    );
+    let out = db.postpone(&[
+        "--json",
+        "jobs",
+        "list",
+        "--details",
+        "--id",
+        &gate.to_string(),
+    ]);
+    let rescue = &out.json()[0]["rescues"][0];
+    assert_eq!(
+        (&rescue["started"], &rescue["outcome"]),
+        (&true.into(), &"failed".into())
+    );
 }
 
 /// A job that kills its worker every time does not loop forever: each death is a failed

@@ -11,7 +11,7 @@ use crate::protocol::check_queue_name;
 use crate::store::{DeleteOldJobsParams, StalledJobsParams, Store};
 use crate::{Error, Result};
 
-pub use crate::store::{CountBy, JobCounts, JobFilter};
+pub use crate::store::{CountBy, JobCounts, JobFilter, Rescue};
 
 /// How long a worker may go without heartbeat before its jobs count as stalled
 /// (Procrastinate's `stalled_worker_timeout` default, in seconds).
@@ -70,6 +70,15 @@ impl JobManager {
     /// A database error.
     pub async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
         self.store.list_jobs(filter).await
+    }
+
+    /// Why jobs ran again without a person: their rescues from dead workers, oldest first
+    /// (which worker died, whether the job may have started there, what the rescue did).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn list_rescues(&self, job_ids: &[i64]) -> Result<Vec<Rescue>> {
+        self.store.list_rescues(job_ids).await
     }
 
     /// Jobs counted per queue, task or lock, and per status.

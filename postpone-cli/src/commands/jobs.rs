@@ -2,11 +2,12 @@
 //! `JobManager`): `jobs list | stalled | delete-old`, `queues`, `tasks`, `locks`, `retry`,
 //! `cancel`, `abort`.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::bail;
 use postpone::RetryDecision;
-use postpone::manager::{CountBy, DeleteOldJobsOptions};
+use postpone::manager::{CountBy, DeleteOldJobsOptions, JobManager, Rescue};
 use postpone::{Job, JobFilter, JobStatus};
 use serde_json::json;
 
@@ -40,8 +41,14 @@ async fn list(flags: JobsListFlags, context: Context) -> anyhow::Result<ExitCode
         bail!("--limit {limit} is negative: give a number of jobs >= 0");
     }
     let (app, format) = context.app()?;
-    let jobs = app.job_manager().list_jobs(&filter).await?;
-    print_jobs(&jobs, flags.details, format)?;
+    let manager = app.job_manager();
+    let jobs = manager.list_jobs(&filter).await?;
+    let rescues = if flags.details {
+        rescues_of(&manager, &jobs).await?
+    } else {
+        BTreeMap::new()
+    };
+    print_jobs(&jobs, flags.details.then_some(&rescues), format)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -55,7 +62,8 @@ async fn stalled(flags: JobsStalledFlags, context: Context) -> anyhow::Result<Ex
             flags.task.as_deref(),
         )
         .await?;
-    print_jobs(&jobs, true, format)?;
+    let rescues = rescues_of(&app.job_manager(), &jobs).await?;
+    print_jobs(&jobs, Some(&rescues), format)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -200,9 +208,61 @@ pub(crate) async fn abort(flags: AbortFlags, context: Context) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_jobs(jobs: &[Job], details: bool, format: Format) -> anyhow::Result<()> {
+/// The rescues of these jobs, by job id.
+async fn rescues_of(
+    manager: &JobManager,
+    jobs: &[Job],
+) -> anyhow::Result<BTreeMap<i64, Vec<Rescue>>> {
+    let ids: Vec<i64> = jobs.iter().map(|job| job.id).collect();
+    let mut by_job: BTreeMap<i64, Vec<Rescue>> = BTreeMap::new();
+    for rescue in manager.list_rescues(&ids).await? {
+        by_job.entry(rescue.job_id).or_default().push(rescue);
+    }
+    Ok(by_job)
+}
+
+/// One line for a person: how often the job was rescued and what the last rescue did.
+fn rescue_summary(rescues: &[Rescue]) -> String {
+    let Some(last) = rescues.last() else {
+        return "-".to_owned();
+    };
+    let worker = last
+        .worker_id
+        .map_or_else(|| "a pruned worker".to_owned(), |w| format!("worker {w}"));
+    let started = if last.started {
+        "may have started there"
+    } else {
+        "never started there"
+    };
+    format!(
+        "{}x, last {}: {worker} stopped, {started}; {}",
+        rescues.len(),
+        last.rescued_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        last.outcome
+    )
+}
+
+/// Prints jobs; with `details` (their rescues), also attempts, worker, abort request, args
+/// and the rescues.
+fn print_jobs(
+    jobs: &[Job],
+    details: Option<&BTreeMap<i64, Vec<Rescue>>>,
+    format: Format,
+) -> anyhow::Result<()> {
     if format.is_json() {
-        return output::print_json(jobs);
+        let Some(rescues) = details else {
+            return output::print_json(jobs);
+        };
+        let jobs: Vec<serde_json::Value> = jobs
+            .iter()
+            .map(|job| {
+                let mut value = serde_json::to_value(job)?;
+                value["rescues"] = serde_json::to_value(rescues.get(&job.id))?;
+                Ok(value)
+            })
+            .collect::<serde_json::Result<_>>()?;
+        return output::print_json(&jobs);
     }
     if jobs.is_empty() {
         return output::print("(no jobs)\n");
@@ -217,8 +277,8 @@ fn print_jobs(jobs: &[Job], details: bool, format: Format) -> anyhow::Result<()>
         "queueing_lock",
         "scheduled_at",
     ];
-    if details {
-        headers.extend(["attempts", "worker", "abort_requested", "args"]);
+    if details.is_some() {
+        headers.extend(["attempts", "worker", "abort_requested", "args", "rescued"]);
     }
     let mut table = Table::new(&headers, &["id", "priority", "attempts", "worker"]);
     for job in jobs {
@@ -235,12 +295,13 @@ fn print_jobs(jobs: &[Job], details: bool, format: Format) -> anyhow::Result<()>
                     .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             ),
         ];
-        if details {
+        if let Some(rescues) = details {
             row.extend([
                 job.attempts.to_string(),
                 or_dash(job.worker_id),
                 job.abort_requested.to_string(),
                 job.args.to_string(),
+                rescue_summary(rescues.get(&job.id).map_or(&[], Vec::as_slice)),
             ]);
         }
         table.push(row);
