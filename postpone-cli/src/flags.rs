@@ -177,6 +177,11 @@ pub struct WorkerFlags {
         value_name = "DELAY"
     )]
     pub rescue_interval: String,
+    /// Abort and fail a job (error kind Timeout, then retried by its task's strategy) once
+    /// it has run this long, when neither its defer call nor its task set a timeout
+    /// (default: no limit).
+    #[arg(long, env = "POSTPONE_WORKER_TASK_TIMEOUT", value_name = "DELAY")]
+    pub task_timeout: Option<String>,
     /// Do not defer this binary's periodic tasks (another worker does; default: defer
     /// them, every tick once across all workers).
     #[arg(long, env = "POSTPONE_WORKER_NO_PERIODIC", value_parser = FalseyValueParser::new())]
@@ -278,6 +283,10 @@ pub struct DeferFlags {
         allow_negative_numbers = true
     )]
     pub priority: Option<i32>,
+    /// Abort and fail the job (error kind Timeout, then retried by its task's strategy)
+    /// once it has run this long: 90s, 5m, 2h (default: the task's, else the worker's).
+    #[arg(long, env = "POSTPONE_DEFER_TIMEOUT", value_name = "DELAY")]
+    pub timeout: Option<String>,
     /// Defer even if this binary has no task of that name (its args are not checked).
     #[arg(long, env = "POSTPONE_DEFER_UNKNOWN", value_parser = FalseyValueParser::new())]
     pub unknown: bool,

@@ -109,6 +109,20 @@ pub(crate) fn parse_delay(flag: &str, value: &str) -> anyhow::Result<Duration> {
         .with_context(|| format!("{flag} {value:?} is too long a delay"))
 }
 
+/// Parses a job timeout: a delay (as [`parse_delay`]) above 0 and at most 30 days.
+///
+/// # Errors
+/// One line naming `flag`, the value, and the accepted range.
+pub(crate) fn parse_timeout(flag: &str, value: &str) -> anyhow::Result<Duration> {
+    let timeout = parse_delay(flag, value)?;
+    if timeout.is_zero() || timeout > postpone::job::TIMEOUT_MAX {
+        bail!(
+            "{flag} {value:?} is out of range: give a timeout above 0 and at most 30 days (90s, 5m, 2h)"
+        );
+    }
+    Ok(timeout)
+}
+
 /// A time from `--at` or `--in` (at most one is given; clap refuses both).
 ///
 /// # Errors
@@ -199,6 +213,20 @@ mod tests {
         assert_eq!(secs("250ms"), Some(0.25));
         for bad in ["", "-5", "5x", "m", "1e400", "abc", "5 m s"] {
             assert!(parse_delay("--in", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn timeouts_are_above_zero_and_at_most_30_days() {
+        let secs = |v: &str| parse_timeout("--timeout", v).ok().map(|d| d.as_secs_f64());
+        assert_eq!(secs("90"), Some(90.0));
+        assert_eq!(secs("250ms"), Some(0.25));
+        assert_eq!(secs("30d"), Some(30.0 * 86400.0));
+        for bad in ["0", "0s", "31d", "-1", "soon"] {
+            let error = parse_timeout("--timeout", bad)
+                .expect_err("refused")
+                .to_string();
+            assert!(error.starts_with("--timeout"), "{error}");
         }
     }
 

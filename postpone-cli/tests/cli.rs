@@ -70,16 +70,24 @@ impl TestDb {
     }
 
     fn count_jobs(&self) -> i64 {
+        self.sql_value("SELECT count(*)::text FROM procrastinate_jobs")
+            .parse()
+            .expect("a count")
+    }
+
+    /// The one text value `query` returns.
+    fn sql_value(&self, query: &str) -> String {
         let url = self.url.clone();
+        let query = query.to_owned();
         block_on(async move {
             let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
                 .await
                 .expect("connect to the test database");
             tokio::spawn(connection);
             client
-                .query_one("SELECT count(*) FROM procrastinate_jobs", &[])
+                .query_one(&query, &[])
                 .await
-                .expect("count jobs")
+                .unwrap_or_else(|e| panic!("{query}: {e}"))
                 .get(0)
         })
     }
@@ -451,6 +459,14 @@ fn bad_defer_input_is_one_line_and_writes_nothing() {
             vec!["--in", "90s"],
         ),
         (
+            vec!["defer", "tests.add", r#"{"a":1,"b":2}"#, "--timeout", "0"],
+            vec!["--timeout", "above 0"],
+        ),
+        (
+            vec!["defer", "tests.add", r#"{"a":1,"b":2}"#, "--timeout", "31d"],
+            vec!["--timeout", "30 days"],
+        ),
+        (
             vec!["defer", "tests.add", r#"{"a":1,"b":2}"#, "-q", &long],
             vec!["queue", "128"],
         ),
@@ -491,6 +507,24 @@ fn bad_defer_input_is_one_line_and_writes_nothing() {
         out.json()["scheduled_at"],
         "2026-11-28T11:00:00Z",
         "{out:?}"
+    );
+    // A timeout is stored with the job.
+    let out = db.embedded(&[
+        "--json",
+        "defer",
+        "tests.add",
+        r#"{"a":1,"b":2}"#,
+        "--timeout",
+        "90s",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json()["timeout_seconds"], 90.0, "{out:?}");
+    let id = out.json()["id"].as_i64().expect("id");
+    assert_eq!(
+        db.sql_value(&format!(
+            "SELECT timeout_ms::text FROM postpone_job_timeouts WHERE job_id = {id}"
+        )),
+        "90000"
     );
 }
 

@@ -745,6 +745,8 @@ fn bad_worker_options_are_refused_before_anything_starts() {
             "stalled_worker_timeout",
         ),
         ("--delete-jobs sometimes", "--delete-jobs"),
+        ("--task-timeout 0", "--task-timeout"),
+        ("--task-timeout 31d", "30 days"),
         (&format!("--queues {}", "q".repeat(129)), "queue name"),
     ];
     for (options, named) in cases {
@@ -752,6 +754,34 @@ fn bad_worker_options_are_refused_before_anything_starts() {
         db.fleet(&words(&args), &[]).assert_refused(named);
         assert_eq!(db.workers(), 0, "{options:?}");
     }
+}
+
+#[test]
+fn a_task_timeout_fails_the_job_and_a_defer_calls_timeout_wins() {
+    let db = TestDb::new();
+    let cut = db.defer("tests.sleep", &sleep_args("cut", 60_000), &[]);
+    // Its own timeout is longer than the worker's: it runs to its end.
+    let whole = db.defer(
+        "tests.sleep",
+        &sleep_args("whole", 500),
+        &["--timeout", "1m"],
+    );
+    let out = db.fleet(
+        &words("--log-level info worker --one-shot"),
+        &[("POSTPONE_WORKER_TASK_TIMEOUT", "300ms")],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(db.status(cut), "failed");
+    assert_eq!(db.status(whole), "succeeded");
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains(&format!("job_id={cut}")) && l.contains("job failed"))
+        .unwrap_or_else(|| panic!("no failure line for job {cut}: {}", out.stderr));
+    assert!(
+        line.contains("ran longer than its timeout of 300ms"),
+        "{line}"
+    );
 }
 
 #[test]

@@ -250,6 +250,9 @@ impl AppBuilder {
             if let Some(queue) = &entry.config.options.queue {
                 check_queue_name(queue)?;
             }
+            if let Some(timeout) = entry.config.options.timeout {
+                crate::job::check_timeout(&format!("task {:?}'s", entry.name), timeout)?;
+            }
             task_names.push(entry.name.clone());
         }
         task_names.sort();

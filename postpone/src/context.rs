@@ -17,11 +17,14 @@ use crate::job::Job;
 
 /// Why a job is asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum AbortReason {
     /// Someone cancelled the job with abort (`postpone abort`, `cancel_job_by_id(abort=True)`).
     UserRequest,
     /// The worker is shutting down and its graceful timeout ran out.
     Shutdown,
+    /// The job ran longer than its timeout (the defer call's, its task's or the worker's).
+    Timeout,
 }
 
 /// The abort signal of one attempt, shared between the worker and the task.

@@ -186,11 +186,20 @@ impl<'a> Configured<'a> {
             Some(_) => None,
         };
         let config = entry.map(|e| &e.config).or(own.as_ref());
+        // The task's timeout applies when its jobs run: only one set here is stored.
+        let own_timeout = self.options.timeout;
         let options = match config {
             Some(config) => self.options.over(&config.options),
             None => self.options,
         };
-        JobSpec::resolve(self.task_name, args, options)
+        JobSpec::resolve(
+            self.task_name,
+            args,
+            JobOptions {
+                timeout: own_timeout,
+                ..options
+            },
+        )
     }
 
     /// Defers the job; returns its id.

@@ -112,6 +112,10 @@ pub struct Job {
     pub abort_requested: bool,
     /// The worker running it, while it runs.
     pub worker_id: Option<i64>,
+    /// The timeout its defer call set (`postpone_job_timeouts`), read when it is claimed;
+    /// not a column of `procrastinate_jobs`. `None`: the task's, else the worker's applies.
+    #[serde(skip)]
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Where and when a job runs: its queue, priority, lock, queueing lock and schedule, each
@@ -139,6 +143,10 @@ pub struct JobOptions {
     pub schedule_at: Option<DateTime<Utc>>,
     /// Not run before this delay from the moment the job is deferred.
     pub schedule_in: Option<std::time::Duration>,
+    /// Aborted and failed (error kind `Timeout`, retried by its strategy) once it has run
+    /// this long. A defer call's timeout is stored with the job; a task's applies when
+    /// its jobs run (`docs/worker.md`).
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl JobOptions {
@@ -161,6 +169,7 @@ impl JobOptions {
             } else {
                 under.schedule_in
             },
+            timeout: self.timeout.or(under.timeout),
         }
     }
 }
@@ -206,12 +215,35 @@ macro_rules! job_option_setters {
             self$(.$field)*.schedule_in = Some(delay);
             self
         }
+
+        /// Aborted and failed (error kind `Timeout`, then retried by its strategy) once it
+        /// has run this long (more than 0, at most 30 days).
+        pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self$(.$field)*.timeout = Some(timeout);
+            self
+        }
     };
 }
 pub(crate) use job_option_setters;
 
 impl JobOptions {
     job_option_setters!();
+}
+
+/// Longest timeout accepted for a job.
+pub const TIMEOUT_MAX: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// Checks a timeout: more than 0, at most [`TIMEOUT_MAX`].
+///
+/// # Errors
+/// [`crate::Error::InvalidInput`] naming `what` and the accepted range.
+pub(crate) fn check_timeout(what: &str, timeout: std::time::Duration) -> crate::Result<()> {
+    if timeout.is_zero() || timeout > TIMEOUT_MAX {
+        return Err(crate::Error::InvalidInput(format!(
+            "{what} timeout is {timeout:?}: give a duration above 0 and at most 30 days"
+        )));
+    }
+    Ok(())
 }
 
 /// When and how a job runs again: Procrastinate's `RetryDecision`, and the arguments of

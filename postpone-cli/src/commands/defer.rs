@@ -17,6 +17,11 @@ use crate::{Context, values};
 pub(crate) async fn run(flags: DeferFlags, context: Context) -> anyhow::Result<ExitCode> {
     let args = values::parse_args_json(&flags.task, &flags.args)?;
     let (at, delay) = values::at_or_in(flags.at.as_deref(), flags.in_.as_deref())?;
+    let timeout = flags
+        .timeout
+        .as_deref()
+        .map(|t| values::parse_timeout("--timeout", t))
+        .transpose()?;
     let (app, format) = context.app()?;
     let mut job = app.configure_by_name(&flags.task, args);
     if let Some(queue) = flags.queue {
@@ -36,6 +41,9 @@ pub(crate) async fn run(flags: DeferFlags, context: Context) -> anyhow::Result<E
     }
     if let Some(delay) = delay {
         job = job.schedule_in(delay);
+    }
+    if let Some(timeout) = timeout {
+        job = job.with_timeout(timeout);
     }
     if flags.unknown {
         job = job.allow_unknown();
@@ -100,6 +108,7 @@ fn print_deferred(id: i64, spec: &JobSpec, format: Format) -> anyhow::Result<()>
             "queueing_lock": spec.queueing_lock,
             "args": spec.args,
             "scheduled_at": spec.scheduled_at,
+            "timeout_seconds": spec.timeout.map(|t| t.as_secs_f64()),
         }));
     }
     let mut line = format!(
@@ -111,6 +120,9 @@ fn print_deferred(id: i64, spec: &JobSpec, format: Format) -> anyhow::Result<()>
             ", not before {}",
             at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         ));
+    }
+    if let Some(timeout) = spec.timeout {
+        line.push_str(&format!(", timeout {timeout:?}"));
     }
     line.push('\n');
     output::print(&line)

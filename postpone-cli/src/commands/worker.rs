@@ -10,7 +10,7 @@ use postpone::worker::{DeleteJobs, WorkerConfig};
 
 use crate::Context;
 use crate::flags::WorkerFlags;
-use crate::values::parse_delay;
+use crate::values::{parse_delay, parse_timeout};
 
 /// Turns the raw flags into a worker configuration.
 pub(crate) fn config(flags: &WorkerFlags) -> anyhow::Result<WorkerConfig> {
@@ -45,6 +45,11 @@ pub(crate) fn config(flags: &WorkerFlags) -> anyhow::Result<WorkerConfig> {
         asynchronous_commit: flags.asynchronous_commit,
         periodic: !flags.no_periodic,
         prefetch: flags.prefetch,
+        task_timeout: flags
+            .task_timeout
+            .as_deref()
+            .map(|t| parse_timeout("--task-timeout", t))
+            .transpose()?,
         ..WorkerConfig::default()
     };
     config.validate()?;

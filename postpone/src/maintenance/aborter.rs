@@ -75,6 +75,7 @@ mod tests {
             queueing_lock: None,
             args: serde_json::json!({}),
             scheduled_at: None,
+            timeout: None,
         };
         store.defer_jobs(&[job.clone(), job]).await.expect("defer");
         let worker = store.register_worker().await.expect("register");

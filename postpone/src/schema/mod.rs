@@ -141,7 +141,7 @@ static MIGRATIONS: &[Migration] = &[
     migration!(pre "0001" "procrastinate_3_10"),
     migration!(pre "0002" "postpone_fetch_jobs"),
     migration!(pre "0003" "postpone_batch_writes"),
-    migration!(pre "0004" "postpone_rescue"),
+    migration!(pre "0004" "postpone_self_healing"),
 ];
 
 /// The migration that creates (or adopts) the Procrastinate 3.10 contract objects.

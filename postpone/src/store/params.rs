@@ -27,6 +27,8 @@ pub struct DeferJobParams {
     pub args: serde_json::Value,
     /// Not before.
     pub scheduled_at: Option<DateTime<Utc>>,
+    /// The job's own timeout (`postpone_job_timeouts`), when its defer call set one.
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl DeferJobParams {
@@ -36,7 +38,7 @@ impl DeferJobParams {
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for a queue name the schema refuses, both `schedule_at` and
-    /// `schedule_in`, or a delay past the calendar's end.
+    /// `schedule_in`, a delay past the calendar's end, or a timeout of 0 or over 30 days.
     pub fn resolve(
         task_name: String,
         args: serde_json::Value,
@@ -44,6 +46,9 @@ impl DeferJobParams {
     ) -> Result<Self> {
         let queue_name = options.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
         check_queue_name(&queue_name)?;
+        if let Some(timeout) = options.timeout {
+            crate::job::check_timeout("the job's", timeout)?;
+        }
         let scheduled_at = match (options.schedule_at, options.schedule_in) {
             (Some(_), Some(_)) => {
                 return Err(Error::InvalidInput(
@@ -71,6 +76,7 @@ impl DeferJobParams {
             queueing_lock: options.queueing_lock,
             args,
             scheduled_at,
+            timeout: options.timeout,
         })
     }
 }

@@ -110,6 +110,10 @@ pub struct WorkerConfig {
     /// 100 ms at the pace of recent attempts. Jobs still waiting when it stops go back to
     /// `todo`.
     pub prefetch: Option<usize>,
+    /// Longest an attempt may run when neither its defer call nor its task set a timeout
+    /// (`None`: no limit). Past it the attempt is aborted and fails with error kind
+    /// `Timeout`, then its task's retry strategy decides (`docs/worker.md`).
+    pub task_timeout: Option<Duration>,
 }
 
 impl Default for WorkerConfig {
@@ -134,6 +138,7 @@ impl Default for WorkerConfig {
             middleware: Vec::new(),
             periodic: true,
             prefetch: None,
+            task_timeout: None,
         }
     }
 }
@@ -164,6 +169,7 @@ impl fmt::Debug for WorkerConfig {
             .field("middleware", &self.middleware.len())
             .field("periodic", &self.periodic)
             .field("prefetch", &self.prefetch)
+            .field("task_timeout", &self.task_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -238,6 +244,9 @@ impl WorkerConfig {
                     "shutdown_graceful_timeout is {timeout:?}: give at most 24 hours"
                 )));
             }
+        }
+        if let Some(timeout) = self.task_timeout {
+            crate::job::check_timeout("the worker's task", timeout)?;
         }
         if self.stalled_worker_timeout <= self.heartbeat_interval {
             return Err(Error::InvalidInput(format!(

@@ -8,7 +8,7 @@
 
 use std::any::Any;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::task::TaskTracker;
@@ -39,6 +39,8 @@ pub(crate) struct Executor {
     additional_context: Option<Arc<dyn Any + Send + Sync>>,
     delete_jobs: DeleteJobs,
     middleware: Arc<[Arc<dyn Middleware>]>,
+    /// The worker's timeout, for jobs whose defer call and task set none.
+    task_timeout: Option<Duration>,
     state: WorkerState,
     completions: mpsc::Sender<Completion>,
     /// The tasks of the jobs running (and of the aborted waiting ones being written).
@@ -61,6 +63,7 @@ impl Executor {
             additional_context: config.additional_context.clone(),
             delete_jobs: config.delete_jobs,
             middleware: config.middleware.clone().into(),
+            task_timeout: config.task_timeout,
             state,
             completions,
             jobs: TaskTracker::new(),
@@ -148,6 +151,16 @@ impl Executor {
         let attempt = middleware::wrap(&entry.config.middleware, &ctx, attempt);
         let attempt = middleware::wrap(&self.middleware, &ctx, attempt);
         let mut handle = tokio::spawn(attempt);
+        let timeout = job
+            .timeout
+            .or(entry.config.options.timeout)
+            .or(self.task_timeout);
+        let timed_out = async {
+            match timeout {
+                Some(timeout) => tokio::time::sleep(timeout).await,
+                None => std::future::pending().await,
+            }
+        };
         let outcome = tokio::select! {
             joined = &mut handle => match joined {
                 Ok(Ok(())) => Outcome::Succeeded,
@@ -158,6 +171,18 @@ impl Executor {
                 handle.abort();
                 let _ = handle.await;
                 Outcome::Aborted(abort.reason().unwrap_or(AbortReason::UserRequest))
+            }
+            () = timed_out => {
+                // The task sees `should_abort` first; its future is then dropped at its
+                // next await point (blocking code runs to its end, the thread is not
+                // killed).
+                abort.abort(AbortReason::Timeout);
+                handle.abort();
+                let _ = handle.await;
+                Outcome::Failed(TaskError::new(
+                    "Timeout",
+                    format!("ran longer than its timeout of {:?}", timeout.unwrap_or_default()),
+                ))
             }
         };
         let elapsed = started.elapsed();

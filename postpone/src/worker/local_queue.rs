@@ -133,6 +133,7 @@ mod tests {
             attempts: 0,
             abort_requested: false,
             worker_id: Some(1),
+            timeout: None,
         }
     }
 

@@ -112,6 +112,18 @@ fn types(events: &[(String, DateTime<Utc>)]) -> Vec<&str> {
     events.iter().map(|(t, _)| t.as_str()).collect()
 }
 
+/// The timeout a defer call stored for a job, in milliseconds.
+async fn stored_timeout(client: &Client, id: i64) -> Option<i64> {
+    client
+        .query_opt(
+            "SELECT timeout_ms FROM postpone_job_timeouts WHERE job_id = $1",
+            &[&id],
+        )
+        .await
+        .expect("timeout row")
+        .map(|row| row.get(0))
+}
+
 async fn db_now(client: &Client) -> DateTime<Utc> {
     client
         .query_one("SELECT clock_timestamp()", &[])
@@ -509,6 +521,7 @@ async fn defer_in_a_tokio_postgres_transaction_commits_or_rolls_back_with_it() {
     let id = app
         .configure(record(2))
         .with_queue("emails")
+        .with_timeout(Duration::from_secs(5))
         .defer_in(&mut tx)
         .await
         .expect("defer in tx");
@@ -535,6 +548,8 @@ async fn defer_in_a_tokio_postgres_transaction_commits_or_rolls_back_with_it() {
     assert_eq!(job.queue_name, "emails");
     assert_eq!(job.args, json!({"n": 2, "label": "job 2"}));
     assert_eq!(counts(&other).await, (3, 3));
+    assert_eq!(stored_timeout(&other, id).await, Some(5_000));
+    assert_eq!(stored_timeout(&other, ids[0]).await, None);
     let mut expected = vec![
         inserted("procrastinate_any_queue_v1", id),
         inserted("procrastinate_any_queue_v1", ids[0]),
@@ -584,9 +599,15 @@ async fn defer_in_a_deadpool_transaction_commits_or_rolls_back_with_it() {
         )
         .await
         .expect("update orders");
-        let jobs = order_ids
-            .iter()
-            .map(|&n| app.configure(record(n)).with_queue("emails"));
+        // The last job carries a timeout: the batch takes the statement that stores it.
+        let jobs = order_ids.iter().map(|&n| {
+            let job = app.configure(record(n)).with_queue("emails");
+            if n == 25 {
+                job.with_timeout(Duration::from_secs(25))
+            } else {
+                job
+            }
+        });
         let ids = app
             .batch_defer_in(&mut tx, jobs)
             .await
@@ -602,6 +623,8 @@ async fn defer_in_a_deadpool_transaction_commits_or_rolls_back_with_it() {
             assert_eq!((counts(&other).await, confirmed().await), ((25, 25), 25));
             let job = app.job_manager().get_job(ids[24]).await.expect("visible");
             assert_eq!(job.args, json!({"n": 25, "label": "job 25"}));
+            assert_eq!(stored_timeout(&other, ids[24]).await, Some(25_000));
+            assert_eq!(stored_timeout(&other, ids[23]).await, None);
         } else {
             tx.rollback().await.expect("rollback");
             assert_eq!((counts(&other).await, confirmed().await), ((0, 0), 0));
@@ -663,6 +686,7 @@ async fn defer_in_an_sqlx_transaction_commits_or_rolls_back_with_it() {
     let id = app
         .configure(record(2))
         .with_queueing_lock("sqlx-lock")
+        .with_timeout(Duration::from_secs(9))
         .defer_in(&mut tx)
         .await
         .expect("defer in sqlx tx");
@@ -679,6 +703,7 @@ async fn defer_in_an_sqlx_transaction_commits_or_rolls_back_with_it() {
         args,
     );
     assert_eq!(row(&client, id).await, expected);
+    assert_eq!(stored_timeout(&client, id).await, Some(9_000));
 
     // The queueing-lock collision is typed and names the lock on this path too.
     let mut tx = pool.begin().await.expect("begin");

@@ -150,6 +150,7 @@ fn job_from_python(value: &Value) -> Job {
         attempts: i32::try_from(value["attempts"].as_i64().expect("attempts")).expect("i32"),
         abort_requested: value["abort_requested"].as_bool().expect("abort_requested"),
         worker_id: value["worker_id"].as_i64(),
+        timeout: None,
     }
 }
 

@@ -445,6 +445,7 @@ async fn hand_back_scenario(
         queueing_lock: queueing_lock.map(str::to_owned),
         args: json!({ "label": label }),
         scheduled_at: None,
+        timeout: None,
     };
     let mut past = spec("scheduled", None);
     past.scheduled_at = Some(Utc::now() - chrono::TimeDelta::seconds(60));

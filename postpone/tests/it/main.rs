@@ -16,4 +16,5 @@ mod periodic;
 mod reliability;
 mod schema;
 mod set_wise_events;
+mod timeouts;
 mod worker;

@@ -228,6 +228,7 @@ async fn get_job_status_follows_the_job() {
         attempts: 1,
         abort_requested: false,
         worker_id: Some(worker),
+        timeout: None,
     };
     assert_eq!(job, expected);
     let missing = id + 1000;
@@ -317,6 +318,7 @@ async fn list_jobs_honours_every_filter() {
         attempts: 0,
         abort_requested: false,
         worker_id: Some(worker),
+        timeout: None,
     };
     assert_eq!(job, expected);
 }

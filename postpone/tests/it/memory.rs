@@ -231,6 +231,7 @@ fn spec(
         queueing_lock: queueing_lock.map(str::to_owned),
         args: serde_json::json!({"label": format!("{queue}/{priority}")}),
         scheduled_at: None,
+        timeout: None,
     }
 }
 
@@ -262,6 +263,38 @@ on_both_stores! {
     batch_finish_and_retry => batch_writes,
     notifications_as_the_triggers_send_them => notifications,
     rescue_of_a_dead_workers_jobs => rescue,
+    timeouts_travel_with_claimed_jobs => timeouts,
+}
+
+/// A defer call's timeout comes back with the job when it is claimed (and only then:
+/// listing a job does not read it); jobs without one come back without.
+async fn timeouts(backend: &Backend) -> Vec<String> {
+    let store = backend.app().store().clone();
+    let mut timed = spec("q", 1, None, None);
+    timed.timeout = Some(Duration::from_millis(250));
+    let ids = store
+        .defer_jobs(&[timed, spec("q", 0, None, None)])
+        .await
+        .expect("defer");
+    let worker = store.register_worker().await.expect("register");
+    let claimed = store
+        .fetch_jobs(&FetchJobsParams::new(None, worker, 2))
+        .await
+        .expect("fetch");
+    let seen: Vec<String> = claimed
+        .iter()
+        .map(|job| format!("{} {:?}", job.id, job.timeout))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            format!("{} Some(250ms)", ids[0]),
+            format!("{} None", ids[1])
+        ]
+    );
+    let listed = store.get_job(ids[0]).await.expect("get").expect("exists");
+    assert_eq!(listed.timeout, None);
+    seen
 }
 
 /// What a subscription to queue `q` receives: new jobs of `q` (not of other queues), and

@@ -30,6 +30,7 @@ fn job(queue: &str, scheduled_at: Option<DateTime<Utc>>) -> DeferJobParams {
         queueing_lock: None,
         args: json!({}),
         scheduled_at,
+        timeout: None,
     }
 }
 

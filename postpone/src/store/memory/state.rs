@@ -45,6 +45,8 @@ pub(super) struct State {
     pub(super) starts: BTreeMap<i64, StartMark>,
     /// `postpone_rescues`, oldest first.
     pub(super) rescues: Vec<Rescue>,
+    /// `postpone_job_timeouts`: the timeouts defer calls set.
+    pub(super) timeouts: BTreeMap<i64, std::time::Duration>,
 }
 
 /// Which columns an `UPDATE` sets: `AFTER UPDATE OF column` triggers look at this list,
@@ -98,6 +100,7 @@ impl State {
         self.jobs.remove(&id);
         self.events.retain(|e| e.job_id != id);
         self.rescues.retain(|r| r.job_id != id);
+        self.timeouts.remove(&id);
     }
 
     /// `finish_jobs.sql`: jobs still todo or doing deleted, or set to their end status
@@ -306,8 +309,12 @@ impl State {
                     attempts: 0,
                     abort_requested: false,
                     worker_id: None,
+                    timeout: None,
                 },
             );
+            if let Some(timeout) = job.timeout {
+                self.timeouts.insert(id, timeout);
+            }
             // Insert triggers by name: scheduled, then status (deferred).
             if let Some(at) = job.scheduled_at {
                 self.event(id, EventType::Scheduled, at);

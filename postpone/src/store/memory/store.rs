@@ -284,6 +284,9 @@ impl Store for MemoryStore {
         let doomed_set: BTreeSet<i64> = doomed.iter().copied().collect();
         state.jobs.retain(|id, _| !doomed_set.contains(id));
         state.events.retain(|e| !doomed_set.contains(&e.job_id));
+        // ON DELETE CASCADE of Postpone's tables.
+        state.rescues.retain(|r| !doomed_set.contains(&r.job_id));
+        state.timeouts.retain(|id, _| !doomed_set.contains(id));
         Ok(doomed.len() as u64)
     }
 
@@ -391,7 +394,10 @@ impl Store for MemoryStore {
                 job.worker_id = Some(worker_id);
             });
             if let Some(job) = state.jobs.get(&id) {
-                fetched.push(job.clone());
+                fetched.push(Job {
+                    timeout: state.timeouts.get(&id).copied(),
+                    ..job.clone()
+                });
             }
         }
         // postpone_fetch_jobs_v2's watermark: the mark asked, and the start-th claimed job.

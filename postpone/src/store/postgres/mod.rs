@@ -195,7 +195,7 @@ fn db<E: Into<DbError>>(error: E) -> Error {
     map_db_error(error.into())
 }
 
-/// The columns of `defer_jobs`, one array each.
+/// The columns of `defer_jobs`, one array each, and the statement that takes them.
 pub(crate) struct DeferColumns {
     pub(crate) queue_names: Vec<String>,
     pub(crate) task_names: Vec<String>,
@@ -204,10 +204,23 @@ pub(crate) struct DeferColumns {
     pub(crate) queueing_locks: Vec<Option<String>>,
     pub(crate) args: Vec<String>,
     pub(crate) scheduled_ats: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    /// Each job's own timeout in milliseconds, when one of them has one.
+    pub(crate) timeouts_ms: Option<Vec<Option<i64>>>,
+}
+
+/// A timeout as stored in `postpone_job_timeouts.timeout_ms` (at least 1).
+fn timeout_ms(timeout: std::time::Duration) -> i64 {
+    i64::try_from(timeout.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1)
 }
 
 impl DeferColumns {
     pub(crate) fn new(jobs: &[DeferJobParams]) -> Self {
+        let timeouts_ms = jobs
+            .iter()
+            .any(|j| j.timeout.is_some())
+            .then(|| jobs.iter().map(|j| j.timeout.map(timeout_ms)).collect());
         Self {
             queue_names: jobs.iter().map(|j| j.queue_name.clone()).collect(),
             task_names: jobs.iter().map(|j| j.task_name.clone()).collect(),
@@ -216,12 +229,18 @@ impl DeferColumns {
             queueing_locks: jobs.iter().map(|j| j.queueing_lock.clone()).collect(),
             args: jobs.iter().map(|j| j.args.to_string()).collect(),
             scheduled_ats: jobs.iter().map(|j| j.scheduled_at).collect(),
+            timeouts_ms,
         }
     }
 
-    /// The statement's parameters, `$1` to `$7`.
-    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 7] {
-        [
+    /// The statement for these jobs ([`queries::defer_jobs`]).
+    pub(crate) fn statement(&self) -> &'static str {
+        queries::defer_jobs(self.queue_names.len(), self.timeouts_ms.is_some())
+    }
+
+    /// The statement's parameters, `$1` to `$7` (and `$8`, the timeouts, when given).
+    pub(crate) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![
             &self.queue_names,
             &self.task_names,
             &self.priorities,
@@ -229,8 +248,32 @@ impl DeferColumns {
             &self.queueing_locks,
             &self.args,
             &self.scheduled_ats,
-        ]
+        ];
+        if let Some(timeouts) = &self.timeouts_ms {
+            params.push(timeouts);
+        }
+        params
     }
+}
+
+/// Runs `defer_jobs` (its statement, or that statement prepared) on any tokio-postgres
+/// client or transaction.
+pub(crate) async fn defer_jobs_on<C, S>(
+    client: &C,
+    statement: &S,
+    columns: &DeferColumns,
+) -> Result<Vec<i64>>
+where
+    C: tokio_postgres::GenericClient + Sync,
+    S: tokio_postgres::ToStatement + Send + Sync + ?Sized,
+{
+    let rows = client
+        .query(statement, &columns.params())
+        .await
+        .map_err(db)?;
+    rows.iter()
+        .map(|row| row.try_get::<_, i64>(0).map_err(db))
+        .collect()
 }
 
 /// The columns of `finish_jobs`, one array each.
@@ -321,30 +364,6 @@ async fn retry_jobs_on(
     .await
 }
 
-/// Runs `defer_jobs` (`statement` is its text or its prepared statement) on any
-/// tokio-postgres client or transaction.
-pub(crate) async fn defer_jobs_on<C, S>(
-    client: &C,
-    statement: &S,
-    jobs: &[DeferJobParams],
-) -> Result<Vec<i64>>
-where
-    C: tokio_postgres::GenericClient + Sync,
-    S: tokio_postgres::ToStatement + Send + Sync + ?Sized,
-{
-    if jobs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let columns = DeferColumns::new(jobs);
-    let rows = client
-        .query(statement, &columns.params())
-        .await
-        .map_err(db)?;
-    rows.iter()
-        .map(|row| row.try_get::<_, i64>(0).map_err(db))
-        .collect()
-}
-
 fn status_text(status: Option<JobStatus>) -> Option<&'static str> {
     status.map(JobStatus::as_str)
 }
@@ -356,8 +375,7 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         let columns = DeferColumns::new(jobs);
-        self.query_ids(queries::defer_jobs(jobs.len()), &columns.params())
-            .await
+        self.query_ids(columns.statement(), &columns.params()).await
     }
 
     async fn defer_periodic_job(
@@ -367,6 +385,7 @@ impl Store for PgStore {
         defer_timestamp: i64,
     ) -> Result<Option<i64>> {
         let args = job.args.to_string();
+        let timeout_ms = job.timeout.map(timeout_ms);
         let rows = self
             .query(
                 queries::DEFER_PERIODIC_JOB,
@@ -379,6 +398,7 @@ impl Store for PgStore {
                     &periodic_id,
                     &defer_timestamp,
                     &args,
+                    &timeout_ms,
                 ],
             )
             .await?;
@@ -551,7 +571,10 @@ impl Store for PgStore {
             }
             other => other?,
         };
-        let mut jobs = rows.iter().map(rows::job).collect::<Result<Vec<_>>>()?;
+        let mut jobs = rows
+            .iter()
+            .map(rows::claimed_job)
+            .collect::<Result<Vec<_>>>()?;
         // UPDATE ... RETURNING has no order: restore the fetch order.
         jobs.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
         Ok(jobs)

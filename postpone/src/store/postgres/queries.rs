@@ -11,9 +11,15 @@ pub const DEFER_JOBS_SET_WISE: &str = include_str!("queries/defer_jobs_set_wise.
 /// more than the set-wise writes save (break-even measured near 20 jobs).
 pub const SET_WISE_DEFER_MIN: usize = 20;
 
-/// The statement that defers `jobs` jobs: [`DEFER_JOBS`] or [`DEFER_JOBS_SET_WISE`].
-pub fn defer_jobs(jobs: usize) -> &'static str {
-    if jobs >= SET_WISE_DEFER_MIN {
+/// Inserts a batch of jobs and the timeouts their defer calls set.
+pub const DEFER_JOBS_WITH_TIMEOUTS: &str = include_str!("queries/defer_jobs_with_timeouts.sql");
+
+/// The statement that defers `jobs` jobs: [`DEFER_JOBS_WITH_TIMEOUTS`] when one of them has
+/// a timeout of its own, else [`DEFER_JOBS`] or [`DEFER_JOBS_SET_WISE`] by size.
+pub fn defer_jobs(jobs: usize, with_timeouts: bool) -> &'static str {
+    if with_timeouts {
+        DEFER_JOBS_WITH_TIMEOUTS
+    } else if jobs >= SET_WISE_DEFER_MIN {
         DEFER_JOBS_SET_WISE
     } else {
         DEFER_JOBS

@@ -26,5 +26,17 @@ pub(crate) fn job(row: &Row) -> Result<Job> {
         attempts: get(row, "attempts")?,
         abort_requested: get(row, "abort_requested")?,
         worker_id: get(row, "worker_id")?,
+        timeout: None,
+    })
+}
+
+/// A claimed job (`fetch_jobs`), with the timeout its defer call set (`timeout_ms`).
+pub(crate) fn claimed_job(row: &Row) -> Result<Job> {
+    let timeout_ms: Option<i64> = get(row, "timeout_ms")?;
+    Ok(Job {
+        timeout: timeout_ms
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map(std::time::Duration::from_millis),
+        ..job(row)?
     })
 }

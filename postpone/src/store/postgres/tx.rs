@@ -38,11 +38,13 @@ impl sealed::Sealed for tokio_postgres::Transaction<'_> {}
 
 impl Transaction for tokio_postgres::Transaction<'_> {
     fn defer_jobs<'a>(&'a mut self, jobs: &'a [DeferJobParams]) -> BoxFuture<'a, Result<Vec<i64>>> {
-        Box::pin(super::defer_jobs_on(
-            &*self,
-            super::queries::defer_jobs(jobs.len()),
-            jobs,
-        ))
+        Box::pin(async move {
+            if jobs.is_empty() {
+                return Ok(Vec::new());
+            }
+            let columns = super::DeferColumns::new(jobs);
+            super::defer_jobs_on(&*self, columns.statement(), &columns).await
+        })
     }
 }
 
@@ -51,11 +53,15 @@ impl sealed::Sealed for deadpool_postgres::Transaction<'_> {}
 impl Transaction for deadpool_postgres::Transaction<'_> {
     fn defer_jobs<'a>(&'a mut self, jobs: &'a [DeferJobParams]) -> BoxFuture<'a, Result<Vec<i64>>> {
         Box::pin(async move {
+            if jobs.is_empty() {
+                return Ok(Vec::new());
+            }
+            let columns = super::DeferColumns::new(jobs);
             let statement = self
-                .prepare_cached(super::queries::defer_jobs(jobs.len()))
+                .prepare_cached(columns.statement())
                 .await
                 .map_err(|e| super::map_db_error(e.into()))?;
-            super::defer_jobs_on(&**self, &statement, jobs).await
+            super::defer_jobs_on(&**self, &statement, &columns).await
         })
     }
 }
@@ -71,14 +77,18 @@ impl Transaction for sqlx::Transaction<'_, sqlx::Postgres> {
                 return Ok(Vec::new());
             }
             let c = super::DeferColumns::new(jobs);
-            let ids: Vec<i64> = sqlx::query_scalar(super::queries::defer_jobs(jobs.len()))
+            let mut query = sqlx::query_scalar(c.statement())
                 .bind(&c.queue_names)
                 .bind(&c.task_names)
                 .bind(&c.priorities)
                 .bind(&c.locks)
                 .bind(&c.queueing_locks)
                 .bind(&c.args)
-                .bind(&c.scheduled_ats)
+                .bind(&c.scheduled_ats);
+            if let Some(timeouts) = &c.timeouts_ms {
+                query = query.bind(timeouts);
+            }
+            let ids: Vec<i64> = query
                 .fetch_all(&mut **self)
                 .await
                 .map_err(|e| super::map_db_error(sqlx_error(e)))?;

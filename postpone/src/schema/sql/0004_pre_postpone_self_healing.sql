@@ -1,5 +1,8 @@
--- Postpone's automatic rescue of stalled jobs (ADR 11). Additive: Procrastinate's objects
--- are unchanged, and a Python worker never reads or writes these.
+-- Postpone's self-healing: the automatic rescue of stalled jobs (ADR 11) and task
+-- timeouts set per defer. Additive: Procrastinate's objects are unchanged, and a Python
+-- worker never reads or writes these.
+--
+-- The rescue.
 --
 -- A Postpone worker claims jobs beyond its free slots (its local queue), so a worker killed
 -- outright leaves `doing` jobs of two kinds: those it had started (a failed attempt: they
@@ -127,3 +130,11 @@ CREATE TABLE postpone_rescues (
 );
 
 CREATE INDEX postpone_rescues_job_id_idx ON postpone_rescues (job_id);
+
+-- The timeout a defer call set for its job (a task's or a worker's default applies
+-- otherwise), kept and deleted with its job. Written in the defer's own statement, only
+-- for jobs that have one; read by the claim.
+CREATE TABLE postpone_job_timeouts (
+    job_id     bigint PRIMARY KEY REFERENCES procrastinate_jobs (id) ON DELETE CASCADE,
+    timeout_ms bigint NOT NULL CHECK (timeout_ms > 0)
+);
