@@ -64,8 +64,9 @@ pub enum Command {
     /// List jobs, stalled jobs, or delete old ones.
     #[command(subcommand)]
     Jobs(JobsCommand),
-    /// Queues with their job counts per status.
-    Queues(CountFlags),
+    /// Queues with their job counts per status and whether they are paused; pause or
+    /// resume one.
+    Queues(QueuesFlags),
     /// Tasks with their job counts per status.
     Tasks(CountFlags),
     /// Locks with their job counts per status.
@@ -385,6 +386,35 @@ pub struct CountFlags {
     /// Only jobs with this lock.
     #[arg(long, env = "POSTPONE_COUNT_LOCK")]
     pub lock: Option<String>,
+}
+
+/// `postpone queues [pause|resume NAME]`
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct QueuesFlags {
+    /// Pause or resume a queue (without one: list the queues).
+    #[command(subcommand)]
+    pub action: Option<QueuesCommand>,
+    /// Filters of the list.
+    #[command(flatten)]
+    pub counts: CountFlags,
+}
+
+/// `postpone queues pause|resume NAME`
+#[derive(Debug, Subcommand)]
+pub enum QueuesCommand {
+    /// Pause a queue: Postpone workers take none of its jobs until it is resumed (running
+    /// jobs finish, deferring goes on). Python workers do not know about pauses.
+    Pause(QueueNameFlags),
+    /// Resume a paused queue: workers take its jobs again at once.
+    Resume(QueueNameFlags),
+}
+
+/// The queue of `postpone queues pause|resume`.
+#[derive(Debug, Args)]
+pub struct QueueNameFlags {
+    /// The queue's name.
+    pub name: String,
 }
 
 /// `postpone retry`

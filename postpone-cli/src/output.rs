@@ -159,6 +159,62 @@ pub fn counts_json(counts: &[JobCounts]) -> serde_json::Value {
         .collect()
 }
 
+/// One queue of `postpone queues`: its counts, and since when it is paused.
+#[derive(Debug)]
+pub(crate) struct QueueRow {
+    pub(crate) counts: JobCounts,
+    pub(crate) paused_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The queues of `postpone queues`: the counts table and a `paused` column (`since
+/// <time>`, or `-`).
+#[must_use]
+pub(crate) fn queues_table(rows: &[QueueRow]) -> Table {
+    let mut headers = vec!["queue", "paused", "jobs"];
+    headers.extend(COUNTED_STATUSES.iter().map(|s| s.as_str()));
+    let mut numeric = vec!["jobs"];
+    numeric.extend(COUNTED_STATUSES.iter().map(|s| s.as_str()));
+    let mut table = Table::new(&headers, &numeric);
+    for row in rows {
+        let paused = row.paused_at.map_or_else(
+            || "-".to_owned(),
+            |at| {
+                format!(
+                    "since {}",
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )
+            },
+        );
+        let mut cells = vec![
+            row.counts.name.clone(),
+            paused,
+            row.counts.jobs_count.to_string(),
+        ];
+        cells.extend(
+            COUNTED_STATUSES
+                .iter()
+                .map(|s| row.counts.count(*s).to_string()),
+        );
+        table.push(cells);
+    }
+    table
+}
+
+/// The queues as JSON: [`counts_json`]'s objects with `paused` and `paused_at`.
+#[must_use]
+pub(crate) fn queues_json(rows: &[QueueRow]) -> serde_json::Value {
+    rows.iter()
+        .map(|row| {
+            let mut object = counts_json(std::slice::from_ref(&row.counts));
+            if let Some(map) = object.get_mut(0).and_then(serde_json::Value::as_object_mut) {
+                map.insert("paused".to_owned(), row.paused_at.is_some().into());
+                map.insert("paused_at".to_owned(), serde_json::json!(row.paused_at));
+            }
+            object.get(0).cloned().unwrap_or_default()
+        })
+        .collect()
+}
+
 /// An optional cell: the value, or `-`.
 #[must_use]
 pub fn or_dash<T: ToString>(value: Option<T>) -> String {

@@ -123,6 +123,20 @@ pub(crate) fn parse_timeout(flag: &str, value: &str) -> anyhow::Result<Duration>
     Ok(timeout)
 }
 
+/// The filter of `postpone queues`, `tasks` and `locks`.
+///
+/// # Errors
+/// An unknown status.
+pub(crate) fn count_filter(flags: crate::flags::CountFlags) -> anyhow::Result<postpone::JobFilter> {
+    Ok(postpone::JobFilter {
+        queue_name: flags.queue,
+        task_name: flags.task,
+        status: parse_status(flags.status.as_deref())?,
+        lock: flags.lock,
+        ..postpone::JobFilter::default()
+    })
+}
+
 /// A time from `--at` or `--in` (at most one is given; clap refuses both).
 ///
 /// # Errors

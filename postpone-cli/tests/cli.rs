@@ -297,6 +297,7 @@ fn defer_then_list_jobs_queues_tasks_and_locks() {
             .collect::<Vec<_>>()
             == [
                 "queue",
+                "paused",
                 "jobs",
                 "todo",
                 "doing",
@@ -380,6 +381,87 @@ fn cancel_abort_and_retry_outcomes() {
     let out = db.postpone(&["jobs", "delete-old", "--hours", "1", "--include-cancelled"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.starts_with("deleted 0 jobs"), "{out:?}");
+}
+
+#[test]
+fn queues_pause_and_resume() {
+    let db = TestDb::with_schema();
+    db.defer(&["t", "--queue", "emails"]);
+    let out = db.postpone(&["queues", "pause", "emails"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.starts_with("paused queue \"emails\""), "{out:?}");
+    assert!(
+        out.stdout.contains("postpone queues resume emails"),
+        "{out:?}"
+    );
+    let out = db.postpone(&["queues", "pause", "emails"]);
+    assert_eq!(
+        out.stdout, "queue \"emails\" was paused already\n",
+        "{out:?}"
+    );
+    // A queue with no job yet can be paused, and is listed.
+    let out = db.postpone(&["--json", "queues", "pause", "later"]);
+    assert_eq!(
+        out.json(),
+        serde_json::json!({"queue": "later", "paused": true, "changed": true})
+    );
+    let out = db.postpone(&["--json", "queues"]);
+    let queues = out.json();
+    let names: Vec<(&str, bool, i64)> = queues
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|q| {
+            (
+                q["name"].as_str().expect("name"),
+                q["paused"].as_bool().expect("paused"),
+                q["jobs_count"].as_i64().expect("count"),
+            )
+        })
+        .collect();
+    assert_eq!(names, [("emails", true, 1), ("later", true, 0)], "{queues}");
+    assert!(queues[0]["paused_at"].is_string(), "{queues}");
+    let out = db.postpone(&["queues"]);
+    assert!(
+        out.stdout
+            .contains("Python (Procrastinate) workers do not know about pauses"),
+        "{out:?}"
+    );
+    let row = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("emails"))
+        .expect("the emails row");
+    assert!(row.contains("since "), "{row}");
+    // Filtered by status, a paused queue without such jobs is not listed.
+    let out = db.postpone(&["--json", "queues", "--status", "todo"]);
+    assert_eq!(out.json().as_array().map(Vec::len), Some(1), "{out:?}");
+
+    let out = db.postpone(&["queues", "resume", "emails"]);
+    assert_eq!(
+        out.stdout,
+        "resumed queue \"emails\": workers take its jobs again\n"
+    );
+    let out = db.postpone(&["queues", "resume", "emails"]);
+    assert_eq!(out.stdout, "queue \"emails\" was not paused\n");
+    assert_eq!(db.postpone(&["queues", "resume", "later"]).code, 0);
+    let out = db.postpone(&["queues"]);
+    assert!(
+        !out.stdout.contains("Python"),
+        "no pause, no caveat: {out:?}"
+    );
+
+    db.postpone(&["queues", "pause", &"q".repeat(41)])
+        .assert_one_line_error(&["bytes long", "63 bytes"]);
+    db.postpone(&["queues", "pause", ""])
+        .assert_one_line_error(&["queue name is empty"]);
+    // A filter with an action is a usage error.
+    let out = db.postpone(&["queues", "--status", "todo", "pause", "x"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert_eq!(
+        db.sql_value("SELECT count(*)::text FROM postpone_queue_pauses"),
+        "0"
+    );
 }
 
 #[test]

@@ -282,6 +282,47 @@ fn help_one_shot() {
 }
 
 #[test]
+fn pause_and_resume_a_queue_and_list_queues_shows_it() {
+    let (db, _) = populated();
+    let out = db.session(
+        "pause q2\npause q2\npause idle\nlist_queues\nresume q2\nresume q2\nlist_queues queue=q2\n",
+    );
+    out.assert_ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines[..3],
+        [
+            "queue \"q2\" paused",
+            "queue \"q2\" was paused already",
+            "queue \"idle\" paused"
+        ],
+        "{out:?}"
+    );
+    // A paused queue without jobs is listed too, and the Python caveat is said.
+    let listed = &out.stdout;
+    assert!(
+        listed.contains("idle: 0 jobs (todo: 0, doing: 0, succeeded: 0, failed: 0, cancelled: 0, aborted: 0) [paused since "),
+        "{out:?}"
+    );
+    assert!(listed.contains("q2: 2 jobs (todo: 0, doing: 1, succeeded: 0, failed: 1, cancelled: 0, aborted: 0) [paused since "), "{out:?}");
+    assert!(
+        listed.contains("Python (Procrastinate) workers do not know about pauses"),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout.ends_with(
+            "queue \"q2\" resumed\n\
+             queue \"q2\" was not paused\n\
+             q2: 2 jobs (todo: 0, doing: 1, succeeded: 0, failed: 1, cancelled: 0, aborted: 0)\n"
+        ),
+        "{out:?}"
+    );
+    let out = db.postpone(&["shell", "pause", &"q".repeat(41)]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("bytes long"), "{out:?}");
+}
+
+#[test]
 fn piped_session_runs_each_line() {
     let (db, [_, failed, todo, ..]) = populated();
     let out = db.session(&format!(

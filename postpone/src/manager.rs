@@ -2,7 +2,8 @@
 //!
 //! Status, lists with filters, counts per queue / task / lock, cancel (with abort and
 //! delete), retry of a failed job, stalled jobs (by worker heartbeat, as
-//! `get_stalled_jobs` does), and deletion of old finished jobs.
+//! `get_stalled_jobs` does), deletion of old finished jobs, and (Postpone's own) pausing
+//! and resuming queues.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use crate::protocol::check_queue_name;
 use crate::store::{DeleteOldJobsParams, StalledJobsParams, Store};
 use crate::{Error, Result};
 
-pub use crate::store::{CountBy, JobCounts, JobFilter, Rescue};
+pub use crate::store::{CountBy, JobCounts, JobFilter, QueuePause, Rescue};
 
 /// How long a worker may go without heartbeat before its jobs count as stalled
 /// (Procrastinate's `stalled_worker_timeout` default, in seconds).
@@ -95,6 +96,38 @@ impl JobManager {
     /// A database error.
     pub async fn list_queues(&self, filter: &JobFilter) -> Result<Vec<JobCounts>> {
         self.count_jobs(CountBy::Queue, filter).await
+    }
+
+    /// Pauses a queue: Postpone workers claim none of its jobs until it is resumed, and
+    /// hand back the ones they claimed but did not start, within one notification (or one
+    /// polling interval without notifications). Running jobs finish; deferring goes on.
+    /// **Python workers do not know about pauses** and keep taking its jobs. Returns false
+    /// when it was paused already. A queue without jobs can be paused too.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a queue name that cannot exist (empty, over 40 bytes);
+    /// a database error.
+    pub async fn pause_queue(&self, queue: &str) -> Result<bool> {
+        check_queue_name(queue)?;
+        self.store.pause_queue(queue).await
+    }
+
+    /// Resumes a paused queue: workers claim its jobs again at once. Returns false when
+    /// it was not paused.
+    ///
+    /// # Errors
+    /// As [`Self::pause_queue`].
+    pub async fn resume_queue(&self, queue: &str) -> Result<bool> {
+        check_queue_name(queue)?;
+        self.store.resume_queue(queue).await
+    }
+
+    /// The paused queues, by name, with when each was paused.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn list_queue_pauses(&self) -> Result<Vec<QueuePause>> {
+        self.store.list_queue_pauses().await
     }
 
     /// Tasks with their job counts per status.

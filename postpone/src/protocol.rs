@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 /// The channel every `job_inserted` and `abort_job_requested` notification goes to.
 pub const ANY_QUEUE_CHANNEL: &str = "procrastinate_any_queue_v1";
 
+/// Postpone's own channel (Python never listens to it): pausing or resuming a queue
+/// notifies it (`postpone_queue_pauses`, schema migration 0004), and every Postpone worker
+/// listens to it besides Procrastinate's channels.
+pub const PAUSES_CHANNEL: &str = "postpone_queue_pauses_v1";
+
 /// The queue used when a task names none (Procrastinate's `DEFAULT_QUEUE`).
 pub const DEFAULT_QUEUE: &str = "default";
 
@@ -30,9 +35,11 @@ pub fn queue_channel(queue: &str) -> String {
     format!("{QUEUE_CHANNEL_PREFIX}{queue}")
 }
 
-/// A NOTIFY payload sent by the schema's triggers.
+/// A NOTIFY payload sent by the schema's triggers (and, on [`PAUSES_CHANNEL`], by pausing
+/// or resuming a queue).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Notification {
     /// A `todo` job was inserted.
     JobInserted {
@@ -44,6 +51,9 @@ pub enum Notification {
         /// Its id.
         job_id: i64,
     },
+    /// A queue was paused or resumed (Postpone's own, on [`PAUSES_CHANNEL`]): read the
+    /// paused queues again.
+    QueuePausesChanged,
 }
 
 impl Notification {
@@ -103,6 +113,15 @@ mod tests {
             Notification::parse(r#"{"type" : "abort_job_requested", "job_id" : 3}"#),
             Some(Notification::AbortJobRequested { job_id: 3 })
         );
+        assert_eq!(
+            Notification::parse(r#"{"type": "queue_pauses_changed"}"#),
+            Some(Notification::QueuePausesChanged)
+        );
+        // The payload the pause and resume statements send.
+        let sql = include_str!("store/postgres/queries/pause_queue.sql");
+        assert!(sql.contains(&format!(
+            "pg_notify('{PAUSES_CHANNEL}', '{{\"type\": \"queue_pauses_changed\"}}')"
+        )));
         assert_eq!(Notification::parse(r#"{"type": "other"}"#), None);
         assert_eq!(queue_channel("emails"), "procrastinate_queue_v1#emails");
     }

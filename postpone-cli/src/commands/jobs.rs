@@ -96,13 +96,7 @@ pub(crate) async fn counts(
     flags: CountFlags,
     context: Context,
 ) -> anyhow::Result<ExitCode> {
-    let filter = JobFilter {
-        queue_name: flags.queue,
-        task_name: flags.task,
-        status: values::parse_status(flags.status.as_deref())?,
-        lock: flags.lock,
-        ..JobFilter::default()
-    };
+    let filter = values::count_filter(flags)?;
     let (app, format) = context.app()?;
     let counts = app.job_manager().count_jobs(by, &filter).await?;
     if format.is_json() {

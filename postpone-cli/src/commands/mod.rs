@@ -9,6 +9,7 @@ mod defer;
 mod demo;
 mod healthchecks;
 mod jobs;
+mod queues;
 mod schema;
 mod shell;
 mod worker;
@@ -28,7 +29,7 @@ pub(crate) async fn run(command: Command, context: Context) -> anyhow::Result<Ex
         Command::Defer(flags) => defer::run(flags, context).await,
         Command::Healthchecks => healthchecks::run(context).await,
         Command::Jobs(command) => jobs::run(command, context).await,
-        Command::Queues(flags) => jobs::counts(CountBy::Queue, flags, context).await,
+        Command::Queues(flags) => queues::run(flags, context).await,
         Command::Tasks(flags) => jobs::counts(CountBy::Task, flags, context).await,
         Command::Locks(flags) => jobs::counts(CountBy::Lock, flags, context).await,
         Command::Retry(flags) => jobs::retry(flags, context).await,

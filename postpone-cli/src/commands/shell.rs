@@ -104,6 +104,20 @@ const COMMANDS: &[CommandSpec] = &[
         example: "abort 4",
     },
     CommandSpec {
+        name: "pause",
+        usage: "pause QUEUE",
+        summary: "Pause a queue: Postpone workers take none of its jobs until it is resumed (Python workers do not know about pauses).",
+        filters: &[],
+        example: "pause emails",
+    },
+    CommandSpec {
+        name: "resume",
+        usage: "resume QUEUE",
+        summary: "Resume a paused queue: workers take its jobs again at once.",
+        filters: &[],
+        example: "resume emails",
+    },
+    CommandSpec {
         name: "help",
         usage: "help [COMMAND]",
         summary: "List the commands, or show one command's usage (also `?`).",
@@ -149,6 +163,8 @@ enum Parsed {
     Retry(i64),
     Cancel(i64),
     Abort(i64),
+    Pause(String),
+    Resume(String),
 }
 
 /// Parses one line: the command name, then its arguments separated by spaces.
@@ -184,6 +200,8 @@ fn parse(line: &str) -> anyhow::Result<Parsed> {
         "retry" => Parsed::Retry(job_id_arg(name, &args)?),
         "cancel" => Parsed::Cancel(job_id_arg(name, &args)?),
         "abort" => Parsed::Abort(job_id_arg(name, &args)?),
+        "pause" => Parsed::Pause(queue_arg(name, &args)?),
+        "resume" => Parsed::Resume(queue_arg(name, &args)?),
         other => bail!("unknown command {other:?}: type `help` for the list of commands"),
     })
 }
@@ -266,6 +284,18 @@ fn job_id_arg(command: &str, args: &[&str]) -> anyhow::Result<i64> {
             .map_err(|_| anyhow!("{command}: job id {id:?} is not a number: {command} JOB_ID")),
         _ => bail!(
             "{command} takes one job id, got {:?}: {command} JOB_ID",
+            args.join(" ")
+        ),
+    }
+}
+
+/// The one queue name of `pause` and `resume`.
+fn queue_arg(command: &str, args: &[&str]) -> anyhow::Result<String> {
+    match args {
+        [] => bail!("{command} needs a queue name: {command} QUEUE"),
+        [queue] => Ok((*queue).to_owned()),
+        _ => bail!(
+            "{command} takes one queue name, got {:?}: {command} QUEUE",
             args.join(" ")
         ),
     }
@@ -377,6 +407,36 @@ impl Shell {
                     output::print(&text)?;
                 }
             }
+            Parsed::Count {
+                by: CountBy::Queue,
+                filter,
+            } => {
+                let rows = super::queues::overview(&self.manager, &filter).await?;
+                if self.format.is_json() {
+                    output::print_json(&output::queues_json(&rows))?;
+                } else if rows.is_empty() {
+                    output::print("(no queues with jobs)\n")?;
+                } else {
+                    let mut text = String::new();
+                    for row in &rows {
+                        text.push_str(&count_line(&row.counts));
+                        if let Some(at) = row.paused_at {
+                            text.push_str(&format!(
+                                " [paused since {}]",
+                                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                            ));
+                        }
+                        text.push('\n');
+                    }
+                    if rows.iter().any(|r| r.paused_at.is_some()) {
+                        text.push_str(super::queues::PYTHON_NOTE);
+                        text.push('\n');
+                    }
+                    output::print(&text)?;
+                }
+            }
+            Parsed::Pause(queue) => self.set_paused(&queue, true).await?,
+            Parsed::Resume(queue) => self.set_paused(&queue, false).await?,
             Parsed::Count { by, filter } => {
                 let counts = self.manager.count_jobs(by, &filter).await?;
                 if self.format.is_json() {
@@ -431,6 +491,27 @@ impl Shell {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// Pauses or resumes a queue and says what changed.
+    async fn set_paused(&self, queue: &str, pause: bool) -> anyhow::Result<()> {
+        let changed = if pause {
+            self.manager.pause_queue(queue).await?
+        } else {
+            self.manager.resume_queue(queue).await?
+        };
+        if self.format.is_json() {
+            return output::print_json(&serde_json::json!({
+                "queue": queue, "paused": pause, "changed": changed,
+            }));
+        }
+        let what = match (pause, changed) {
+            (true, true) => "paused",
+            (true, false) => "was paused already",
+            (false, true) => "resumed",
+            (false, false) => "was not paused",
+        };
+        output::print(&format!("queue {queue:?} {what}\n"))
     }
 
     /// Prints a job as it is now (after retry or cancel), as Procrastinate's shell does.
@@ -644,6 +725,14 @@ mod tests {
         assert_eq!(parse("   ").unwrap(), Parsed::Empty);
         assert_eq!(parse("retry 12").unwrap(), Parsed::Retry(12));
         assert_eq!(parse("quit").unwrap(), Parsed::Exit);
+        assert_eq!(
+            parse("pause emails").unwrap(),
+            Parsed::Pause("emails".into())
+        );
+        assert_eq!(
+            parse("resume emails").unwrap(),
+            Parsed::Resume("emails".into())
+        );
     }
 
     #[test]
@@ -659,6 +748,8 @@ mod tests {
             ("cancel", "needs a job id"),
             ("abort 1 2", "takes one job id"),
             ("list_jobs queue=", "has no value"),
+            ("pause", "needs a queue name"),
+            ("resume a b", "takes one queue name"),
         ] {
             let error = format!("{:#}", parse(line).unwrap_err());
             assert!(error.contains(needle), "{line}: {error}");
@@ -681,7 +772,7 @@ mod tests {
                 ]
             )
         );
-        assert_eq!(complete("re"), (0, vec!["retry ".into()]));
+        assert_eq!(complete("re"), (0, vec!["retry ".into(), "resume ".into()]));
         assert_eq!(
             complete("list_jobs q"),
             (10, vec!["queue=".into(), "queueing_lock=".into()])

@@ -30,8 +30,8 @@ use async_trait::async_trait;
 
 pub use params::{
     CountBy, DeferJobParams, DeleteOldJobsParams, FetchJobsParams, FinishJobParams, HandedBack,
-    JobCounts, JobFilter, Rescue, RescueDecide, RescueParams, RescueReport, SessionSettings,
-    StalledJobsParams, StartMark,
+    JobCounts, JobFilter, QueuePause, Rescue, RescueDecide, RescueParams, RescueReport,
+    SessionSettings, StalledJobsParams, StartMark,
 };
 pub use subscription::Subscription;
 pub(crate) use subscription::SubscriptionSender;
@@ -116,9 +116,17 @@ pub trait Store: sealed::Sealed + Any + Send + Sync + fmt::Debug {
     /// The rescues of these jobs, oldest first.
     async fn list_rescues(&self, job_ids: &[i64]) -> Result<Vec<Rescue>>;
 
-    /// Starts receiving notifications of new jobs on these queues (`None`: all) and of
+    /// Pauses a queue: no worker of this store claims its jobs until it is resumed; the
+    /// workers are told. False when it was paused already.
+    async fn pause_queue(&self, queue: &str) -> Result<bool>;
+    /// Resumes a paused queue; the workers are told. False when it was not paused.
+    async fn resume_queue(&self, queue: &str) -> Result<bool>;
+    /// The paused queues, by name.
+    async fn list_queue_pauses(&self) -> Result<Vec<QueuePause>>;
+
+    /// Starts receiving notifications of new jobs on these queues (`None`: all), of
     /// abort requests (Procrastinate's LISTEN on `procrastinate_queue_v1#<queue>` or
-    /// `procrastinate_any_queue_v1`).
+    /// `procrastinate_any_queue_v1`), and of paused or resumed queues (any queue).
     async fn listen(&self, queues: Option<&[String]>) -> Result<Subscription>;
     /// The same store, its connections opened with these session settings (a worker's
     /// claims and outcomes with `synchronous_commit = off`, say). Stores without sessions

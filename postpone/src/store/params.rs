@@ -332,6 +332,15 @@ impl RescueReport {
     }
 }
 
+/// A paused queue (`postpone_queue_pauses`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct QueuePause {
+    /// The queue.
+    pub queue_name: String,
+    /// Since when.
+    pub paused_at: DateTime<Utc>,
+}
+
 /// One rescue of a job (`postpone_rescues`), for people asking why a job ran again.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Rescue {

@@ -107,6 +107,20 @@ impl LocalQueue {
         self.waiting.retain(|_, job| keep(job));
     }
 
+    /// Takes the jobs for which `take` is true, in start order.
+    pub(crate) fn take_where(&mut self, mut take: impl FnMut(&Job) -> bool) -> Vec<Job> {
+        let mut taken = Vec::new();
+        for jobs in [&mut self.ready, &mut self.waiting] {
+            let keys: Vec<Key> = jobs
+                .iter()
+                .filter(|(_, job)| take(job))
+                .map(|(key, _)| *key)
+                .collect();
+            taken.extend(keys.iter().filter_map(|key| jobs.remove(key)));
+        }
+        taken
+    }
+
     /// Takes every job, in start order.
     pub(crate) fn take_all(&mut self) -> Vec<Job> {
         let mut all: Vec<Job> = std::mem::take(&mut self.ready).into_values().collect();
@@ -172,6 +186,24 @@ mod tests {
         queue.raise(queue.mark_for(10).expect("jobs wait"));
         assert_eq!(ids(&mut queue), [4, 5, 8]);
         assert_eq!(queue.len(), 0);
+    }
+
+    #[test]
+    fn take_where_takes_ready_and_waiting_jobs_in_start_order() {
+        let mut queue = LocalQueue::default();
+        for (id, priority) in [(1, 0), (2, 5), (3, 0), (4, 5)] {
+            queue.push(job(id, priority));
+        }
+        queue.raise(StartMark::at(&job(4, 5)));
+        assert_eq!((queue.ready(), queue.waiting()), (2, 2));
+        let taken: Vec<i64> = queue
+            .take_where(|j| j.id % 2 == 0 || j.id == 1)
+            .iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(taken, [2, 4, 1]);
+        assert_eq!(ids(&mut queue), Vec::<i64>::new(), "3 still waits");
+        assert_eq!(queue.waiting(), 1);
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //!
 //! Notifications make the worker fast; polling keeps it correct. The notifier subscribes
 //! to the store ([`Store::listen`]: PostgreSQL's LISTEN on `procrastinate_any_queue_v1`,
-//! or on `procrastinate_queue_v1#<queue>` for each queue), wakes the producer on
-//! `job_inserted` and aborts held jobs on `abort_job_requested`. When the link drops it
+//! or on `procrastinate_queue_v1#<queue>` for each queue, and on
+//! `postpone_queue_pauses_v1`), wakes the producer on `job_inserted`, aborts held jobs on
+//! `abort_job_requested`, and has the producer read the paused queues again on
+//! `queue_pauses_changed`. When the link drops it
 //! subscribes again with backoff (capped at a second) and wakes the producer once (notifications sent while it
 //! was away are lost; the fetch catches up). It never stops the worker.
 
@@ -47,7 +49,9 @@ impl Notifier {
                     }
                     listened_once = true;
                     backoff.reset();
-                    // Anything inserted while we were not listening is found by this fetch.
+                    // Anything inserted (or paused) while we were not listening is found by
+                    // this fetch (and this read of the paused queues).
+                    self.state.pauses_changed();
                     self.wake.notify_one();
                     loop {
                         let received = tokio::select! {
@@ -78,6 +82,11 @@ impl Notifier {
                 if self.state.abort(job_id, AbortReason::UserRequest) {
                     tracing::info!(job_id, "abort requested");
                 }
+            }
+            // A pause hands back waiting jobs; a resume calls for a claim.
+            Notification::QueuePausesChanged => {
+                self.state.pauses_changed();
+                self.wake.notify_one();
             }
         }
     }

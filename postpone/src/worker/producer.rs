@@ -27,6 +27,10 @@
 //! have rescued its jobs) hands the local queue back, renews the registration and claims
 //! again; any other failure is retried with backoff.
 //!
+//! Claims skip paused queues in the database. When a queue is paused (a notification, or
+//! every polling interval as the fallback) the waiting jobs of paused queues go back to
+//! `todo` as on stop; running ones finish.
+//!
 //! A waiting job whose abort is requested ends `aborted` without running. On stop, the
 //! waiting jobs are handed back (`hand_back_jobs`: `todo` again, no worker, attempts
 //! unchanged) for any worker to take.
@@ -46,6 +50,7 @@ use super::shutdown::Shutdown;
 use super::state::WorkerState;
 use crate::Error;
 use crate::context::AbortReason;
+use crate::job::Job;
 use crate::store::{FetchJobsParams, StartMark, Store};
 
 pub use super::admission::{FETCH_BATCH_MAX, PREFETCH_HORIZON};
@@ -79,9 +84,18 @@ impl Producer {
         let mut not_before = Instant::now();
         // Lock outcomes written before the last claim began: that claim saw those locks free.
         let mut locks_seen = self.state.locks_released();
+        // When to read the paused queues again without a notification.
+        let mut pauses_due = Instant::now() + self.polling_interval;
         loop {
             if self.shutdown.is_stopping() {
                 break;
+            }
+            // Claims skip paused queues in the database; the jobs of a queue paused since
+            // they were claimed go back. With none waiting there is nothing to read.
+            let pauses_changed = self.state.take_pauses_changed();
+            if (pauses_changed || Instant::now() >= pauses_due) && queue.len() > 0 {
+                pauses_due = Instant::now() + self.polling_interval;
+                self.hand_back_paused(&mut queue).await;
             }
             queue.raise(self.state.committed_mark());
             let hold = self.state.holds_starts(locks_seen);
@@ -190,7 +204,7 @@ impl Producer {
                 Err(Error::WorkerNotRegistered { .. }) => {
                     // Pruned as stalled by another worker, which may have rescued this one's
                     // jobs: give the waiting ones back, and start over under a new id.
-                    self.hand_back(&mut queue).await;
+                    self.hand_back(queue.take_all()).await;
                     queue.reset_mark();
                     self.state.reset_marks();
                     self.registration.renew().await;
@@ -237,7 +251,46 @@ impl Producer {
                 fetch_now = found > 0 || self.state.writes() != writes;
             }
         }
-        self.hand_back(&mut queue).await;
+        self.hand_back(queue.take_all()).await;
+    }
+
+    /// Hands back the waiting jobs of the paused queues (read from the store).
+    async fn hand_back_paused(&self, queue: &mut LocalQueue) {
+        let paused = match self.store.list_queue_pauses().await {
+            Ok(paused) => paused,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the paused queues; trying again at the next poll");
+                return;
+            }
+        };
+        if paused.is_empty() {
+            return;
+        }
+        let jobs = queue.take_where(|job| paused.iter().any(|p| p.queue_name == job.queue_name));
+        if jobs.is_empty() {
+            return;
+        }
+        let queues: Vec<&str> = paused.iter().map(|p| p.queue_name.as_str()).collect();
+        tracing::info!(
+            jobs = jobs.len(),
+            ?queues,
+            "queues paused: handing back their waiting jobs"
+        );
+        // A job that cannot go back (a todo job took its queueing lock, or the database
+        // cannot be reached) is this worker's to run: never dropped.
+        let kept = match self.give_back(jobs).await {
+            Ok(kept) => kept,
+            Err(jobs) => {
+                tracing::warn!(
+                    jobs = jobs.len(),
+                    "the paused queues' waiting jobs could not be handed back: running them"
+                );
+                jobs
+            }
+        };
+        for job in kept {
+            queue.push(job);
+        }
     }
 
     /// Ends the waiting jobs that were aborted, and (unless `hold`) starts ready jobs
@@ -263,12 +316,51 @@ impl Producer {
         }
     }
 
-    /// Hands the jobs that did not start back to the database: `todo`, no worker,
-    /// attempts unchanged. Those whose abort was requested end `aborted` instead, and
+    /// Hands the jobs that did not start back to the database (as [`Self::give_back`]);
     /// those whose queueing lock a `todo` job holds now run before the worker stops.
-    async fn hand_back(&self, queue: &mut LocalQueue) {
-        let mut waiting = Vec::with_capacity(queue.len());
-        for job in queue.take_all() {
+    async fn hand_back(&self, jobs: Vec<Job>) {
+        let Ok(kept) = self.give_back(jobs).await else {
+            tracing::error!(
+                "the jobs that did not start stay doing: they are rescued once this worker is gone"
+            );
+            return;
+        };
+        // A job that cannot go back is this worker's to run: it starts as a slot frees.
+        for job in kept {
+            tracing::info!(
+                job_id = job.id,
+                "a todo job holds this job's queueing lock: running it before stopping"
+            );
+            let slot = tokio::select! {
+                slot = self.slots.clone().acquire_owned() => slot,
+                () = self.shutdown.forced() => {
+                    // Forced stop: free the slots now; this job is aborted with the
+                    // running ones once it starts.
+                    self.state.abort_all(AbortReason::Shutdown);
+                    self.slots.clone().acquire_owned().await
+                }
+            };
+            let Ok(slot) = slot else { return };
+            // Before it starts, the watermark covers it (it is this worker's to run).
+            if let Err(error) = self
+                .store
+                .mark_started(self.registration.id(), StartMark::at(&job))
+                .await
+            {
+                tracing::warn!(%error, job_id = job.id, "could not record the job's start; running it all the same");
+            }
+            self.executor.spawn(job, slot);
+        }
+    }
+
+    /// Gives jobs that did not start back to the database: `todo`, no worker, attempts
+    /// unchanged. Those whose abort was requested end `aborted` instead. Returns those
+    /// that cannot go back because a `todo` job holds their queueing lock now; or, when
+    /// the database refused or a forced stop cut the retries, every job it did not give
+    /// back (still this worker's).
+    async fn give_back(&self, jobs: Vec<Job>) -> Result<Vec<Job>, Vec<Job>> {
+        let mut waiting = Vec::with_capacity(jobs.len());
+        for job in jobs {
             if self.state.is_aborted(job.id) {
                 self.executor.abort_waiting(job);
             } else {
@@ -276,7 +368,7 @@ impl Producer {
             }
         }
         if waiting.is_empty() {
-            return;
+            return Ok(Vec::new());
         }
         let ids: Vec<i64> = waiting.iter().map(|job| job.id).collect();
         let mut backoff = Backoff::new(Duration::from_millis(50));
@@ -298,14 +390,14 @@ impl Producer {
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
                         () = self.shutdown.forced() => {
-                            tracing::error!(?ids, "forced stop: these jobs were not handed back; they stay doing and will be found stalled");
-                            return;
+                            tracing::error!(?ids, "forced stop: these jobs were not handed back");
+                            return Err(waiting);
                         }
                     }
                 }
                 Err(error) => {
-                    tracing::error!(%error, ?ids, "cannot hand back the jobs that did not start; they stay doing and will be found stalled");
-                    return;
+                    tracing::error!(%error, ?ids, "cannot hand back the jobs that did not start");
+                    return Err(waiting);
                 }
             }
         };
@@ -333,31 +425,6 @@ impl Producer {
             }
         }
         self.state.handed_back(&gone);
-        // A job that cannot go back is this worker's to run: it starts as a slot frees.
-        for job in kept {
-            tracing::info!(
-                job_id = job.id,
-                "a todo job holds this job's queueing lock: running it before stopping"
-            );
-            let slot = tokio::select! {
-                slot = self.slots.clone().acquire_owned() => slot,
-                () = self.shutdown.forced() => {
-                    // Forced stop: free the slots now; this job is aborted with the
-                    // running ones once it starts.
-                    self.state.abort_all(AbortReason::Shutdown);
-                    self.slots.clone().acquire_owned().await
-                }
-            };
-            let Ok(slot) = slot else { return };
-            // Before it starts, the watermark covers it (it is this worker's to run).
-            if let Err(error) = self
-                .store
-                .mark_started(self.registration.id(), StartMark::at(&job))
-                .await
-            {
-                tracing::warn!(%error, job_id = job.id, "could not record the job's start; running it all the same");
-            }
-            self.executor.spawn(job, slot);
-        }
+        Ok(kept)
     }
 }

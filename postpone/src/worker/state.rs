@@ -76,6 +76,8 @@ struct Inner {
     /// Set (and `waiting_aborted` notified) when a job not started yet is aborted.
     waiting_abort: AtomicBool,
     waiting_aborted: Notify,
+    /// Set when a queue was paused or resumed (the notifier wakes the producer too).
+    pauses_stale: AtomicBool,
     /// Claimed jobs whose outcome is not written yet.
     unwritten: AtomicUsize,
     /// Finished jobs holding a lock whose outcome is not written yet.
@@ -110,6 +112,7 @@ impl WorkerState {
                 mark_written: Notify::new(),
                 waiting_abort: AtomicBool::new(false),
                 waiting_aborted: Notify::new(),
+                pauses_stale: AtomicBool::new(false),
                 unwritten: AtomicUsize::new(0),
                 finished_with_lock: AtomicUsize::new(0),
                 locks_released: AtomicU64::new(0),
@@ -246,6 +249,19 @@ impl WorkerState {
     /// Completes when a waiting job is aborted (check with [`Self::take_waiting_abort`]).
     pub(crate) async fn waiting_aborted(&self) {
         self.inner.waiting_aborted.notified().await;
+    }
+
+    // Paused queues.
+
+    /// A queue was paused or resumed (the notifier heard it): the producer reads the
+    /// paused queues again at its next look.
+    pub(crate) fn pauses_changed(&self) {
+        self.inner.pauses_stale.store(true, Ordering::SeqCst);
+    }
+
+    /// True (once) when a queue was paused or resumed since the last call.
+    pub(crate) fn take_pauses_changed(&self) -> bool {
+        self.inner.pauses_stale.swap(false, Ordering::SeqCst)
     }
 
     /// Whether this held job was asked to stop.

@@ -641,3 +641,19 @@ with app.open():
         .await
         .expect("the lock is free again");
 }
+
+/// Pauses are Postpone's: a Python worker does not know about them and takes a paused
+/// queue's jobs (docs/interop.md says so; `postpone queues` too).
+#[tokio::test]
+async fn a_python_worker_ignores_a_paused_queue() {
+    let (db, client, app) = setup().await;
+    let id = app.defer(rec(1, "paused")).await.expect("defer");
+    let queue = app.job_manager().get_job(id).await.expect("job").queue_name;
+    assert!(app.job_manager().pause_queue(&queue).await.expect("pause"));
+    run_python_worker(&db).await;
+    assert_eq!(runs(&client).await.len(), 1);
+    assert_eq!(
+        app.job_manager().get_job_status(id).await.expect("status"),
+        postpone::JobStatus::Succeeded
+    );
+}

@@ -12,6 +12,7 @@ mod layers;
 mod local_queue;
 mod manager;
 mod memory;
+mod pauses;
 mod periodic;
 mod reliability;
 mod schema;

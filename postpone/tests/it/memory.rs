@@ -264,6 +264,65 @@ on_both_stores! {
     notifications_as_the_triggers_send_them => notifications,
     rescue_of_a_dead_workers_jobs => rescue,
     timeouts_travel_with_claimed_jobs => timeouts,
+    paused_queues_are_skipped_and_announced => pauses,
+}
+
+/// A paused queue's jobs are not claimed until it is resumed; every subscription hears of
+/// a pause or resume (whatever its queues), and of nothing that changed nothing.
+async fn pauses(backend: &Backend) -> Vec<String> {
+    let store = backend.app().store().clone();
+    let mut subscription = store.listen(Some(&["b".to_owned()])).await.expect("listen");
+    let mut seen = Vec::new();
+    seen.push(format!("paused {:?}", store.pause_queue("a").await));
+    seen.push(format!("paused again {:?}", store.pause_queue("a").await));
+    let received = tokio::time::timeout(DEADLINE, subscription.recv())
+        .await
+        .expect("a notification within the deadline");
+    seen.push(format!("{:?}", received.expect("the link holds")));
+    let ids = store
+        .defer_jobs(&[spec("a", 0, None, None), spec("b", 0, None, None)])
+        .await
+        .expect("defer");
+    let worker = store.register_worker().await.expect("register");
+    let claim = async || {
+        store
+            .fetch_jobs(&FetchJobsParams::new(None, worker, 10))
+            .await
+            .expect("fetch")
+            .iter()
+            .map(|job| job.queue_name.clone())
+            .collect::<Vec<_>>()
+    };
+    seen.push(format!("claimed {:?}", claim().await));
+    let paused: Vec<String> = store
+        .list_queue_pauses()
+        .await
+        .expect("pauses")
+        .into_iter()
+        .map(|p| p.queue_name)
+        .collect();
+    seen.push(format!("pauses {paused:?}"));
+    seen.push(format!("resumed {:?}", store.resume_queue("a").await));
+    seen.push(format!("resumed again {:?}", store.resume_queue("a").await));
+    seen.push(format!("claimed {:?}", claim().await));
+    // Next on the link: b's insert (not a's: another queue), then the resume; the second
+    // pause and resume changed nothing and announced nothing.
+    for _ in 0..2 {
+        let received = tokio::time::timeout(DEADLINE, subscription.recv())
+            .await
+            .expect("a notification within the deadline");
+        seen.push(format!("{:?}", received.expect("the link holds")));
+    }
+    assert_eq!(seen[3], "claimed [\"b\"]");
+    assert_eq!(seen[7], "claimed [\"a\"]");
+    assert_eq!(
+        seen[8..],
+        [
+            format!("JobInserted {{ job_id: {} }}", ids[1]),
+            "QueuePausesChanged".to_owned()
+        ]
+    );
+    seen
 }
 
 /// A defer call's timeout comes back with the job when it is claimed (and only then:

@@ -1,5 +1,5 @@
--- Postpone's self-healing: the automatic rescue of stalled jobs (ADR 11) and task
--- timeouts set per defer. Additive: Procrastinate's objects are unchanged, and a Python
+-- Postpone's self-healing: the automatic rescue of stalled jobs (ADR 11), task timeouts
+-- set per defer, and paused queues. Additive: Procrastinate's objects are unchanged, and a Python
 -- worker never reads or writes these.
 --
 -- The rescue.
@@ -43,7 +43,17 @@ AS $$
             OR (p_priority = mark.priority AND p_job_id > mark.job_id));
 $$;
 
--- postpone_fetch_jobs_v1's claim (same rules, same plan settings: see migration 0002),
+-- Paused queues: Postpone workers claim no job of a queue listed here (running jobs
+-- finish; deferring goes on). Pausing and resuming notify `postpone_queue_pauses_v1`, so
+-- workers hand back the waiting jobs of a paused queue, or claim again on a resume, at
+-- once. Python workers do not read this table.
+CREATE TABLE postpone_queue_pauses (
+    queue_name character varying(128) PRIMARY KEY,
+    paused_at  timestamp with time zone NOT NULL DEFAULT now()
+);
+
+-- postpone_fetch_jobs_v1's claim (same rules, same plan settings: see migration 0002)
+-- except for the jobs of paused queues,
 -- and the worker's watermark raised in the same statement: to (p_priority, p_job_id) when
 -- given (jobs of its local queue it is about to start), and to the p_start-th claimed job
 -- in start order when p_start > 0 (the claimed jobs that go to free slots at once). One
@@ -69,6 +79,8 @@ BEGIN
          WHERE job.status = 'todo'
            AND (target_queue_names IS NULL OR job.queue_name = ANY(target_queue_names))
            AND (job.scheduled_at IS NULL OR job.scheduled_at <= now())
+           AND NOT EXISTS (SELECT 1 FROM postpone_queue_pauses AS pause
+                            WHERE pause.queue_name = job.queue_name)
            AND (job.lock IS NULL OR NOT EXISTS (
                    SELECT 1
                      FROM procrastinate_jobs AS other

@@ -221,6 +221,13 @@ impl MemoryStore {
         });
     }
 
+    /// Sends `notification` to every subscription (as `postpone_queue_pauses_v1`, which
+    /// every worker listens to), forgetting the closed ones.
+    fn notify_all(&self, notification: Notification) {
+        self.subscribers()
+            .retain(|(_, sender)| sender.send(Ok(notification)));
+    }
+
     /// Announces inserted `todo` jobs, `(id, queue)`: one `job_inserted` per queue (the
     /// first id), as the set-wise writes do, and the [`Self::job_inserted`] signal.
     fn announce_inserted(&self, jobs: &[(i64, String)]) {

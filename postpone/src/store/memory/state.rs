@@ -47,6 +47,8 @@ pub(super) struct State {
     pub(super) rescues: Vec<Rescue>,
     /// `postpone_job_timeouts`: the timeouts defer calls set.
     pub(super) timeouts: BTreeMap<i64, std::time::Duration>,
+    /// `postpone_queue_pauses`: the paused queues, since when.
+    pub(super) pauses: BTreeMap<String, DateTime<Utc>>,
 }
 
 /// Which columns an `UPDATE` sets: `AFTER UPDATE OF column` triggers look at this list,

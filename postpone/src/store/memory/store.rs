@@ -16,8 +16,8 @@ use crate::schema::{ApplyReport, ApplyScope};
 use crate::store::rescue;
 use crate::store::{
     CountBy, DeferJobParams, DeleteOldJobsParams, FetchJobsParams, FinishJobParams, HandedBack,
-    JobCounts, JobFilter, Rescue, RescueDecide, RescueParams, RescueReport, SessionSettings,
-    StalledJobsParams, StartMark, Store, Subscription,
+    JobCounts, JobFilter, QueuePause, Rescue, RescueDecide, RescueParams, RescueReport,
+    SessionSettings, StalledJobsParams, StartMark, Store, Subscription,
 };
 use crate::{Error, Result};
 
@@ -364,6 +364,7 @@ impl Store for MemoryStore {
             .filter(|j| {
                 j.status == JobStatus::Todo
                     && queues.is_none_or(|qs| qs.contains(&j.queue_name))
+                    && !state.pauses.contains_key(&j.queue_name)
                     && j.scheduled_at.is_none_or(|at| at <= now)
                     && j.lock.as_deref().is_none_or(|lock| {
                         !busy.contains(lock) && first.get(lock) == Some(&(j.priority, j.id))
@@ -537,6 +538,43 @@ impl Store for MemoryStore {
             .iter()
             .filter(|r| job_ids.contains(&r.job_id))
             .cloned()
+            .collect())
+    }
+
+    async fn pause_queue(&self, queue: &str) -> Result<bool> {
+        let now = self.now();
+        let changed = {
+            let mut state = self.state();
+            if state.pauses.contains_key(queue) {
+                false
+            } else {
+                state.pauses.insert(queue.to_owned(), now);
+                true
+            }
+        };
+        if changed {
+            self.notify_all(Notification::QueuePausesChanged);
+        }
+        Ok(changed)
+    }
+
+    async fn resume_queue(&self, queue: &str) -> Result<bool> {
+        let changed = self.state().pauses.remove(queue).is_some();
+        if changed {
+            self.notify_all(Notification::QueuePausesChanged);
+        }
+        Ok(changed)
+    }
+
+    async fn list_queue_pauses(&self) -> Result<Vec<QueuePause>> {
+        Ok(self
+            .state()
+            .pauses
+            .iter()
+            .map(|(queue_name, paused_at)| QueuePause {
+                queue_name: queue_name.clone(),
+                paused_at: *paused_at,
+            })
             .collect())
     }
 

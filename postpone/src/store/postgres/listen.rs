@@ -10,12 +10,12 @@ use tokio_postgres::AsyncMessage;
 
 use super::queries;
 use crate::connect::ConnectConfig;
-use crate::protocol::{ANY_QUEUE_CHANNEL, Notification, queue_channel};
+use crate::protocol::{ANY_QUEUE_CHANNEL, Notification, PAUSES_CHANNEL, queue_channel};
 use crate::store::Subscription;
 use crate::{DbError, Error, Result};
 
-/// Connects, LISTENs on the channels of `queues` (`None`: the any-queue channel), and
-/// returns the subscription fed by that connection.
+/// Connects, LISTENs on the channels of `queues` (`None`: the any-queue channel) and on
+/// [`PAUSES_CHANNEL`], and returns the subscription fed by that connection.
 pub(super) async fn listen(
     connect: &ConnectConfig,
     queues: Option<&[String]>,
@@ -47,10 +47,11 @@ pub(super) async fn listen(
             "the server closed the LISTEN connection",
         )))));
     });
-    let channels: Vec<String> = match queues {
+    let mut channels: Vec<String> = match queues {
         None => vec![ANY_QUEUE_CHANNEL.to_owned()],
         Some(queues) => queues.iter().map(|q| queue_channel(q)).collect(),
     };
+    channels.push(PAUSES_CHANNEL.to_owned());
     let statements: String = channels.iter().map(|c| queries::listen(c) + ";").collect();
     // The subscription owns the driver from here: dropping it (on error too) closes the
     // connection.

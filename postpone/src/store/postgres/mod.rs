@@ -25,8 +25,8 @@ pub use tx::Transaction;
 use super::rescue;
 use super::{
     CountBy, DeferJobParams, DeleteOldJobsParams, FetchJobsParams, FinishJobParams, HandedBack,
-    JobCounts, JobFilter, Rescue, RescueDecide, RescueParams, RescueReport, SessionSettings,
-    StalledJobsParams, StartMark, Store, Subscription,
+    JobCounts, JobFilter, QueuePause, Rescue, RescueDecide, RescueParams, RescueReport,
+    SessionSettings, StalledJobsParams, StartMark, Store, Subscription,
 };
 use crate::connect::ConnectConfig;
 use crate::job::{Job, JobStatus, RetryDecision};
@@ -738,6 +738,30 @@ impl Store for PgStore {
                     rescued_at: row.try_get("rescued_at").map_err(db)?,
                     started: row.try_get("started").map_err(db)?,
                     outcome: row.try_get("outcome").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn pause_queue(&self, queue: &str) -> Result<bool> {
+        let rows = self.query(queries::PAUSE_QUEUE, &[&queue]).await?;
+        rows.first()
+            .map_or(Ok(false), |row| row.try_get("changed").map_err(db))
+    }
+
+    async fn resume_queue(&self, queue: &str) -> Result<bool> {
+        let rows = self.query(queries::RESUME_QUEUE, &[&queue]).await?;
+        rows.first()
+            .map_or(Ok(false), |row| row.try_get("changed").map_err(db))
+    }
+
+    async fn list_queue_pauses(&self) -> Result<Vec<QueuePause>> {
+        let rows = self.query(queries::LIST_QUEUE_PAUSES, &[]).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(QueuePause {
+                    queue_name: row.try_get("queue_name").map_err(db)?,
+                    paused_at: row.try_get("paused_at").map_err(db)?,
                 })
             })
             .collect()

@@ -76,6 +76,12 @@ pub const RECORD_RESCUES: &str = include_str!("queries/record_rescues.sql");
 pub const PRUNE_RESCUED_WORKERS: &str = include_str!("queries/prune_rescued_workers.sql");
 /// The rescues of some jobs.
 pub const LIST_RESCUES: &str = include_str!("queries/list_rescues.sql");
+/// Pauses a queue and notifies the workers.
+pub const PAUSE_QUEUE: &str = include_str!("queries/pause_queue.sql");
+/// Resumes a queue and notifies the workers.
+pub const RESUME_QUEUE: &str = include_str!("queries/resume_queue.sql");
+/// The paused queues.
+pub const LIST_QUEUE_PAUSES: &str = include_str!("queries/list_queue_pauses.sql");
 
 /// `LISTEN "<channel>"`: the one statement whose text depends on input, because
 /// LISTEN takes an identifier, not a parameter (Procrastinate's `listen_queue`).
