@@ -128,13 +128,24 @@ pub const COUNTED_STATUSES: [JobStatus; 6] = [
 /// Per-status counts as a table: `name | jobs | todo | doing | ... | aborted`.
 #[must_use]
 pub fn counts_table(name: &str, counts: &[JobCounts]) -> Table {
-    let mut headers = vec![name, "jobs"];
+    counts_table_with(name, None, counts.iter().map(|row| (row, None)))
+}
+
+/// [`counts_table`] with one more column after the name (`extra`: its header).
+fn counts_table_with<'a>(
+    name: &str,
+    extra: Option<&str>,
+    rows: impl Iterator<Item = (&'a JobCounts, Option<String>)>,
+) -> Table {
+    let mut headers: Vec<&str> = std::iter::once(name).chain(extra).collect();
+    headers.push("jobs");
     headers.extend(COUNTED_STATUSES.iter().map(|s| s.as_str()));
     let mut numeric = vec!["jobs"];
     numeric.extend(COUNTED_STATUSES.iter().map(|s| s.as_str()));
     let mut table = Table::new(&headers, &numeric);
-    for row in counts {
-        let mut cells = vec![row.name.clone(), row.jobs_count.to_string()];
+    for (row, extra) in rows {
+        let mut cells: Vec<String> = std::iter::once(row.name.clone()).chain(extra).collect();
+        cells.push(row.jobs_count.to_string());
         cells.extend(COUNTED_STATUSES.iter().map(|s| row.count(*s).to_string()));
         table.push(cells);
     }
@@ -147,16 +158,19 @@ pub fn counts_table(name: &str, counts: &[JobCounts]) -> Table {
 pub fn counts_json(counts: &[JobCounts]) -> serde_json::Value {
     counts
         .iter()
-        .map(|row| {
-            let mut object = serde_json::Map::new();
-            object.insert("name".to_owned(), row.name.clone().into());
-            object.insert("jobs_count".to_owned(), row.jobs_count.into());
-            for status in JobStatus::ALL {
-                object.insert(status.as_str().to_owned(), row.count(status).into());
-            }
-            serde_json::Value::Object(object)
-        })
+        .map(|row| serde_json::Value::Object(count_object(row)))
         .collect()
+}
+
+/// One row of [`counts_json`].
+fn count_object(row: &JobCounts) -> serde_json::Map<String, serde_json::Value> {
+    let mut object = serde_json::Map::new();
+    object.insert("name".to_owned(), row.name.clone().into());
+    object.insert("jobs_count".to_owned(), row.jobs_count.into());
+    for status in JobStatus::ALL {
+        object.insert(status.as_str().to_owned(), row.count(status).into());
+    }
+    object
 }
 
 /// One queue of `postpone queues`: its counts, and since when it is paused.
@@ -166,17 +180,12 @@ pub(crate) struct QueueRow {
     pub(crate) paused_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// The queues of `postpone queues`: the counts table and a `paused` column (`since
+/// The queues of `postpone queues`: [`counts_table`] with a `paused` column (`since
 /// <time>`, or `-`).
 #[must_use]
 pub(crate) fn queues_table(rows: &[QueueRow]) -> Table {
-    let mut headers = vec!["queue", "paused", "jobs"];
-    headers.extend(COUNTED_STATUSES.iter().map(|s| s.as_str()));
-    let mut numeric = vec!["jobs"];
-    numeric.extend(COUNTED_STATUSES.iter().map(|s| s.as_str()));
-    let mut table = Table::new(&headers, &numeric);
-    for row in rows {
-        let paused = row.paused_at.map_or_else(
+    let paused = |row: &QueueRow| {
+        row.paused_at.map_or_else(
             || "-".to_owned(),
             |at| {
                 format!(
@@ -184,20 +193,13 @@ pub(crate) fn queues_table(rows: &[QueueRow]) -> Table {
                     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 )
             },
-        );
-        let mut cells = vec![
-            row.counts.name.clone(),
-            paused,
-            row.counts.jobs_count.to_string(),
-        ];
-        cells.extend(
-            COUNTED_STATUSES
-                .iter()
-                .map(|s| row.counts.count(*s).to_string()),
-        );
-        table.push(cells);
-    }
-    table
+        )
+    };
+    counts_table_with(
+        "queue",
+        Some("paused"),
+        rows.iter().map(|row| (&row.counts, Some(paused(row)))),
+    )
 }
 
 /// The queues as JSON: [`counts_json`]'s objects with `paused` and `paused_at`.
@@ -205,12 +207,10 @@ pub(crate) fn queues_table(rows: &[QueueRow]) -> Table {
 pub(crate) fn queues_json(rows: &[QueueRow]) -> serde_json::Value {
     rows.iter()
         .map(|row| {
-            let mut object = counts_json(std::slice::from_ref(&row.counts));
-            if let Some(map) = object.get_mut(0).and_then(serde_json::Value::as_object_mut) {
-                map.insert("paused".to_owned(), row.paused_at.is_some().into());
-                map.insert("paused_at".to_owned(), serde_json::json!(row.paused_at));
-            }
-            object.get(0).cloned().unwrap_or_default()
+            let mut object = count_object(&row.counts);
+            object.insert("paused".to_owned(), row.paused_at.is_some().into());
+            object.insert("paused_at".to_owned(), serde_json::json!(row.paused_at));
+            serde_json::Value::Object(object)
         })
         .collect()
 }

@@ -52,12 +52,13 @@ CREATE TABLE postpone_queue_pauses (
     paused_at  timestamp with time zone NOT NULL DEFAULT now()
 );
 
--- postpone_fetch_jobs_v1's claim (same rules, same plan settings: see migration 0002)
--- except for the jobs of paused queues,
--- and the worker's watermark raised in the same statement: to (p_priority, p_job_id) when
--- given (jobs of its local queue it is about to start), and to the p_start-th claimed job
--- in start order when p_start > 0 (the claimed jobs that go to free slots at once). One
--- statement: a claim costs no more round trips, and its rows are never copied.
+-- postpone_fetch_jobs_v1's claim as migration 0003 left it (procrastinate_fetch_job_v2's
+-- rules for a batch, the same plan settings, the 'started' events written set-wise) except
+-- for the jobs of paused queues, and the worker's watermark raised in the same call: to
+-- (p_priority, p_job_id) when given (jobs of its local queue it is about to start), and to
+-- the p_start-th claimed job in start order when p_start > 0 (the claimed jobs that go to
+-- free slots at once). One call: a claim costs no more round trips. The jobs come back in
+-- start order (priority DESC, id ASC).
 CREATE FUNCTION postpone_fetch_jobs_v2(
     target_queue_names character varying[],
     p_worker_id bigint,
@@ -71,8 +72,13 @@ CREATE FUNCTION postpone_fetch_jobs_v2(
     SET enable_sort = off
     SET jit = off
 AS $$
+DECLARE
+    claimed procrastinate_jobs[];
+    started procrastinate_jobs;
+    mark_priority integer := p_priority;
+    mark_job_id bigint := p_job_id;
 BEGIN
-    RETURN QUERY
+    PERFORM set_config('postpone.bulk_events', 'on', true);
     WITH candidate AS (
         SELECT job.id
           FROM procrastinate_jobs AS job
@@ -92,38 +98,44 @@ BEGIN
          ORDER BY job.priority DESC, job.id ASC
          LIMIT p_limit
            FOR UPDATE OF job SKIP LOCKED
-    ), claimed AS (
+    ),
+    updated AS (
         UPDATE procrastinate_jobs AS job
            SET status = 'doing', worker_id = p_worker_id
           FROM candidate
          WHERE job.id = candidate.id
-        RETURNING job.*
-    ), started AS (
-        -- the first p_start claimed jobs in start order
-        SELECT claimed.priority, claimed.id
-          FROM claimed
-         WHERE p_start > 0
-         ORDER BY claimed.priority DESC, claimed.id ASC
-         LIMIT greatest(p_start, 0)
-    ), marks AS (
-        SELECT p_priority AS priority, p_job_id AS job_id
-         WHERE p_priority IS NOT NULL AND p_job_id IS NOT NULL
-        UNION ALL
-        SELECT started.priority, started.id FROM started
-    ), latest AS (
-        SELECT marks.priority, marks.job_id
-          FROM marks
-         ORDER BY marks.priority ASC, marks.job_id DESC
-         LIMIT 1
-    ), marked AS (
-        UPDATE postpone_worker_starts AS mark
-           SET priority = latest.priority, job_id = latest.job_id, updated_at = now()
-          FROM latest
-         WHERE mark.worker_id = p_worker_id
-           AND (latest.priority < mark.priority
-                OR (latest.priority = mark.priority AND latest.job_id > mark.job_id))
+        RETURNING job
     )
-    SELECT claimed.* FROM claimed;
+    SELECT array_agg(updated.job ORDER BY (updated.job).priority DESC, (updated.job).id)
+      INTO claimed
+      FROM updated;
+    PERFORM set_config('postpone.bulk_events', 'off', true);
+
+    IF current_setting('postpone.skipped_status_update', true) = 'on' THEN
+        PERFORM set_config('postpone.skipped_status_update', 'off', true);
+        INSERT INTO procrastinate_events (job_id, type)
+        SELECT job.id, 'started' FROM unnest(claimed) AS job ORDER BY job.id;
+    END IF;
+
+    -- The later in start order of the mark asked and the p_start-th claimed job.
+    IF p_start > 0 AND cardinality(claimed) > 0 THEN
+        started := claimed[least(p_start, cardinality(claimed))];
+        IF mark_priority IS NULL OR mark_job_id IS NULL
+           OR started.priority < mark_priority
+           OR (started.priority = mark_priority AND started.id > mark_job_id) THEN
+            mark_priority := started.priority;
+            mark_job_id := started.id;
+        END IF;
+    END IF;
+    IF mark_priority IS NOT NULL AND mark_job_id IS NOT NULL THEN
+        UPDATE postpone_worker_starts AS mark
+           SET priority = mark_priority, job_id = mark_job_id, updated_at = now()
+         WHERE mark.worker_id = p_worker_id
+           AND (mark_priority < mark.priority
+                OR (mark_priority = mark.priority AND mark_job_id > mark.job_id));
+    END IF;
+
+    RETURN QUERY SELECT * FROM unnest(claimed);
 END;
 $$;
 
