@@ -1,7 +1,7 @@
 //! Raw flags, as clap parses them: strings and numbers, nothing interpreted yet.
 //!
 //! Every option can also come from an environment variable (shown in `--help`): the global
-//! ones are `DATABASE_URL`, `POSTPONE_JSON` and `POSTPONE_LOG_LEVEL`; a command's option is
+//! ones are `DATABASE_URL`, `POSTPONE_POLL_ONLY`, `POSTPONE_JSON` and `POSTPONE_LOG_LEVEL`; a command's option is
 //! `POSTPONE_<COMMAND>_<OPTION>` (`postpone defer --queue` reads `POSTPONE_DEFER_QUEUE`), the
 //! same scheme as Procrastinate's `PROCRASTINATE_DEFER_QUEUE`, so that a variable set for one
 //! command never filters another one by surprise.
@@ -36,6 +36,11 @@ pub struct Flags {
         value_name = "URL"
     )]
     pub database_url: Option<String>,
+
+    /// Poll-only mode, for PgBouncer in transaction mode (pool_mode = transaction): no
+    /// LISTEN (workers poll), no named prepared statements, no session settings.
+    #[arg(long, global = true, env = "POSTPONE_POLL_ONLY", value_parser = FalseyValueParser::new())]
+    pub poll_only: bool,
 
     /// Print one JSON document (object or array) instead of text for humans.
     #[arg(long, global = true, env = "POSTPONE_JSON", value_parser = FalseyValueParser::new())]

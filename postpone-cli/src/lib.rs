@@ -105,6 +105,7 @@ where
     let context = Context {
         builder,
         database_url: flags.database_url,
+        poll_only: flags.poll_only,
         format: Format::from_json_flag(flags.json),
     };
     match runtime.block_on(commands::run(flags.command, context)) {
@@ -160,6 +161,7 @@ fn init_logging(level: Option<&str>) {
 pub(crate) struct Context {
     builder: AppBuilder,
     database_url: Option<String>,
+    poll_only: bool,
     format: Format,
 }
 
@@ -174,6 +176,9 @@ impl Context {
             .filter(|u| !u.trim().is_empty())
         {
             builder = builder.connect(ConnectConfig::resolve(Some(url))?);
+        }
+        if self.poll_only {
+            builder = builder.poll_only(true);
         }
         Ok((builder.build()?, self.format))
     }

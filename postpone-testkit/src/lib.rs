@@ -12,11 +12,15 @@
 //!    (a detached watchdog process stops it and deletes its directory).
 //! 4. Otherwise an [`Error::NotFound`] whose one line says what to install.
 //!
+//! [`PgBouncer`] puts Debian's PgBouncer (installed when missing) between a test and the
+//! server, in transaction or session pooling.
+//!
 //! [`python`] returns the interpreter of a venv holding the pinned `procrastinate`, creating
 //! `<workspace>/.venv` when needed.
 
 mod cluster;
 mod discover;
+mod pgbouncer;
 mod python;
 
 use std::fmt;
@@ -24,6 +28,7 @@ use std::fmt;
 use tokio::sync::OnceCell;
 use tokio_postgres::{Client, NoTls};
 
+pub use pgbouncer::{PgBouncer, PoolMode};
 pub use python::{PROCRASTINATE_VERSION, pid_alive, python};
 
 /// Everything that can go wrong while finding PostgreSQL or the Python venv.
@@ -65,6 +70,9 @@ pub enum Error {
         "invalid database name {0:?}: use 1 to 63 characters from a-z, A-Z, 0-9 and `_`, not starting with a digit"
     )]
     InvalidName(String),
+    /// PgBouncer could not be installed or started.
+    #[error("PgBouncer: {0}")]
+    PgBouncer(String),
     /// The Python venv could not be found or created.
     #[error("{0}")]
     Python(String),

@@ -148,6 +148,7 @@ pub struct AppBuilder {
     periodic_max_delay: Option<Duration>,
     connect: Option<ConnectConfig>,
     pool_size: Option<usize>,
+    poll_only: Option<bool>,
     store: Option<Arc<dyn Store>>,
 }
 
@@ -214,6 +215,15 @@ impl AppBuilder {
         self
     }
 
+    /// Connects in poll-only mode (`on`) or not, whatever the connection configuration
+    /// says: for PgBouncer in transaction mode ([`ConnectConfig::with_poll_only`]). Without
+    /// this call, the configuration decides (off by default).
+    #[must_use]
+    pub fn poll_only(mut self, on: bool) -> Self {
+        self.poll_only = Some(on);
+        self
+    }
+
     /// Uses this store instead of PostgreSQL.
     #[must_use]
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
@@ -266,10 +276,13 @@ impl AppBuilder {
             }
             (Some(store), None) => store,
             (None, connect) => {
-                let connect = match connect {
+                let mut connect = match connect {
                     Some(connect) => connect,
                     None => ConnectConfig::resolve(None)?,
                 };
+                if let Some(on) = self.poll_only {
+                    connect = connect.with_poll_only(on);
+                }
                 let pool_size = self.pool_size.unwrap_or(POOL_SIZE_DEFAULT);
                 Arc::new(PgStore::new(connect, pool_size)?)
             }

@@ -23,13 +23,17 @@ pub const CONNECT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct ConnectConfig {
     config: tokio_postgres::Config,
+    poll_only: bool,
 }
 
 impl fmt::Debug for ConnectConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("ConnectConfig")
-            .field(&self.target())
-            .finish()
+        let mut f = f.debug_tuple("ConnectConfig");
+        f.field(&self.target());
+        if self.poll_only {
+            f.field(&"poll-only");
+        }
+        f.finish()
     }
 }
 
@@ -121,7 +125,33 @@ impl ConnectConfig {
         if config.get_application_name().is_none() {
             config.application_name("postpone");
         }
-        Self { config }
+        Self {
+            config,
+            poll_only: false,
+        }
+    }
+
+    /// The same place, in poll-only mode (`on`) or not: for a connection pooler in
+    /// transaction mode, such as PgBouncer's `pool_mode = transaction`, which hands each
+    /// transaction whichever server session is free.
+    ///
+    /// A store in poll-only mode keeps no state in a server session from one transaction
+    /// to the next: statements are sent unnamed (parsed with each call, PgBouncer 1.18
+    /// carries no prepared statements), nothing LISTENs (workers find new jobs and abort
+    /// requests by polling), and no session setting is made, so a worker's
+    /// `asynchronous_commit` is refused. Locks are transaction-scoped, as always.
+    #[must_use]
+    pub fn with_poll_only(&self, on: bool) -> Self {
+        Self {
+            config: self.config.clone(),
+            poll_only: on,
+        }
+    }
+
+    /// Whether this connection is in poll-only mode ([`Self::with_poll_only`]).
+    #[must_use]
+    pub fn poll_only(&self) -> bool {
+        self.poll_only
     }
 
     /// The same place, with a server setting for every session (`-c name=value` in the
@@ -135,7 +165,10 @@ impl ConnectConfig {
             _ => setting,
         };
         config.options(&options);
-        Self { config }
+        Self {
+            config,
+            poll_only: self.poll_only,
+        }
     }
 
     /// The driver configuration.

@@ -107,6 +107,18 @@ pub enum Error {
         /// The worker id that is gone.
         worker_id: i64,
     },
+    /// LISTEN was answered, but a notification sent to it never arrived: the connection
+    /// goes through a pooler in transaction mode (PgBouncer's `pool_mode = transaction`),
+    /// which does not carry LISTEN from one transaction to the next.
+    #[error(
+        "notifications do not reach a LISTEN at {target} (a test notification did not arrive within {waited:?}): a connection pooler in transaction mode does not carry LISTEN; connect in poll-only mode (postpone --poll-only, POSTPONE_POLL_ONLY=true, ConnectConfig::with_poll_only), or give the worker a direct or session-pooled connection"
+    )]
+    ListenNotDelivered {
+        /// Where the LISTEN connection went, without password.
+        target: String,
+        /// How long the test notification was waited for.
+        waited: std::time::Duration,
+    },
     /// Could not connect to PostgreSQL.
     #[error("could not connect to PostgreSQL at {target}")]
     Connect {

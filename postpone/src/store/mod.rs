@@ -127,7 +127,13 @@ pub trait Store: sealed::Sealed + Any + Send + Sync + fmt::Debug {
     /// Starts receiving notifications of new jobs on these queues (`None`: all), of
     /// abort requests (Procrastinate's LISTEN on `procrastinate_queue_v1#<queue>` or
     /// `procrastinate_any_queue_v1`), and of paused or resumed queues (any queue).
-    async fn listen(&self, queues: Option<&[String]>) -> Result<Subscription>;
+    /// `None` when this store gives no notifications (a PostgreSQL store in poll-only
+    /// mode): its workers poll.
+    ///
+    /// # Errors
+    /// The link cannot be made, or [`Error::ListenNotDelivered`](crate::Error::ListenNotDelivered)
+    /// when notifications do not reach it (a pooler in transaction mode).
+    async fn listen(&self, queues: Option<&[String]>) -> Result<Option<Subscription>>;
     /// The same store, its connections opened with these session settings (a worker's
     /// claims and outcomes with `synchronous_commit = off`, say). Stores without sessions
     /// return themselves.

@@ -60,7 +60,7 @@ use crate::maintenance::heartbeat::Heartbeat;
 use crate::maintenance::periodic::PeriodicDeferrer;
 use crate::maintenance::pruner::Pruner;
 use crate::maintenance::rescuer::Rescuer;
-use crate::store::{SessionSettings, Store};
+use crate::store::{SessionSettings, Store, Subscription};
 use crate::{Error, Result};
 use admission::Admission;
 use completer::Completer;
@@ -148,6 +148,17 @@ impl App {
         let settings =
             SessionSettings::default().with_asynchronous_commit(config.asynchronous_commit);
         let store = self.store().with_session(&settings)?;
+        // Before the worker registers, so that a link that cannot work (LISTEN behind a
+        // pooler in transaction mode) stops the start with nothing changed.
+        let subscription = if config.listen_notify {
+            let subscription = store.listen(config.queues.as_deref()).await?;
+            if subscription.is_none() {
+                tracing::info!(polling_interval = ?config.fetch_job_polling_interval, "poll-only mode: no LISTEN; new jobs, pauses and abort requests are found by polling");
+            }
+            subscription
+        } else {
+            None
+        };
         let registration = Registration::register(store.clone()).await?;
         let services = Services::new();
         // Before any job is taken: the dead workers' jobs rescued (or, without the rescue,
@@ -174,6 +185,7 @@ impl App {
             services,
             shutdown.clone(),
             WorkerState::new(stats.clone()),
+            subscription,
         ));
         Ok(WorkerHandle {
             registration,
@@ -186,6 +198,7 @@ impl App {
 
 /// The worker's life once registered: the services beside the jobs, the pipeline
 /// (producer -> executor -> completer) until a stop, then the shutdown in order.
+#[allow(clippy::too_many_arguments)] // what start_worker made, handed over once
 async fn run(
     app: App,
     store: Arc<dyn Store>,
@@ -194,6 +207,7 @@ async fn run(
     services: Services,
     shutdown: Shutdown,
     state: WorkerState,
+    subscription: Option<Subscription>,
 ) -> Result<()> {
     tracing::info!(worker_id = registration.id(), name = config.name.as_deref().unwrap_or("worker"), queues = ?config.queues, concurrency = config.concurrency, "worker started");
     // Asks the producer to claim: notifications, and the completer after some writes.
@@ -220,12 +234,13 @@ async fn run(
         registration: registration.clone(),
     };
     services.spawn(|stop| marker.run(stop));
-    if config.listen_notify {
+    if subscription.is_some() {
         let notifier = Notifier {
             store: store.clone(),
             queues: config.queues.clone(),
             wake: wake.clone(),
             state: state.clone(),
+            first: subscription,
         };
         services.spawn(|stop| notifier.run(stop));
     }

@@ -19,7 +19,7 @@ use super::backoff::Backoff;
 use super::state::WorkerState;
 use crate::context::AbortReason;
 use crate::protocol::Notification;
-use crate::store::Store;
+use crate::store::{Store, Subscription};
 
 /// The notifier's handles.
 pub(crate) struct Notifier {
@@ -27,6 +27,9 @@ pub(crate) struct Notifier {
     pub(crate) queues: Option<Vec<String>>,
     pub(crate) wake: Arc<Notify>,
     pub(crate) state: WorkerState,
+    /// The link made when the worker started, before it registered (so that a link that
+    /// cannot work stops the start).
+    pub(crate) first: Option<Subscription>,
 }
 
 /// First wait before subscribing again; doubled per failure up to a second.
@@ -34,16 +37,22 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 
 impl Notifier {
     /// Listens until `stop` fires.
-    pub(crate) async fn run(self, stop: CancellationToken) {
+    pub(crate) async fn run(mut self, stop: CancellationToken) {
         let mut backoff = Backoff::new(BACKOFF_MIN);
+        let mut first = self.first.take();
         let mut listened_once = false;
         loop {
-            let subscribed = tokio::select! {
-                () = stop.cancelled() => return,
-                subscribed = self.store.listen(self.queues.as_deref()) => subscribed,
+            let subscribed = match first.take() {
+                Some(subscription) => Ok(Some(subscription)),
+                None => tokio::select! {
+                    () = stop.cancelled() => return,
+                    subscribed = self.store.listen(self.queues.as_deref()) => subscribed,
+                },
             };
             let error = match subscribed {
-                Ok(mut subscription) => {
+                // The store stopped giving notifications: polling goes on.
+                Ok(None) => return,
+                Ok(Some(mut subscription)) => {
                     if listened_once {
                         tracing::info!("listening for notifications again");
                     }

@@ -14,6 +14,7 @@ mod manager;
 mod memory;
 mod pauses;
 mod periodic;
+mod pgbouncer;
 mod reliability;
 mod schema;
 mod set_wise_events;

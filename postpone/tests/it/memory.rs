@@ -271,7 +271,11 @@ on_both_stores! {
 /// a pause or resume (whatever its queues), and of nothing that changed nothing.
 async fn pauses(backend: &Backend) -> Vec<String> {
     let store = backend.app().store().clone();
-    let mut subscription = store.listen(Some(&["b".to_owned()])).await.expect("listen");
+    let mut subscription = store
+        .listen(Some(&["b".to_owned()]))
+        .await
+        .expect("listen")
+        .expect("the memory store notifies");
     let mut seen = Vec::new();
     seen.push(format!("paused {:?}", store.pause_queue("a").await));
     seen.push(format!("paused again {:?}", store.pause_queue("a").await));
@@ -361,7 +365,11 @@ async fn timeouts(backend: &Backend) -> Vec<String> {
 async fn notifications(backend: &Backend) -> Vec<String> {
     let app = backend.app();
     let store = app.store();
-    let mut subscription = store.listen(Some(&["q".to_owned()])).await.expect("listen");
+    let mut subscription = store
+        .listen(Some(&["q".to_owned()]))
+        .await
+        .expect("listen")
+        .expect("the memory store notifies");
     let mut seen = Vec::new();
     let mut next = async || {
         let received = tokio::time::timeout(DEADLINE, subscription.recv())

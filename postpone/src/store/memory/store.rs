@@ -578,8 +578,8 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn listen(&self, queues: Option<&[String]>) -> Result<Subscription> {
-        Ok(self.subscribe(queues))
+    async fn listen(&self, queues: Option<&[String]>) -> Result<Option<Subscription>> {
+        Ok(Some(self.subscribe(queues)))
     }
 
     fn with_session(&self, _settings: &SessionSettings) -> Result<Arc<dyn Store>> {

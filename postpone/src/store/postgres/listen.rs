@@ -4,61 +4,124 @@
 //! subscription; when the connection fails or the server closes it, the subscription gets
 //! the error and ends. Reconnecting is the subscriber's choice (the worker's notifier does,
 //! with backoff). Payloads this version does not understand are skipped.
+//!
+//! Before it LISTENs on the real channels, the connection proves that notifications reach
+//! it: it LISTENs on a channel of its own and the store's pool sends a test notification
+//! there. Behind a pooler in transaction mode (PgBouncer's `pool_mode = transaction`) the
+//! LISTEN lands on whichever server session was free and the notification never comes
+//! back; the subscription then fails with [`Error::ListenNotDelivered`] within
+//! [`PROBE_TIMEOUT`] instead of leaving a worker that waits for notifications forever.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use futures_util::StreamExt;
+use tokio::sync::oneshot;
 use tokio_postgres::AsyncMessage;
 
-use super::queries;
-use crate::connect::ConnectConfig;
+use super::{PgStore, queries};
 use crate::protocol::{ANY_QUEUE_CHANNEL, Notification, PAUSES_CHANNEL, queue_channel};
 use crate::store::Subscription;
 use crate::{DbError, Error, Result};
 
-/// Connects, LISTENs on the channels of `queues` (`None`: the any-queue channel) and on
-/// [`PAUSES_CHANNEL`], and returns the subscription fed by that connection.
-pub(super) async fn listen(
-    connect: &ConnectConfig,
-    queues: Option<&[String]>,
-) -> Result<Subscription> {
+/// How long the test notification may take to arrive.
+pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Makes each probe channel of this process its own.
+static PROBES: AtomicU64 = AtomicU64::new(0);
+
+/// Connects, proves notifications arrive, LISTENs on the channels of `queues` (`None`:
+/// the any-queue channel) and on [`PAUSES_CHANNEL`], and returns the subscription fed by
+/// that connection.
+pub(super) async fn listen(store: &PgStore, queues: Option<&[String]>) -> Result<Subscription> {
+    let connect = store.connect_config();
     let (client, mut connection) = connect.open().await?;
     let (sender, subscription) = Subscription::channel();
-    let driver = tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(AsyncMessage::Notification(n)) => match Notification::parse(n.payload()) {
-                    Some(notification) => {
-                        if !sender.send(Ok(notification)) {
-                            return;
+    let probe_channel = format!(
+        "postpone_probe_{}_{}",
+        std::process::id(),
+        PROBES.fetch_add(1, Ordering::Relaxed)
+    );
+    let (probed, probe_arrived) = oneshot::channel();
+    let driver = {
+        let probe_channel = probe_channel.clone();
+        let mut probed = Some(probed);
+        tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(AsyncMessage::Notification(n)) if n.channel() == probe_channel => {
+                        if let Some(probed) = probed.take() {
+                            let _ = probed.send(());
                         }
                     }
-                    None => tracing::debug!(payload = n.payload(), "ignoring unknown notification"),
-                },
-                Ok(_) => {}
-                Err(error) => {
-                    sender.send(Err(Error::Database(error.into())));
-                    return;
+                    Ok(AsyncMessage::Notification(n)) => match Notification::parse(n.payload()) {
+                        Some(notification) => {
+                            if !sender.send(Ok(notification)) {
+                                return;
+                            }
+                        }
+                        None => {
+                            tracing::debug!(payload = n.payload(), "ignoring unknown notification");
+                        }
+                    },
+                    Ok(_) => {}
+                    Err(error) => {
+                        sender.send(Err(Error::Database(error.into())));
+                        return;
+                    }
                 }
             }
+            // The end of the connection is a lost link too.
+            sender.send(Err(Error::Database(DbError::other(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "the server closed the LISTEN connection",
+            )))));
+        })
+    };
+    // The subscription owns the driver from here: dropping it (on error too) closes the
+    // connection.
+    let subscription = subscription.with_driver(driver);
+    let database = |e: tokio_postgres::Error| Error::Database(e.into());
+
+    client
+        .batch_execute(&queries::listen(&probe_channel))
+        .await
+        .map_err(database)?;
+    store
+        .get()
+        .await?
+        .batch_execute(&queries::notify(&probe_channel))
+        .await
+        .map_err(database)?;
+    match tokio::time::timeout(PROBE_TIMEOUT, probe_arrived).await {
+        Ok(Ok(())) => {}
+        // The driver ended: the connection is gone.
+        Ok(Err(_)) => {
+            return Err(Error::Database(DbError::other(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "the LISTEN connection closed before its test notification arrived",
+            ))));
         }
-        // The end of the connection is a lost link too.
-        sender.send(Err(Error::Database(DbError::other(std::io::Error::new(
-            std::io::ErrorKind::ConnectionAborted,
-            "the server closed the LISTEN connection",
-        )))));
-    });
+        Err(_) => {
+            // Best effort: behind a pooler this may reach another session.
+            let _ = client
+                .batch_execute(&queries::unlisten(&probe_channel))
+                .await;
+            return Err(Error::ListenNotDelivered {
+                target: connect.target(),
+                waited: PROBE_TIMEOUT,
+            });
+        }
+    }
+
     let mut channels: Vec<String> = match queues {
         None => vec![ANY_QUEUE_CHANNEL.to_owned()],
         Some(queues) => queues.iter().map(|q| queue_channel(q)).collect(),
     };
     channels.push(PAUSES_CHANNEL.to_owned());
-    let statements: String = channels.iter().map(|c| queries::listen(c) + ";").collect();
-    // The subscription owns the driver from here: dropping it (on error too) closes the
-    // connection.
-    let subscription = subscription.with_driver(driver);
-    client
-        .batch_execute(&statements)
-        .await
-        .map_err(|e| Error::Database(e.into()))?;
+    let mut statements = queries::unlisten(&probe_channel) + ";";
+    statements.extend(channels.iter().map(|c| queries::listen(c) + ";"));
+    client.batch_execute(&statements).await.map_err(database)?;
     Ok(subscription.with_guard(client))
 }

@@ -12,13 +12,14 @@ pub mod queries;
 mod rows;
 mod tx;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
+use futures_util::TryStreamExt;
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
 pub use tx::Transaction;
 
@@ -42,6 +43,57 @@ const SESSION_POOL_SIZE: usize = 4;
 pub struct PgStore {
     pool: Pool,
     connect: ConnectConfig,
+    /// In poll-only mode ([`ConnectConfig::with_poll_only`]): the parameter types of each
+    /// statement, read once, for sending it unnamed. `None`: statements are prepared once
+    /// per pooled connection.
+    unnamed: Option<Arc<ParamTypes>>,
+}
+
+/// The parameter types of statements sent unnamed, by statement text.
+#[derive(Debug, Default)]
+struct ParamTypes(std::sync::Mutex<HashMap<String, Arc<[Type]>>>);
+
+impl ParamTypes {
+    fn get(&self, sql: &str) -> Option<Arc<[Type]>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(sql)
+            .cloned()
+    }
+
+    fn insert(&self, sql: &str, types: Arc<[Type]>) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(sql.to_owned(), types);
+    }
+}
+
+/// The parameter types the server gives `sql`. Read inside a transaction: behind a pooler
+/// in transaction mode, the named statement this prepares and its close (sent when it is
+/// dropped, before the commit) reach the same server session, and no other.
+async fn describe(
+    client: &mut deadpool_postgres::Object,
+    sql: &str,
+) -> std::result::Result<Arc<[Type]>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let types: Arc<[Type]> = tx.prepare(sql).await?.params().into();
+    tx.commit().await?;
+    Ok(types)
+}
+
+/// Reads a statement's rows, and how many rows it touched.
+async fn collect(
+    stream: tokio_postgres::RowStream,
+) -> std::result::Result<(Vec<Row>, u64), tokio_postgres::Error> {
+    let mut stream = std::pin::pin!(stream);
+    let mut rows = Vec::new();
+    while let Some(row) = stream.try_next().await? {
+        rows.push(row);
+    }
+    let touched = stream.rows_affected().unwrap_or(rows.len() as u64);
+    Ok((rows, touched))
 }
 
 impl PgStore {
@@ -53,6 +105,7 @@ impl PgStore {
     pub fn new(connect: ConnectConfig, pool_size: usize) -> Result<Self> {
         Ok(Self {
             pool: connect.pool(pool_size)?,
+            unnamed: connect.poll_only().then(Arc::default),
             connect,
         })
     }
@@ -91,18 +144,16 @@ impl PgStore {
         }
     }
 
-    /// Runs one named query (prepared once per pooled connection); its rows. A statement
-    /// that failed because its connection was dead before the server ran it (see
-    /// [`never_ran`]) runs again on another connection, a few times at most.
-    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+    /// Runs one named query: its rows, and how many rows it touched. The statement is
+    /// prepared once per pooled connection, or in poll-only mode sent unnamed with the
+    /// parameter types read once per store. A statement that failed because its connection
+    /// was dead before the server ran it (see [`never_ran`]) runs again on another
+    /// connection, a few times at most.
+    async fn run(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<(Vec<Row>, u64)> {
         let mut tries = 0;
         loop {
-            let client = self.client().await?;
-            let result = match client.prepare_cached(sql).await {
-                Ok(statement) => client.query(&statement, params).await,
-                Err(error) => Err(error),
-            };
-            match result {
+            let mut client = self.client().await?;
+            match self.run_on(&mut client, sql, params).await {
                 Err(error) if never_ran(&error) && tries < STALE_RETRIES => {
                     tries += 1;
                     tracing::debug!(%error, "the connection was dead: running the statement on another");
@@ -113,30 +164,42 @@ impl PgStore {
         }
     }
 
+    async fn run_on(
+        &self,
+        client: &mut deadpool_postgres::Object,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> std::result::Result<(Vec<Row>, u64), tokio_postgres::Error> {
+        let Some(unnamed) = &self.unnamed else {
+            let statement = client.prepare_cached(sql).await?;
+            return collect(client.query_raw(&statement, params.iter().copied()).await?).await;
+        };
+        let types = match unnamed.get(sql) {
+            Some(types) => types,
+            None => {
+                let types = describe(client, sql).await?;
+                unnamed.insert(sql, types.clone());
+                types
+            }
+        };
+        let typed = params.iter().copied().zip(types.iter().cloned());
+        collect(client.query_typed_raw(sql, typed).await?).await
+    }
+
+    /// Runs one named query; its rows (see [`Self::run`]).
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        Ok(self.run(sql, params).await?.0)
+    }
+
     /// Runs one named query whose rows are ids (or one id).
     async fn query_ids(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<i64>> {
         let rows = self.query(sql, params).await?;
         rows.iter().map(|row| row.try_get(0).map_err(db)).collect()
     }
 
-    /// Runs one named query for its effect; how many rows it touched (retried as
-    /// [`Self::query`] is).
+    /// Runs one named query for its effect; how many rows it touched.
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
-        let mut tries = 0;
-        loop {
-            let client = self.client().await?;
-            let result = match client.prepare_cached(sql).await {
-                Ok(statement) => client.execute(&statement, params).await,
-                Err(error) => Err(error),
-            };
-            match result {
-                Err(error) if never_ran(&error) && tries < STALE_RETRIES => {
-                    tries += 1;
-                    drop(deadpool_postgres::Object::take(client));
-                }
-                other => return other.map_err(db),
-            }
-        }
+        Ok(self.run(sql, params).await?.1)
     }
 
     /// A pooled connection, with connection failures saying where we tried.
@@ -767,13 +830,21 @@ impl Store for PgStore {
             .collect()
     }
 
-    async fn listen(&self, queues: Option<&[String]>) -> Result<Subscription> {
-        listen::listen(&self.connect, queues).await
+    async fn listen(&self, queues: Option<&[String]>) -> Result<Option<Subscription>> {
+        if self.connect.poll_only() {
+            return Ok(None);
+        }
+        listen::listen(self, queues).await.map(Some)
     }
 
     fn with_session(&self, settings: &SessionSettings) -> Result<Arc<dyn Store>> {
         if *settings == SessionSettings::default() {
             return Ok(Arc::new(self.clone()));
+        }
+        if self.connect.poll_only() {
+            return Err(Error::InvalidInput(
+                "asynchronous commit is a session setting, which a pooler in transaction mode does not keep: drop asynchronous commit (--asynchronous-commit) or poll-only mode (--poll-only)".to_owned(),
+            ));
         }
         let mut connect = self.connect.clone();
         if settings.asynchronous_commit {
@@ -790,6 +861,11 @@ impl Store for PgStore {
 
     async fn check_schema(&self) -> Result<String> {
         let client = self.client().await?;
-        crate::schema::ensure_ready(&client).await
+        // In one transaction, so that its statements reach one server session behind a
+        // pooler too.
+        client.batch_execute("BEGIN").await.map_err(db)?;
+        let ready = crate::schema::ensure_ready(&client).await;
+        client.batch_execute("ROLLBACK").await.map_err(db)?;
+        ready
     }
 }

@@ -90,3 +90,17 @@ pub const LIST_QUEUE_PAUSES: &str = include_str!("queries/list_queue_pauses.sql"
 pub fn listen(channel: &str) -> String {
     format!("LISTEN \"{}\"", channel.replace('"', "\"\""))
 }
+
+/// `NOTIFY "<channel>"`, quoted as [`listen`] quotes it: the test notification a LISTEN
+/// connection sends itself through the pool (see `listen.rs`). A simple statement, so it
+/// reaches the server through any pooler.
+#[must_use]
+pub fn notify(channel: &str) -> String {
+    format!("NOTIFY \"{}\"", channel.replace('"', "\"\""))
+}
+
+/// `UNLISTEN "<channel>"`, quoted as [`listen`] quotes it.
+#[must_use]
+pub fn unlisten(channel: &str) -> String {
+    format!("UNLISTEN \"{}\"", channel.replace('"', "\"\""))
+}
