@@ -960,3 +960,56 @@ fn a_poison_job_ends_failed_once_its_attempts_are_spent() {
         [(true, "retried".to_owned()), (true, "failed".to_owned())]
     );
 }
+
+/// Worker processes and the CLI through a real PgBouncer in transaction pooling, with
+/// `--poll-only` (here from `POSTPONE_POLL_ONLY`): jobs deferred through it run, a
+/// `kill -9` mid-job is rescued by the next worker, which stops on SIGTERM with exit 0.
+#[test]
+fn poll_only_workers_through_pgbouncer_heal_and_stop() {
+    let db = TestDb::new();
+    let bouncer = block_on(postpone_testkit::PgBouncer::shared(
+        postpone_testkit::PoolMode::Transaction,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let url = bouncer.url(&db.name);
+    let env = [("DATABASE_URL", url.as_str()), ("POSTPONE_POLL_ONLY", "true")];
+    let args = format!("{RESCUE_ARGS} --fetch-job-polling-interval 0.1");
+    let args = words(&args);
+    let mut first = db.worker(&args, &env);
+    let defer = |task: &str, json: &str| {
+        let out = db.fleet(&["--json", "defer", task, json], &env);
+        assert_eq!(out.code, 0, "{out:?}");
+        out.json()["id"].as_i64().expect("a job id")
+    };
+    let gate = defer("tests.forever", &label_args("gate"));
+    first.wait_fact("start", "gate");
+    first.signal("KILL");
+    assert_eq!(first.wait_exit(), -1);
+    let waiting: Vec<i64> = (0..5)
+        .map(|i| defer("tests.sleep", &sleep_args(&format!("w{i}"), 0)))
+        .collect();
+    let mut next = db.worker(&args, &env);
+    db.wait_status(gate, "failed");
+    for &id in &waiting {
+        db.wait_status(id, "succeeded");
+    }
+    next.signal("TERM");
+    assert_eq!(next.wait_exit(), 0, "{}", next.stderr());
+    assert_eq!(db.workers(), 0);
+    // The CLI reads through it too.
+    let out = db.fleet(&["--json", "jobs", "list"], &env);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json().as_array().map(Vec::len), Some(6));
+    // A worker that would LISTEN there says why it cannot, and starts nothing.
+    let out = db.fleet(&["worker"], &[("DATABASE_URL", url.as_str())]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("poll-only") && out.stderr.lines().count() == 1,
+        "{out:?}"
+    );
+    // Asynchronous commit is a session setting: refused in one line.
+    let out = db.fleet(&["worker", "--asynchronous-commit"], &env);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("--asynchronous-commit"), "{out:?}");
+    assert_eq!(db.workers(), 0);
+}

@@ -59,6 +59,8 @@ pub mod guide {
     pub mod schema {}
     #[doc = include_str!("../../docs/performance.md")]
     pub mod performance {}
+    #[doc = include_str!("../../docs/pgbouncer.md")]
+    pub mod pgbouncer {}
     #[doc = include_str!("../../docs/architecture.md")]
     pub mod architecture {}
 }
