@@ -835,14 +835,26 @@ const RESCUE_ARGS: &str =
 #[test]
 fn a_killed_workers_jobs_are_rescued_the_waiting_ones_without_an_attempt() {
     let db = TestDb::new();
-    let args = words(RESCUE_ARGS);
+    // Ten slots, all held by gates, so the waiting jobs wait in the local queue. How far
+    // a worker claims ahead, and how far its start watermark runs ahead, follow the pace
+    // of its attempts (ADR 11), so a first job of 200 ms sets it with wide margins: ten
+    // slots x 100 ms (the prefetch horizon) / its run time leave room for the three
+    // waiting jobs unless it took over 330 ms, and the watermark covers none of them
+    // unless its write takes over 20 ms (ten slots x write time / 200 ms). With one slot
+    // and a 0-ms first job, as this test was first written, the prefetch needed that job
+    // to run within 20 ms: two test runs at once did not always give it.
+    let args = format!("{RESCUE_ARGS} --concurrency 10");
+    let args = words(&args);
     let mut first = db.worker(&args, &[]);
-    // A first job tells the worker how long jobs take, so it claims ahead of its slot.
-    db.defer("tests.sleep", &sleep_args("warm", 0), &[]);
+    db.defer("tests.sleep", &sleep_args("warm", 200), &[]);
     first.wait_fact("end", "warm");
-    let gate = db.defer("tests.forever", &label_args("gate"), &[]);
-    first.wait_fact("start", "gate");
-    let waiting: Vec<i64> = (0..5)
+    let gates: Vec<i64> = (0..10)
+        .map(|i| db.defer("tests.forever", &label_args(&format!("gate{i}")), &[]))
+        .collect();
+    for i in 0..10 {
+        first.wait_fact("start", &format!("gate{i}"));
+    }
+    let waiting: Vec<i64> = (0..3)
         .map(|i| db.defer("tests.sleep", &sleep_args(&format!("w{i}"), 0), &[]))
         .collect();
     let claimed = format!(
@@ -853,14 +865,16 @@ fn a_killed_workers_jobs_are_rescued_the_waiting_ones_without_an_attempt() {
             .collect::<Vec<_>>()
             .join(",")
     );
-    wait_until("the worker claims the jobs behind the gate", || {
-        db.count(&claimed) == 5
+    wait_until("the worker claims the jobs behind the gates", || {
+        db.count(&claimed) == 3
     });
     first.signal("KILL");
     assert_eq!(first.wait_exit(), -1);
 
     let next = db.worker(&args, &[]);
-    db.wait_status(gate, "failed");
+    for &gate in &gates {
+        db.wait_status(gate, "failed");
+    }
     for &id in &waiting {
         db.wait_status(id, "succeeded");
     }
@@ -887,8 +901,10 @@ fn a_killed_workers_jobs_are_rescued_the_waiting_ones_without_an_attempt() {
         .filter(|f| f.kind == "start")
         .map(|f| f.label)
         .collect();
-    assert_eq!(first_started, ["gate", "warm"].map(str::to_owned).into());
-    for i in 0..5 {
+    let mut expected_started: BTreeSet<String> = (0..10).map(|i| format!("gate{i}")).collect();
+    expected_started.insert("warm".to_owned());
+    assert_eq!(first_started, expected_started);
+    for i in 0..3 {
         let label = format!("w{i}");
         let runs = next
             .facts()
@@ -897,13 +913,16 @@ fn a_killed_workers_jobs_are_rescued_the_waiting_ones_without_an_attempt() {
             .count();
         assert_eq!(runs, 1, "{label} ran {runs} times on the next worker");
     }
-    // Why, for a person: one rescue each, the gate a started job, the others not.
+    // Why, for a person: one rescue each, the gates started jobs, the others not.
     let rescues = db.rows("SELECT job_id, started, outcome FROM postpone_rescues ORDER BY job_id");
     let rescues: Vec<(i64, bool, String)> = rescues
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
-    let mut expected = vec![(gate, true, "failed".to_owned())];
+    let mut expected: Vec<(i64, bool, String)> = gates
+        .iter()
+        .map(|&gate| (gate, true, "failed".to_owned()))
+        .collect();
     expected.extend(waiting.iter().map(|&id| (id, false, "todo".to_owned())));
     assert_eq!(rescues, expected);
     let out = db.postpone(&["jobs", "list", "--details", "--id", &waiting[0].to_string()]);
@@ -917,7 +936,7 @@ fn a_killed_workers_jobs_are_rescued_the_waiting_ones_without_an_attempt() {
         "list",
         "--details",
         "--id",
-        &gate.to_string(),
+        &gates[0].to_string(),
     ]);
     let rescue = &out.json()[0]["rescues"][0];
     assert_eq!(
@@ -972,7 +991,10 @@ fn poll_only_workers_through_pgbouncer_heal_and_stop() {
     ))
     .unwrap_or_else(|e| panic!("{e}"));
     let url = bouncer.url(&db.name);
-    let env = [("DATABASE_URL", url.as_str()), ("POSTPONE_POLL_ONLY", "true")];
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("POSTPONE_POLL_ONLY", "true"),
+    ];
     let args = format!("{RESCUE_ARGS} --fetch-job-polling-interval 0.1");
     let args = words(&args);
     let mut first = db.worker(&args, &env);
