@@ -105,3 +105,62 @@ pub struct BenchWorkerFlags {
     #[arg(long, env = "POSTPONE_WORKER_PREFETCH")]
     pub prefetch: Option<usize>,
 }
+
+/// `postpone chaos`: kills worker processes, restarts the server and ends its backends
+/// under a draining fleet, each scenario on a private cluster, then counts every job.
+#[derive(Debug, Args)]
+pub struct ChaosFlags {
+    /// Fewer jobs and disruptions (2,000 jobs, 3 kills, 1 restart, 2 terminations): what
+    /// CI runs.
+    #[arg(long, env = "POSTPONE_CHAOS_QUICK", value_parser = FalseyValueParser::new())]
+    pub quick: bool,
+    /// Scenarios to run, comma separated: kill, restart, terminate, sigterm (default: all).
+    #[arg(
+        long,
+        env = "POSTPONE_CHAOS_ONLY",
+        value_delimiter = ',',
+        value_name = "LIST"
+    )]
+    pub only: Vec<String>,
+    /// Jobs of each drain [default: 20,000; quick 2,000].
+    #[arg(long, env = "POSTPONE_CHAOS_JOBS", value_name = "N")]
+    pub jobs: Option<usize>,
+    /// `kill -9`s of the kill scenario [default: 20; quick 3].
+    #[arg(long, env = "POSTPONE_CHAOS_KILLS", value_name = "N")]
+    pub kills: Option<usize>,
+    /// The workers' `--stalled-worker-timeout` (their heartbeat is a quarter of it), in
+    /// seconds; 30 is the worker's default.
+    #[arg(
+        long,
+        env = "POSTPONE_CHAOS_STALLED_WORKER_TIMEOUT",
+        default_value_t = 2.0,
+        value_name = "SECONDS"
+    )]
+    pub stalled_worker_timeout: f64,
+    /// The workers' `--rescue-interval`, in seconds; 5 is the worker's default.
+    #[arg(
+        long,
+        env = "POSTPONE_CHAOS_RESCUE_INTERVAL",
+        default_value_t = 0.5,
+        value_name = "SECONDS"
+    )]
+    pub rescue_interval: f64,
+}
+
+/// `postpone chaos-worker` (hidden): one worker process of `postpone chaos`, running the
+/// suite's recording task until signalled or killed.
+#[derive(Debug, Clone, Args)]
+pub struct ChaosWorkerFlags {
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 10)]
+    pub concurrency: usize,
+    /// As `postpone worker --heartbeat-interval`, in seconds.
+    #[arg(long, default_value_t = 0.5)]
+    pub heartbeat_interval: f64,
+    /// As `postpone worker --stalled-worker-timeout`, in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub stalled_worker_timeout: f64,
+    /// As `postpone worker --rescue-interval`, in seconds.
+    #[arg(long, default_value_t = 0.5)]
+    pub rescue_interval: f64,
+}

@@ -29,12 +29,16 @@
 //! every run's value); the `postpone` binary prints it as lines and a table, or as one JSON
 //! document with `--json`. Progress goes to stderr as it runs.
 //!
+//! `postpone chaos` ([`chaos()`]) is here too: it kills worker processes, restarts the
+//! server and ends its backends under a draining fleet, and counts every job afterwards.
+//!
 //! This crate is dev tooling: the `postpone` binary has it behind its default `dev-tools`
 //! feature, and an application that embeds `postpone_cli::run` without default features
 //! does not compile it (nor the testkit it needs). Its SQL is in `sql/`, one file per
 //! statement ([`sql`](sql/index.html)).
 
 mod ceilings;
+mod chaos;
 mod child;
 mod flags;
 mod procfs;
@@ -54,8 +58,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use ceilings::{Drain, Triggers, w1s, w2s, w3s, w4s};
+pub use chaos::{ChaosReport, ChaosRow, SCENARIOS, chaos, chaos_worker};
 pub use child::worker;
-pub use flags::{BenchFlags, BenchWorkerFlags};
+pub use flags::{BenchFlags, BenchWorkerFlags, ChaosFlags, ChaosWorkerFlags};
 use workloads::{DrainCase, drain, idle, median, w1, w2, w4};
 
 /// Jobs per `batch_defer` call when filling a backlog (untimed).

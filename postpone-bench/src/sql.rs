@@ -42,3 +42,18 @@ pub(crate) const W4S_DEFER: &str = include_str!("sql/w4s_defer.sql");
 pub(crate) const W4S_WRITE: &str = include_str!("sql/w4s_write.sql");
 /// The server's version and settings, for the report.
 pub(crate) const SERVER_INFO: &str = include_str!("sql/server_info.sql");
+/// The chaos suite (`chaos.rs`): its database, its record of runs, and what it watches.
+pub(crate) const CHAOS_CREATE_DATABASE: &str = include_str!("sql/chaos_create_database.sql");
+pub(crate) const CHAOS_RUNS_TABLE: &str = include_str!("sql/chaos_runs_table.sql");
+pub(crate) const CHAOS_RECORD_RUN: &str = include_str!("sql/chaos_record_run.sql");
+pub(crate) const CHAOS_NOW: &str = include_str!("sql/chaos_now.sql");
+pub(crate) const CHAOS_PROGRESS: &str = include_str!("sql/chaos_progress.sql");
+pub(crate) const CHAOS_STARTED_SINCE: &str = include_str!("sql/chaos_started_since.sql");
+pub(crate) const CHAOS_WORKER_OF_PID: &str = include_str!("sql/chaos_worker_of_pid.sql");
+pub(crate) const CHAOS_DOING_COUNT: &str = include_str!("sql/chaos_doing_count.sql");
+pub(crate) const CHAOS_DOING_OF_WORKER: &str = include_str!("sql/chaos_doing_of_worker.sql");
+pub(crate) const CHAOS_STATUSES: &str = include_str!("sql/chaos_statuses.sql");
+pub(crate) const CHAOS_TERMINATE: &str = include_str!("sql/chaos_terminate.sql");
+pub(crate) const CHAOS_TALLY: &str = include_str!("sql/chaos_tally.sql");
+pub(crate) const CHAOS_HELD_BY: &str = include_str!("sql/chaos_held_by.sql");
+pub(crate) const CHAOS_RAN_AGAIN: &str = include_str!("sql/chaos_ran_again.sql");

@@ -95,6 +95,15 @@ pub enum Command {
     #[command(hide = true)]
     #[cfg(feature = "dev-tools")]
     BenchWorker(postpone_bench::BenchWorkerFlags),
+    /// Chaos suite: kill worker processes, restart the server and end its backends under a
+    /// draining fleet (each on a private cluster), then count every job: lost, run twice,
+    /// stuck, time to recover.
+    #[cfg(feature = "dev-tools")]
+    Chaos(postpone_bench::ChaosFlags),
+    /// A worker process of `postpone chaos` (internal).
+    #[command(hide = true)]
+    #[cfg(feature = "dev-tools")]
+    ChaosWorker(postpone_bench::ChaosWorkerFlags),
     /// Admin shell (Procrastinate's `procrastinate shell`): list_jobs, list_queues,
     /// list_tasks, list_locks, retry, cancel, abort; interactive, or one command.
     Shell(ShellFlags),

@@ -4,6 +4,8 @@
 
 #[cfg(feature = "dev-tools")]
 mod bench;
+#[cfg(feature = "dev-tools")]
+mod chaos;
 mod defer;
 #[cfg(feature = "dev-tools")]
 mod demo;
@@ -42,6 +44,10 @@ pub(crate) async fn run(command: Command, context: Context) -> anyhow::Result<Ex
         Command::Bench(flags) => bench::run(flags, context).await,
         #[cfg(feature = "dev-tools")]
         Command::BenchWorker(flags) => bench::worker(flags, context).await,
+        #[cfg(feature = "dev-tools")]
+        Command::Chaos(flags) => chaos::run(flags, context).await,
+        #[cfg(feature = "dev-tools")]
+        Command::ChaosWorker(flags) => chaos::worker(flags, context).await,
         Command::Shell(flags) => shell::run(flags, context).await,
     }
 }

@@ -1,0 +1,2 @@
+-- The chaos suite's database, on its private cluster.
+CREATE DATABASE chaos
