@@ -24,17 +24,22 @@ use crate::BenchNoop;
 use crate::flags::BenchWorkerFlags;
 
 /// `postpone bench-worker`, a worker process of `postpone bench` driven over stdin and
-/// stdout (see the module docs); the bench sets `DATABASE_URL` for it.
+/// stdout (see the module docs); the bench sets `DATABASE_URL` for it, and `--poll-only`
+/// when it goes through PgBouncer.
 ///
 /// # Errors
 /// No database URL, a database error, or stdout closed.
-pub async fn worker(flags: BenchWorkerFlags, database_url: Option<&str>) -> anyhow::Result<()> {
+pub async fn worker(
+    flags: BenchWorkerFlags,
+    database_url: Option<&str>,
+    poll_only: bool,
+) -> anyhow::Result<()> {
     let url = database_url
         .filter(|u| !u.is_empty())
         .context("bench-worker needs --database-url or DATABASE_URL")?;
     let app = App::builder()
         .task::<BenchNoop>()
-        .connect(ConnectConfig::parse(url)?)
+        .connect(ConnectConfig::parse(url)?.with_poll_only(poll_only))
         .build()?;
     // One connection opened before the clock starts.
     app.check_schema().await?;
@@ -125,13 +130,18 @@ impl WorkerProcess {
         url: &str,
         concurrency: usize,
         report_ms: u64,
+        poll_only: bool,
     ) -> anyhow::Result<(Vec<WorkerProcess>, Progress)> {
         let exe = std::env::current_exe().context("cannot find this binary to spawn workers")?;
         let (tx, rx) = mpsc::unbounded_channel();
         let mut ready = Vec::new();
         let mut processes = Vec::new();
         for index in 0..count {
-            let mut child = Command::new(&exe)
+            let mut command = Command::new(&exe);
+            if poll_only {
+                command.arg("--poll-only");
+            }
+            let mut child = command
                 .arg("bench-worker")
                 .arg("--concurrency")
                 .arg(concurrency.to_string())

@@ -13,7 +13,7 @@ pub struct BenchFlags {
     #[arg(long, env = "POSTPONE_BENCH_QUICK", value_parser = FalseyValueParser::new())]
     pub quick: bool,
     /// Workloads to run, comma separated: W1, W1S, W2, W2S, W3, W3S, W3L (1,000,000-row
-    /// table), W4, W4S, MEM, IDLE (default: all). W1S, W2S and W3S are the server-side
+    /// table), W4, W4S, MEM, IDLE, FLEET (default: all). W1S, W2S and W3S are the server-side
     /// ceilings of W1, W2 and W3: the same row work in PL/pgSQL procedures, no client in
     /// the loop. W4S is W4's floor: one claim and one bare write on idle connections.
     #[arg(
@@ -79,6 +79,12 @@ pub struct BenchFlags {
     /// IDLE: seconds an idle worker process is watched for CPU use [default: 2].
     #[arg(long, env = "POSTPONE_BENCH_IDLE_SECONDS", value_name = "SECONDS")]
     pub idle_seconds: Option<f64>,
+    /// FLEET: worker processes of 10 slots each [default: 8].
+    #[arg(long, env = "POSTPONE_BENCH_FLEET_PROCESSES", value_name = "N")]
+    pub fleet_processes: Option<usize>,
+    /// FLEET: jobs each fleet drains [default: 20,000].
+    #[arg(long, env = "POSTPONE_BENCH_FLEET_JOBS", value_name = "N")]
+    pub fleet_jobs: Option<usize>,
     /// ANALYZE the jobs table after filling each drain's backlog, W3S's included (default:
     /// not, as a fresh backlog is before autovacuum gets to it).
     #[arg(long, env = "POSTPONE_BENCH_ANALYZE", value_parser = FalseyValueParser::new())]

@@ -14,6 +14,10 @@
 //!   of the defer call, and from its return (the commit), to the first line of the task.
 //! - MEM: peak RSS (`VmHWM`) of a worker process at concurrency 100 draining a backlog.
 //! - IDLE: CPU used by a worker process with nothing to do (shows there is no busy poll).
+//! - FLEET: 8 worker processes x 10 drain a backlog, then idle, directly and through a
+//!   PgBouncer in transaction pooling (poll-only; the test kit starts it): jobs/s, the
+//!   server connections the fleet held at most (per process), and the idle CPU per
+//!   process, of the workers and of the server.
 //!
 //! And the ceilings the database contract puts on W1-W3 (`ceilings.rs`): W1S, W2S and W3S
 //! do the same row work inside PL/pgSQL procedures, with no client in the loop. W2S also
@@ -53,7 +57,7 @@ use anyhow::{Context as _, bail};
 use postpone::Task;
 use postpone::connect::ConnectConfig;
 use postpone::task::{JobContext, TaskError};
-use postpone_testkit::Server;
+use postpone_testkit::{PgBouncer, PoolMode, Server};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -61,7 +65,7 @@ use ceilings::{Drain, Triggers, w1s, w2s, w3s, w4s};
 pub use chaos::{ChaosReport, ChaosRow, SCENARIOS, chaos, chaos_worker};
 pub use child::worker;
 pub use flags::{BenchFlags, BenchWorkerFlags, ChaosFlags, ChaosWorkerFlags};
-use workloads::{DrainCase, drain, idle, median, w1, w2, w4};
+use workloads::{DrainCase, Fleet, drain, fleet, idle, median, w1, w2, w4};
 
 /// Jobs per `batch_defer` call when filling a backlog (untimed).
 const FILL_BATCH: usize = 1000;
@@ -134,12 +138,15 @@ struct Params {
     memory_concurrency: usize,
     memory_jobs: usize,
     idle_seconds: f64,
+    fleet_processes: usize,
+    fleet_concurrency: usize,
+    fleet_jobs: usize,
     analyze: bool,
 }
 
 /// The workloads, in the order they run (each ceiling right after its workload).
-const WORKLOADS: [&str; 11] = [
-    "W1", "W1S", "W2", "W2S", "W3", "W3S", "W3L", "W4", "W4S", "MEM", "IDLE",
+const WORKLOADS: [&str; 12] = [
+    "W1", "W1S", "W2", "W2S", "W3", "W3S", "W3L", "W4", "W4S", "MEM", "IDLE", "FLEET",
 ];
 
 impl Params {
@@ -209,6 +216,9 @@ impl Params {
             memory_concurrency: pick(flags.memory_concurrency, 100, 100),
             memory_jobs: pick(flags.memory_jobs, 2_000, 20_000),
             idle_seconds: flags.idle_seconds.unwrap_or(if q { 0.5 } else { 2.0 }),
+            fleet_processes: pick(flags.fleet_processes, 8, 8),
+            fleet_concurrency: 10,
+            fleet_jobs: pick(flags.fleet_jobs, 2_000, 20_000),
             analyze: flags.analyze,
         };
         if params.runs == 0 {
@@ -224,6 +234,8 @@ impl Params {
             ("--w4-concurrency", params.w4_concurrency),
             ("--memory-concurrency", params.memory_concurrency),
             ("--memory-jobs", params.memory_jobs),
+            ("--fleet-processes", params.fleet_processes),
+            ("--fleet-jobs", params.fleet_jobs),
         ] {
             if value == 0 {
                 bail!("{what} is 0: give at least 1");
@@ -269,7 +281,7 @@ impl Params {
              concurrency {} per process, processes {}; W3S claims of {}; \
              W3L prefill {} succeeded jobs; \
              W4 {} jobs {} ms apart, worker concurrency {}, {} warm-up jobs; \
-             MEM concurrency {}, {} jobs; IDLE {} s{}",
+             MEM concurrency {}, {} jobs; IDLE {} s; FLEET {} processes x {}, {} jobs{}",
             self.runs,
             if self.quick { " (quick)" } else { "" },
             self.workloads.join(","),
@@ -288,6 +300,9 @@ impl Params {
             self.memory_concurrency,
             self.memory_jobs,
             self.idle_seconds,
+            self.fleet_processes,
+            self.fleet_concurrency,
+            self.fleet_jobs,
             if self.analyze {
                 "; backlogs analyzed"
             } else {
@@ -549,6 +564,10 @@ enum Case {
     W4,
     W4S,
     Idle,
+    /// Many worker processes on one server, directly or through PgBouncer.
+    Fleet {
+        pgbouncer: bool,
+    },
 }
 
 impl Case {
@@ -577,6 +596,14 @@ impl Case {
             Case::W4 => "W4 latency through an idle listening worker".to_owned(),
             Case::W4S => "W4S floor of W4: one claim, one write, on idle connections".to_owned(),
             Case::Idle => "IDLE worker CPU".to_owned(),
+            Case::Fleet { pgbouncer } => format!(
+                "FLEET drain and idle of many worker processes, {}",
+                if *pgbouncer {
+                    "through PgBouncer (transaction pooling, poll-only)"
+                } else {
+                    "direct"
+                }
+            ),
         }
     }
 }
@@ -661,6 +688,10 @@ impl Runner {
                 memory: true,
             }],
             "IDLE" => vec![Case::Idle],
+            "FLEET" => vec![
+                Case::Fleet { pgbouncer: false },
+                Case::Fleet { pgbouncer: true },
+            ],
             _ => Vec::new(),
         }
     }
@@ -733,6 +764,32 @@ impl Runner {
                 w4s(&connect, p.w4_jobs, interval, p.w4_warmup).await
             }
             Case::Idle => idle(&connect, url, self.params.idle_seconds).await,
+            Case::Fleet { pgbouncer } => {
+                let p = &self.params;
+                let through = if *pgbouncer {
+                    match PgBouncer::shared(PoolMode::Transaction).await {
+                        Ok(bouncer) => Some(bouncer),
+                        Err(error) => {
+                            eprintln!("    skipped: {error}");
+                            return Ok(Vec::new());
+                        }
+                    }
+                } else {
+                    None
+                };
+                fleet(
+                    &connect,
+                    url,
+                    Fleet {
+                        processes: p.fleet_processes,
+                        concurrency: p.fleet_concurrency,
+                        jobs: p.fleet_jobs,
+                        idle_seconds: p.idle_seconds,
+                        through,
+                    },
+                )
+                .await
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -174,7 +175,7 @@ pub(crate) async fn drain(
     }
 
     let (mut workers, mut progress) =
-        WorkerProcess::spawn_all(case.processes, url, case.concurrency, 2).await?;
+        WorkerProcess::spawn_all(case.processes, url, case.concurrency, 2, false).await?;
     let cpu_before: Vec<Duration> = workers
         .iter()
         .map(|w| procfs::cpu_time(w.pid()).unwrap_or_default())
@@ -264,7 +265,7 @@ pub(crate) async fn idle(
     seconds: f64,
 ) -> anyhow::Result<Vec<Figure>> {
     let client = connect.connect().await?;
-    let (mut workers, _progress) = WorkerProcess::spawn_all(1, url, 10, 0).await?;
+    let (mut workers, _progress) = WorkerProcess::spawn_all(1, url, 10, 0, false).await?;
     for worker in &mut workers {
         worker.start().await?;
     }
@@ -403,6 +404,167 @@ pub(crate) fn median(values: &[f64]) -> f64 {
         n if n % 2 == 1 => sorted[n / 2],
         n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
     }
+}
+
+/// FLEET's sizes, and the PgBouncer its workers go through (`None`: straight to the
+/// server).
+pub(crate) struct Fleet {
+    pub(crate) processes: usize,
+    pub(crate) concurrency: usize,
+    pub(crate) jobs: usize,
+    pub(crate) idle_seconds: f64,
+    pub(crate) through: Option<&'static postpone_testkit::PgBouncer>,
+}
+
+/// FLEET: a backlog drained by many worker processes, then the same processes idle: jobs/s,
+/// the server sessions the fleet held at most (per process), CPU per job (workers,
+/// server, PgBouncer), and the idle CPU per process.
+pub(crate) async fn fleet(
+    connect: &ConnectConfig,
+    url: &str,
+    case: Fleet,
+) -> anyhow::Result<Vec<Figure>> {
+    let client = connect.connect().await?;
+    let app = app(connect, None)?;
+    fill(&app, case.jobs).await?;
+    drop(app);
+    let dbname = connect
+        .config()
+        .get_dbname()
+        .context("the bench database has a name")?
+        .to_owned();
+    let worker_url = match case.through {
+        Some(bouncer) => bouncer.url(&dbname),
+        None => url.to_owned(),
+    };
+    let name = format!(
+        "FLEET_{}x{}{}",
+        case.processes,
+        case.concurrency,
+        if case.through.is_some() {
+            "_pgbouncer"
+        } else {
+            ""
+        }
+    );
+    let (mut workers, mut progress) = WorkerProcess::spawn_all(
+        case.processes,
+        &worker_url,
+        case.concurrency,
+        2,
+        case.through.is_some(),
+    )
+    .await?;
+    let pids: Vec<u32> = workers.iter().map(WorkerProcess::pid).collect();
+    let cpu = |pids: &[u32]| -> Duration {
+        pids.iter()
+            .map(|&pid| procfs::cpu_time(pid).unwrap_or_default())
+            .sum()
+    };
+    let bouncer_pid: Vec<u32> = case.through.iter().map(|b| b.pid()).collect();
+    let (cpu_before, bouncer_before) = (cpu(&pids), cpu(&bouncer_pid));
+    let server_before = backend_cpu(&client).await;
+
+    // The server sessions of the fleet, at most, sampled while it drains.
+    let most_sessions = Arc::new(AtomicUsize::new(0));
+    let sampler = {
+        let most = most_sessions.clone();
+        let sampler_client = connect.connect().await?;
+        tokio::spawn(async move {
+            loop {
+                if let Ok(rows) = sampler_client.query(sql::BACKEND_PIDS, &[]).await {
+                    // Less the bench's own other session (`client`).
+                    most.fetch_max(rows.len().saturating_sub(1), Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    for worker in &mut workers {
+        worker.start().await?;
+    }
+    let target = case.jobs as u64;
+    let mut completed = vec![0u64; case.processes];
+    while completed.iter().sum::<u64>() < target {
+        match tokio::time::timeout(STALL, progress.recv()).await {
+            Ok(Some((index, count))) => completed[index] = count,
+            Ok(None) => bail!("the worker processes exited before the backlog was drained"),
+            Err(_) => bail!(
+                "no progress for {} s: {} of {target} jobs done",
+                STALL.as_secs(),
+                completed.iter().sum::<u64>()
+            ),
+        }
+    }
+    let elapsed = started.elapsed();
+    let (cpu_after, bouncer_after) = (cpu(&pids), cpu(&bouncer_pid));
+    let server_after = backend_cpu(&client).await;
+    sampler.abort();
+    let sessions = most_sessions.load(Ordering::Relaxed);
+
+    // Idle: every job done, the processes wait.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_before = cpu(&pids);
+    let idle_server_before = backend_cpu(&client).await;
+    tokio::time::sleep(Duration::from_secs_f64(case.idle_seconds)).await;
+    let idle_cpu = cpu(&pids).saturating_sub(idle_before);
+    let idle_server = backend_cpu(&client).await;
+    for worker in workers {
+        worker.stop().await?;
+    }
+    let row = client.query_one(sql::DRAIN_OUTCOMES, &[]).await?;
+    let (succeeded, other): (i64, i64) = (row.get(0), row.get(1));
+    if succeeded != case.jobs as i64 || other != 0 {
+        bail!(
+            "{name}: {succeeded} jobs succeeded and {other} did not, expected {} succeeded",
+            case.jobs
+        );
+    }
+
+    let per_job_us = |d: Duration| d.as_secs_f64() * 1e6 / case.jobs as f64;
+    let per_process = |v: f64| v / case.processes as f64;
+    let per_second_ms = |d: Duration| d.as_secs_f64() * 1000.0 / case.idle_seconds;
+    let mut figures = vec![
+        Figure::new(name.clone(), rate(case.jobs, elapsed), "jobs/s"),
+        Figure::new(
+            format!("{name}_sessions_per_process"),
+            per_process(sessions as f64),
+            "sessions",
+        ),
+        Figure::new(
+            format!("{name}_worker_cpu_per_job"),
+            per_job_us(cpu_after.saturating_sub(cpu_before)),
+            "us/job",
+        ),
+        Figure::new(
+            format!("{name}_idle_cpu_per_process"),
+            per_process(per_second_ms(idle_cpu)),
+            "ms/s",
+        ),
+    ];
+    if case.through.is_some() {
+        figures.push(Figure::new(
+            format!("{name}_bouncer_cpu_per_job"),
+            per_job_us(bouncer_after.saturating_sub(bouncer_before)),
+            "us/job",
+        ));
+    }
+    if let (Some(before), Some(after)) = (server_before, server_after) {
+        figures.push(Figure::new(
+            format!("{name}_server_cpu_per_job"),
+            per_job_us(backend_delta(&before, &after)),
+            "us/job",
+        ));
+    }
+    if let (Some(before), Some(after)) = (idle_server_before, idle_server) {
+        figures.push(Figure::new(
+            format!("{name}_idle_server_cpu"),
+            per_second_ms(backend_delta(&before, &after)),
+            "ms/s",
+        ));
+    }
+    Ok(figures)
 }
 
 #[cfg(test)]

@@ -76,6 +76,12 @@ fn quick_bench_reports_every_figure() {
         ("memory_drain_1x100", "jobs/s"),
         ("memory_peak_rss_c100", "MB"),
         ("idle_worker_cpu", "ms"),
+        ("FLEET_8x10", "jobs/s"),
+        ("FLEET_8x10_sessions_per_process", "sessions"),
+        ("FLEET_8x10_idle_cpu_per_process", "ms/s"),
+        ("FLEET_8x10_pgbouncer", "jobs/s"),
+        ("FLEET_8x10_pgbouncer_sessions_per_process", "sessions"),
+        ("FLEET_8x10_pgbouncer_idle_cpu_per_process", "ms/s"),
     ];
     for (name, unit) in expected {
         let f = figure(name);
@@ -83,7 +89,7 @@ fn quick_bench_reports_every_figure() {
         let value = f["value"].as_f64().unwrap_or(f64::NAN);
         let runs = f["runs"].as_array().expect("runs");
         assert_eq!(runs.len(), 1, "{f}");
-        if name == "idle_worker_cpu" {
+        if name.contains("idle") {
             // An idle worker should use no CPU at all: zero is the good value.
             assert!(value >= 0.0, "{f}");
         } else {
@@ -112,6 +118,19 @@ fn quick_bench_reports_every_figure() {
     for f in figures.iter().filter(|f| !f["expected"].is_null()) {
         assert_eq!(f["value"], f["expected"], "{f}");
     }
+
+    // Through PgBouncer the fleet holds no more server sessions than its pool (the test
+    // kit's default_pool_size, 10), where straight to the server each process holds its
+    // own, LISTEN included.
+    let sessions = |name: &str| figure(name)["value"].as_f64().unwrap_or(f64::NAN) * 8.0;
+    assert!(
+        sessions("FLEET_8x10_pgbouncer_sessions_per_process") <= 10.0 + 1e-9,
+        "{report:#}"
+    );
+    assert!(
+        sessions("FLEET_8x10_sessions_per_process") >= 8.0,
+        "{report:#}"
+    );
 
     // The correctness check: every job of W2 has its 'deferred' event.
     let events = figure("W2_deferred_events");

@@ -190,6 +190,11 @@ impl PgBouncer {
         self.port
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
     /// Its pool mode.
     pub fn mode(&self) -> PoolMode {
         self.mode

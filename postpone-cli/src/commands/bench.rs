@@ -48,6 +48,6 @@ pub(crate) async fn run(flags: BenchFlags, context: Context) -> anyhow::Result<E
 }
 
 pub(crate) async fn worker(flags: BenchWorkerFlags, context: Context) -> anyhow::Result<ExitCode> {
-    postpone_bench::worker(flags, context.database_url.as_deref()).await?;
+    postpone_bench::worker(flags, context.database_url.as_deref(), context.poll_only).await?;
     Ok(ExitCode::SUCCESS)
 }
