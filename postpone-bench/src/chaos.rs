@@ -24,7 +24,9 @@
 //! jobs that may have been running at a kill (the rescues that say "started") or at a
 //! forced stop.
 
+use std::collections::VecDeque;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, bail};
@@ -36,6 +38,7 @@ use postpone::worker::WorkerConfig;
 use postpone::{App, Task};
 use postpone_testkit::PrivateCluster;
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
@@ -308,7 +311,7 @@ impl Stage {
     }
 
     /// Starts a worker process (killed if dropped).
-    fn spawn(&self, concurrency: usize) -> anyhow::Result<Child> {
+    fn spawn(&self, concurrency: usize) -> anyhow::Result<Worker> {
         let exe = std::env::current_exe().context("cannot find this binary to spawn workers")?;
         let w = &self.worker;
         Command::new(&exe)
@@ -325,10 +328,11 @@ impl Stage {
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start {}", exe.display()))
+            .map(Worker::new)
     }
 
     /// Waits until `done` jobs have ended, or nothing moved for a minute.
@@ -369,8 +373,10 @@ impl Stage {
         stopped_on_purpose: i64,
         recover: Option<Duration>,
         mut notes: Vec<String>,
-        exits_ok: bool,
+        failures: Vec<String>,
     ) -> anyhow::Result<ChaosRow> {
+        let exits_ok = failures.is_empty();
+        notes.extend(failures);
         let row = self.monitor.row(sql::CHAOS_TALLY, &[]).await?;
         let get = |name: &str| -> anyhow::Result<i64> { Ok(row.try_get(name)?) };
         let present = get("jobs")?;
@@ -520,39 +526,84 @@ async fn connect(url: &str) -> anyhow::Result<Client> {
     Ok(client)
 }
 
-/// Sends `signal` to a worker process.
-async fn signal(child: &Child, signal: &str) -> anyhow::Result<()> {
-    let pid = child.id().context("the worker process has exited")?;
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .await?;
-    if !status.success() {
-        bail!("kill -{signal} {pid} failed");
+/// A worker process, and the last lines of its log (stderr).
+struct Worker {
+    child: Child,
+    log: Arc<Mutex<VecDeque<String>>>,
+}
+
+/// Log lines kept per worker process.
+const LOG_LINES: usize = 5;
+
+impl Worker {
+    fn new(mut child: Child) -> Self {
+        let log = Arc::new(Mutex::new(VecDeque::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
+                    if log.len() == LOG_LINES {
+                        log.pop_front();
+                    }
+                    log.push_back(line);
+                }
+            });
+        }
+        Self { child, log }
     }
-    Ok(())
+
+    fn id(&self) -> anyhow::Result<u32> {
+        self.child.id().context("a worker process has exited")
+    }
+
+    /// Sends `signal` to it.
+    async fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let pid = self.id()?;
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .await?;
+        if !status.success() {
+            bail!("kill -{signal} {pid} failed");
+        }
+        Ok(())
+    }
+
+    /// Waits for it to exit (at most a minute); its exit code, `None` for a signal.
+    async fn wait_exit(&mut self) -> anyhow::Result<Option<i32>> {
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .context("a worker process did not exit within a minute")??;
+        Ok(status.code())
+    }
+
+    /// What a person needs when it exited other than 0: the code and its last log line.
+    fn exit_note(&self, code: Option<i32>) -> String {
+        let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        format!(
+            "a worker exited {}: {}",
+            code.map_or_else(|| "by signal".to_owned(), |c| c.to_string()),
+            log.back().map_or("(no log)", String::as_str)
+        )
+    }
 }
 
-/// Waits for a worker process to exit (at most a minute); its exit code, `None` for a
-/// signal.
-async fn wait_exit(child: &mut Child) -> anyhow::Result<Option<i32>> {
-    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
-        .await
-        .context("a worker process did not exit within a minute")??;
-    Ok(status.code())
-}
-
-/// Stops the fleet gracefully; true when every process exited 0.
-async fn stop_all(workers: &mut [Child]) -> anyhow::Result<bool> {
-    let mut ok = true;
+/// Stops the fleet gracefully; a note for each process that did not exit 0.
+async fn stop_all(workers: &mut [Worker]) -> anyhow::Result<Vec<String>> {
     for worker in workers.iter() {
-        signal(worker, "TERM").await?;
+        worker.signal("TERM").await?;
     }
+    let mut notes = Vec::new();
     for worker in workers.iter_mut() {
-        ok &= wait_exit(worker).await? == Some(0);
+        let code = worker.wait_exit().await?;
+        if code != Some(0) {
+            notes.push(worker.exit_note(code));
+        }
     }
-    Ok(ok)
+    Ok(notes)
 }
 
 async fn kill(sizes: &Sizes) -> anyhow::Result<ChaosRow> {
@@ -567,11 +618,11 @@ async fn kill(sizes: &Sizes) -> anyhow::Result<ChaosRow> {
             .wait_done(total * (i64::try_from(i)? + 1) / (kills + 1))
             .await?;
         let victim = i % 2;
-        let pid = workers[victim].id().context("a worker process exited")?;
+        let pid = workers[victim].id()?;
         let worker_id = stage.monitor.worker_of(pid).await?;
-        workers[victim].start_kill()?;
+        workers[victim].child.start_kill()?;
         let killed = Instant::now();
-        wait_exit(&mut workers[victim]).await?;
+        workers[victim].wait_exit().await?;
         workers[victim] = stage.spawn(CONCURRENCY)?;
         // Recovered once none of its jobs is doing.
         if let Some(worker_id) = worker_id {
@@ -598,7 +649,7 @@ async fn kill(sizes: &Sizes) -> anyhow::Result<ChaosRow> {
         }
     }
     stage.settle(sizes.heal()).await?;
-    let exits_ok = stop_all(&mut workers).await?;
+    let failures = stop_all(&mut workers).await?;
     let row = stage
         .tally(
             format!("kill -9 x{}", sizes.kills),
@@ -606,7 +657,7 @@ async fn kill(sizes: &Sizes) -> anyhow::Result<ChaosRow> {
             0,
             Some(recover),
             vec![format!("{stranded} jobs held by the killed workers")],
-            exits_ok,
+            failures,
         )
         .await?;
     stage.stop();
@@ -630,7 +681,7 @@ async fn restart(sizes: &Sizes) -> anyhow::Result<ChaosRow> {
         recover = recover.max(stage.monitor.started_since(up).await?);
     }
     stage.settle(sizes.heal()).await?;
-    let exits_ok = stop_all(&mut workers).await?;
+    let failures = stop_all(&mut workers).await?;
     let row = stage
         .tally(
             format!("restart x{}", sizes.restarts),
@@ -638,7 +689,7 @@ async fn restart(sizes: &Sizes) -> anyhow::Result<ChaosRow> {
             0,
             Some(recover),
             Vec::new(),
-            exits_ok,
+            failures,
         )
         .await?;
     stage.stop();
@@ -661,7 +712,7 @@ async fn terminate(sizes: &Sizes) -> anyhow::Result<ChaosRow> {
         recover = recover.max(stage.monitor.started_since(at).await?);
     }
     stage.settle(sizes.heal()).await?;
-    let exits_ok = stop_all(&mut workers).await?;
+    let failures = stop_all(&mut workers).await?;
     let row = stage
         .tally(
             format!("pg_terminate_backend x{}", sizes.terminations),
@@ -669,7 +720,7 @@ async fn terminate(sizes: &Sizes) -> anyhow::Result<ChaosRow> {
             0,
             Some(recover),
             vec![format!("{ended} backends ended")],
-            exits_ok,
+            failures,
         )
         .await?;
     stage.stop();
@@ -683,17 +734,21 @@ async fn sigterm(sizes: &Sizes) -> anyhow::Result<ChaosRow> {
     // The fast jobs first: at their pace the workers claim ahead, so the first one holds
     // 2-s jobs in its local queue when it is told to stop (at a 2-s pace it would not).
     let mut stage = Stage::new(sizes, &[(FAST, sizes.job_ms), (SLOW, 2_000)]).await?;
-    let mut first = stage.spawn(SLOTS)?;
-    let mut second = stage.spawn(SLOTS)?;
+    let mut fleet = [stage.spawn(SLOTS)?, stage.spawn(SLOTS)?];
     let mut notes = Vec::new();
-    let mut exits_ok = true;
-    let (running, waiting) = wait_running(&mut stage, &first, SLOTS).await?;
-    let pid = first.id().context("a worker process exited")?;
+    let mut failures = Vec::new();
+    // The first to run a full slot of 2-s jobs is told to stop; the other carries on.
+    let (index, running, waiting) = wait_running(&mut stage, &fleet, SLOTS).await?;
+    let [a, b] = &mut fleet;
+    let (first, second) = if index == 0 { (a, b) } else { (b, a) };
+    let pid = first.id()?;
     let stopping = Instant::now();
-    signal(&first, "TERM").await?;
-    let code = wait_exit(&mut first).await?;
+    first.signal("TERM").await?;
+    let code = first.wait_exit().await?;
     let graceful = stopping.elapsed();
-    exits_ok &= code == Some(0);
+    if code != Some(0) {
+        failures.push(first.exit_note(code));
+    }
     let finished = stage.monitor.count_in(&running, "succeeded").await?;
     let first_worker = stage.monitor.worker_of(pid).await?;
     let handed_back = i64::try_from(waiting.len())?
@@ -708,21 +763,28 @@ async fn sigterm(sizes: &Sizes) -> anyhow::Result<ChaosRow> {
         running.len(),
         waiting.len()
     ));
-    exits_ok &= finished == i64::try_from(running.len())?;
+    if finished != i64::try_from(running.len())? {
+        failures.push(format!(
+            "{} running jobs did not finish on SIGTERM",
+            i64::try_from(running.len())? - finished
+        ));
+    }
     // The second worker takes the rest; two signals stop it at once: its running jobs are
     // aborted (reason shutdown), and their retry strategy runs them again.
-    let (forced_jobs, _) = wait_running(&mut stage, &second, 1).await?;
+    let (_, forced_jobs, _) = wait_running(&mut stage, std::slice::from_ref(&*second), 1).await?;
     let forced_running = i64::try_from(forced_jobs.len())?;
-    signal(&second, "TERM").await?;
+    second.signal("TERM").await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let forced = Instant::now();
-    signal(&second, "TERM").await?;
-    let code = wait_exit(&mut second).await?;
-    exits_ok &= code == Some(0);
+    second.signal("TERM").await?;
+    let code = second.wait_exit().await?;
+    if code != Some(0) {
+        failures.push(second.exit_note(code));
+    }
     let second_exit = forced.elapsed();
     let mut last = vec![stage.spawn(CONCURRENCY)?];
     stage.settle(sizes.heal()).await?;
-    exits_ok &= stop_all(&mut last).await?;
+    failures.extend(stop_all(&mut last).await?);
     let again = stage
         .monitor
         .row(sql::CHAOS_RAN_AGAIN, &[&forced_jobs])
@@ -740,24 +802,26 @@ async fn sigterm(sizes: &Sizes) -> anyhow::Result<ChaosRow> {
             forced_running,
             Some(graceful),
             notes,
-            exits_ok,
+            failures,
         )
         .await?;
     stage.stop();
     Ok(row)
 }
 
-/// Waits until the worker of `child` runs at least `n` jobs of a second or more; the jobs
-/// it holds then: (running, waiting in its local queue).
+/// Waits until one of `workers` runs at least `n` jobs of a second or more; which one,
+/// and the jobs it holds then: running, and waiting in its local queue.
 async fn wait_running(
     stage: &mut Stage,
-    child: &Child,
+    workers: &[Worker],
     n: usize,
-) -> anyhow::Result<(Vec<i64>, Vec<i64>)> {
-    let pid = child.id().context("a worker process exited")?;
+) -> anyhow::Result<(usize, Vec<i64>, Vec<i64>)> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some(worker_id) = stage.monitor.worker_of(pid).await? {
+        for (index, worker) in workers.iter().enumerate() {
+            let Some(worker_id) = stage.monitor.worker_of(worker.id()?).await? else {
+                continue;
+            };
             let mut running = Vec::new();
             let mut waiting = Vec::new();
             let mut slow = 0;
@@ -777,11 +841,11 @@ async fn wait_running(
                 }
             }
             if slow >= n {
-                return Ok((running, waiting));
+                return Ok((index, running, waiting));
             }
         }
         if Instant::now() > deadline {
-            bail!("a worker did not run {n} jobs at once within a minute");
+            bail!("no worker ran {n} jobs of 2 s at once within a minute");
         }
         tokio::time::sleep(POLL).await;
     }

@@ -128,10 +128,14 @@ impl App {
     /// # Errors
     /// [`Error::InvalidInput`] for bad settings (nothing starts), or a database error.
     pub async fn run_worker(&self, config: WorkerConfig) -> Result<()> {
-        let signals = config.install_signal_handlers;
+        // Listening before the start: a signal that comes while the worker starts stops it
+        // once it runs, where it would have killed the process with jobs claimed.
+        let signals = config
+            .install_signal_handlers
+            .then(shutdown::StopSignals::new);
         let handle = self.start_worker(config).await?;
-        if signals {
-            handle.shutdown.on_signals();
+        if let Some(signals) = signals {
+            handle.shutdown.on_signals(signals);
         }
         handle.join().await
     }

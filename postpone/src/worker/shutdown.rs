@@ -55,11 +55,10 @@ impl Shutdown {
         self.force.cancelled().await;
     }
 
-    /// Stops on SIGINT/SIGTERM: the first graceful, the second forced.
-    pub(crate) fn on_signals(&self) {
+    /// Stops on SIGINT/SIGTERM, as `signals` receives them: the first graceful, the
+    /// second forced. A signal received before this call (while the worker started) counts.
+    pub(crate) fn on_signals(&self, mut signals: StopSignals) {
         let shutdown = self.clone();
-        // Listeners are made now, before any signal can come, so none is missed.
-        let mut signals = StopSignals::new();
         tokio::spawn(async move {
             signals.next().await;
             tracing::info!("stop requested: finishing running jobs (signal again to abort them)");
@@ -108,7 +107,7 @@ pub(crate) async fn wind_down(
 }
 
 /// SIGINT and SIGTERM, listened to from creation on.
-struct StopSignals {
+pub(crate) struct StopSignals {
     #[cfg(unix)]
     interrupt: Option<tokio::signal::unix::Signal>,
     #[cfg(unix)]
@@ -116,7 +115,8 @@ struct StopSignals {
 }
 
 impl StopSignals {
-    fn new() -> Self {
+    /// Listens from now on: the process no longer dies of these signals.
+    pub(crate) fn new() -> Self {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
