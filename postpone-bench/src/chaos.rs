@@ -9,7 +9,8 @@
 //!   restarted at once; the time to recover is from the kill until none of the killed
 //!   worker's jobs is `doing` any more (rescued, or handed back).
 //! - **restart**: `pg_ctl restart -m fast` mid-drain; the workers recover by themselves;
-//!   the time to recover is from the server answering again to the next job started.
+//!   the time to recover is from the new server's start (`pg_postmaster_start_time`) to
+//!   the next job started.
 //! - **terminate**: every worker backend ended by `pg_terminate_backend` mid-drain; the
 //!   time to recover is to the next job started.
 //! - **sigterm**: 2-second jobs; SIGTERM to one worker lets its running jobs finish and
@@ -677,7 +678,12 @@ async fn restart(sizes: &Sizes) -> anyhow::Result<ChaosRow> {
         let cluster = &stage.cluster;
         // pg_ctl waits for the server to answer again.
         tokio::task::block_in_place(|| cluster.restart())?;
-        let up = stage.monitor.now().await?;
+        // From the new server's start, on its own clock.
+        let up: SystemTime = stage
+            .monitor
+            .row(sql::CHAOS_SERVER_START, &[])
+            .await?
+            .try_get(0)?;
         recover = recover.max(stage.monitor.started_since(up).await?);
     }
     stage.settle(sizes.heal()).await?;
@@ -729,7 +735,7 @@ async fn terminate(sizes: &Sizes) -> anyhow::Result<ChaosRow> {
 
 async fn sigterm(sizes: &Sizes) -> anyhow::Result<ChaosRow> {
     const SLOTS: usize = 5;
-    const FAST: usize = 200;
+    const FAST: usize = 1_000;
     const SLOW: usize = 40;
     // The fast jobs first: at their pace the workers claim ahead, so the first one holds
     // 2-s jobs in its local queue when it is told to stop (at a 2-s pace it would not).

@@ -57,3 +57,6 @@ pub(crate) const CHAOS_TERMINATE: &str = include_str!("sql/chaos_terminate.sql")
 pub(crate) const CHAOS_TALLY: &str = include_str!("sql/chaos_tally.sql");
 pub(crate) const CHAOS_HELD_BY: &str = include_str!("sql/chaos_held_by.sql");
 pub(crate) const CHAOS_RAN_AGAIN: &str = include_str!("sql/chaos_ran_again.sql");
+/// The WAL position, read before and after a fleet drain.
+pub(crate) const WAL_POSITION: &str = include_str!("sql/wal_position.sql");
+pub(crate) const CHAOS_SERVER_START: &str = include_str!("sql/chaos_server_start.sql");

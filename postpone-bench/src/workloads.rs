@@ -418,7 +418,8 @@ pub(crate) struct Fleet {
 
 /// FLEET: a backlog drained by many worker processes, then the same processes idle: jobs/s,
 /// the server sessions the fleet held at most (per process), CPU per job (workers,
-/// server, PgBouncer), and the idle CPU per process.
+/// server, PgBouncer), WAL bytes per job (with the server's CPU, what bounds a primary), and
+/// the idle CPU per process of the same fleet started again with nothing to do.
 pub(crate) async fn fleet(
     connect: &ConnectConfig,
     url: &str,
@@ -464,6 +465,11 @@ pub(crate) async fn fleet(
     let bouncer_pid: Vec<u32> = case.through.iter().map(|b| b.pid()).collect();
     let (cpu_before, bouncer_before) = (cpu(&pids), cpu(&bouncer_pid));
     let server_before = backend_cpu(&client).await;
+    let read = |sql: &'static str| {
+        let client = &client;
+        async move { anyhow::Ok(client.query_one(sql, &[]).await?.get::<_, f64>(0)) }
+    };
+    let wal_before = read(sql::WAL_POSITION).await?;
 
     // The server sessions of the fleet, at most, sampled while it drains.
     let most_sessions = Arc::new(AtomicUsize::new(0));
@@ -502,8 +508,26 @@ pub(crate) async fn fleet(
     let server_after = backend_cpu(&client).await;
     sampler.abort();
     let sessions = most_sessions.load(Ordering::Relaxed);
+    let wal = read(sql::WAL_POSITION).await? - wal_before;
 
-    // Idle: every job done, the processes wait.
+    for worker in workers {
+        worker.stop().await?;
+    }
+    // Idle: the same fleet again, every job done, reporting nothing (the drain's progress
+    // reports would be most of what it does).
+    let (mut workers, _progress) = WorkerProcess::spawn_all(
+        case.processes,
+        &worker_url,
+        case.concurrency,
+        0,
+        case.through.is_some(),
+    )
+    .await?;
+    for worker in &mut workers {
+        worker.start().await?;
+    }
+    let pids: Vec<u32> = workers.iter().map(WorkerProcess::pid).collect();
+    // Let them register, fetch once, find nothing and settle into waiting.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_before = cpu(&pids);
     let idle_server_before = backend_cpu(&client).await;
@@ -543,6 +567,11 @@ pub(crate) async fn fleet(
             "ms/s",
         ),
     ];
+    figures.push(Figure::new(
+        format!("{name}_wal_per_job"),
+        wal / case.jobs as f64,
+        "bytes/job",
+    ));
     if case.through.is_some() {
         figures.push(Figure::new(
             format!("{name}_bouncer_cpu_per_job"),
