@@ -120,8 +120,8 @@ pub(super) async fn listen(store: &PgStore, queues: Option<&[String]>) -> Result
         Some(queues) => queues.iter().map(|q| queue_channel(q)).collect(),
     };
     channels.push(PAUSES_CHANNEL.to_owned());
-    let mut statements = queries::unlisten(&probe_channel) + ";";
-    statements.extend(channels.iter().map(|c| queries::listen(c) + ";"));
+    let mut statements: String = channels.iter().map(|c| queries::listen(c) + ";").collect();
+    statements.push_str(&(queries::unlisten(&probe_channel) + ";"));
     client.batch_execute(&statements).await.map_err(database)?;
     Ok(subscription.with_guard(client))
 }
