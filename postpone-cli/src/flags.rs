@@ -1,10 +1,10 @@
 //! Raw flags, as clap parses them: strings and numbers, nothing interpreted yet.
 //!
 //! Every option can also come from an environment variable (shown in `--help`): the global
-//! ones are `DATABASE_URL`, `POSTPONE_POLL_ONLY`, `POSTPONE_JSON` and `POSTPONE_LOG_LEVEL`; a command's option is
-//! `POSTPONE_<COMMAND>_<OPTION>` (`postpone defer --queue` reads `POSTPONE_DEFER_QUEUE`), the
-//! same scheme as Procrastinate's `PROCRASTINATE_DEFER_QUEUE`, so that a variable set for one
-//! command never filters another one by surprise.
+//! ones are `DATABASE_URL`, `POSTPONE_POLL_ONLY`, `POSTPONE_JSON` and `POSTPONE_LOG_LEVEL`; a
+//! command's option is `POSTPONE_<COMMAND>_<OPTION>` (`postpone defer --queue` reads
+//! `POSTPONE_DEFER_QUEUE`), the same scheme as Procrastinate's `PROCRASTINATE_DEFER_QUEUE`,
+//! so that a variable set for one command never filters another one by surprise.
 //!
 //! The commands in `commands/` turn these into typed library calls (ripgrep's
 //! `lowargs` -> `hiargs` split). Adding a command is one variant of [`Command`] plus one

@@ -865,7 +865,9 @@ impl Store for PgStore {
         // pooler too.
         client.batch_execute("BEGIN").await.map_err(db)?;
         let ready = crate::schema::ensure_ready(&client).await;
-        client.batch_execute("ROLLBACK").await.map_err(db)?;
-        ready
+        let rolled_back = client.batch_execute("ROLLBACK").await;
+        let version = ready?;
+        rolled_back.map_err(db)?;
+        Ok(version)
     }
 }
