@@ -249,9 +249,9 @@ pub async fn chaos(flags: &ChaosFlags) -> anyhow::Result<ChaosReport> {
     for scenario in &sizes.scenarios {
         eprintln!("chaos: {scenario} ...");
         let row = match *scenario {
-            "kill" => kill(&sizes).await?,
-            "restart" => restart(&sizes).await?,
-            "terminate" => terminate(&sizes).await?,
+            "kill" => drain_through(&sizes, Disruption::Kill).await?,
+            "restart" => drain_through(&sizes, Disruption::Restart).await?,
+            "terminate" => drain_through(&sizes, Disruption::Terminate).await?,
             _ => sigterm(&sizes).await?,
         };
         eprintln!(
@@ -607,57 +607,102 @@ async fn stop_all(workers: &mut [Worker]) -> anyhow::Result<Vec<String>> {
     Ok(notes)
 }
 
-async fn kill(sizes: &Sizes) -> anyhow::Result<ChaosRow> {
-    let mut stage = Stage::new(sizes, &[(sizes.jobs, sizes.job_ms)]).await?;
-    let mut workers = vec![stage.spawn(CONCURRENCY)?, stage.spawn(CONCURRENCY)?];
-    let total = i64::try_from(sizes.jobs)?;
-    let kills = i64::try_from(sizes.kills)?;
-    let mut recover = Duration::ZERO;
-    let mut stranded = 0;
-    for i in 0..sizes.kills {
-        stage
-            .wait_done(total * (i64::try_from(i)? + 1) / (kills + 1))
-            .await?;
-        let victim = i % 2;
-        let pid = workers[victim].id()?;
-        let worker_id = stage.monitor.worker_of(pid).await?;
-        workers[victim].child.start_kill()?;
-        let killed = Instant::now();
-        workers[victim].wait_exit().await?;
-        workers[victim] = stage.spawn(CONCURRENCY)?;
-        // Recovered once none of its jobs is doing.
-        if let Some(worker_id) = worker_id {
-            let deadline = sizes.heal();
-            let mut first_look = true;
-            loop {
-                let left = stage
-                    .monitor
-                    .count(sql::CHAOS_DOING_COUNT, &[&worker_id])
-                    .await?;
-                if first_look {
-                    stranded += left;
-                    first_look = false;
-                }
-                if left == 0 {
-                    recover = recover.max(killed.elapsed());
-                    break;
-                }
-                if killed.elapsed() > deadline {
-                    break;
-                }
-                tokio::time::sleep(POLL).await;
-            }
+/// What a drain scenario does to the fleet or the server, again and again.
+#[derive(Debug, Clone, Copy)]
+enum Disruption {
+    /// `kill -9` of one of the two workers (in turn), restarted at once.
+    Kill,
+    /// `pg_ctl restart -m fast`.
+    Restart,
+    /// `pg_terminate_backend` of every other session of the database.
+    Terminate,
+}
+
+impl Disruption {
+    fn times(self, sizes: &Sizes) -> usize {
+        match self {
+            Self::Kill => sizes.kills,
+            Self::Restart => sizes.restarts,
+            Self::Terminate => sizes.terminations,
         }
     }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Kill => "kill -9",
+            Self::Restart => "restart",
+            Self::Terminate => "pg_terminate_backend",
+        }
+    }
+}
+
+/// Two workers drain the backlog while `disruption` strikes at evenly spaced points of
+/// it; then the fleet heals, stops, and every job is counted.
+async fn drain_through(sizes: &Sizes, disruption: Disruption) -> anyhow::Result<ChaosRow> {
+    let mut stage = Stage::new(sizes, &[(sizes.jobs, sizes.job_ms)]).await?;
+    let mut workers = vec![stage.spawn(CONCURRENCY)?, stage.spawn(CONCURRENCY)?];
+    let times = disruption.times(sizes);
+    let total = i64::try_from(sizes.jobs)?;
+    let mut recover = Duration::ZERO;
+    // Jobs the killed workers held, or backends ended.
+    let mut struck = 0;
+    for i in 0..times {
+        stage
+            .wait_done(total * i64::try_from(i + 1)? / i64::try_from(times + 1)?)
+            .await?;
+        let recovered = match disruption {
+            Disruption::Kill => {
+                let victim = &mut workers[i % 2];
+                let worker_id = stage.monitor.worker_of(victim.id()?).await?;
+                victim.child.start_kill()?;
+                let killed = Instant::now();
+                victim.wait_exit().await?;
+                // Restarted at once; recovered once none of its jobs is doing.
+                *victim = stage.spawn(CONCURRENCY)?;
+                match worker_id {
+                    Some(worker_id) => {
+                        let (held, back) =
+                            back_from_kill(&mut stage, worker_id, killed, sizes.heal()).await?;
+                        struck += held;
+                        back
+                    }
+                    None => None,
+                }
+            }
+            Disruption::Restart => {
+                let cluster = &stage.cluster;
+                // pg_ctl waits for the server to answer again.
+                tokio::task::block_in_place(|| cluster.restart())?;
+                // From the new server's start, on its own clock.
+                let up: SystemTime = stage
+                    .monitor
+                    .row(sql::CHAOS_SERVER_START, &[])
+                    .await?
+                    .try_get(0)?;
+                Some(stage.monitor.started_since(up).await?)
+            }
+            Disruption::Terminate => {
+                struck += stage.monitor.count(sql::CHAOS_TERMINATE, &[]).await?;
+                let at = stage.monitor.now().await?;
+                Some(stage.monitor.started_since(at).await?)
+            }
+        };
+        recover = recover.max(recovered.unwrap_or_default());
+    }
     stage.settle(sizes.heal()).await?;
     let failures = stop_all(&mut workers).await?;
+    let notes = match disruption {
+        Disruption::Kill => vec![format!("{struck} jobs held by the killed workers")],
+        Disruption::Restart => Vec::new(),
+        Disruption::Terminate => vec![format!("{struck} backends ended")],
+    };
     let row = stage
         .tally(
-            format!("kill -9 x{}", sizes.kills),
+            format!("{} x{times}", disruption.name()),
             sizes.jobs,
             0,
             Some(recover),
-            vec![format!("{stranded} jobs held by the killed workers")],
+            notes,
             failures,
         )
         .await?;
@@ -665,72 +710,32 @@ async fn kill(sizes: &Sizes) -> anyhow::Result<ChaosRow> {
     Ok(row)
 }
 
-async fn restart(sizes: &Sizes) -> anyhow::Result<ChaosRow> {
-    let mut stage = Stage::new(sizes, &[(sizes.jobs, sizes.job_ms)]).await?;
-    let mut workers = vec![stage.spawn(CONCURRENCY)?, stage.spawn(CONCURRENCY)?];
-    let total = i64::try_from(sizes.jobs)?;
-    let n = i64::try_from(sizes.restarts)?;
-    let mut recover = Duration::ZERO;
-    for i in 0..sizes.restarts {
-        stage
-            .wait_done(total * (i64::try_from(i)? + 1) / (n + 1))
-            .await?;
-        let cluster = &stage.cluster;
-        // pg_ctl waits for the server to answer again.
-        tokio::task::block_in_place(|| cluster.restart())?;
-        // From the new server's start, on its own clock.
-        let up: SystemTime = stage
+/// Waits until none of the jobs of killed worker `worker_id` is `doing` any more: the jobs
+/// it held, and how long after the kill they were all back (`None`: not within
+/// `deadline`).
+async fn back_from_kill(
+    stage: &mut Stage,
+    worker_id: i64,
+    killed: Instant,
+    deadline: Duration,
+) -> anyhow::Result<(i64, Option<Duration>)> {
+    let held = stage
+        .monitor
+        .count(sql::CHAOS_DOING_COUNT, &[&worker_id])
+        .await?;
+    loop {
+        let left = stage
             .monitor
-            .row(sql::CHAOS_SERVER_START, &[])
-            .await?
-            .try_get(0)?;
-        recover = recover.max(stage.monitor.started_since(up).await?);
-    }
-    stage.settle(sizes.heal()).await?;
-    let failures = stop_all(&mut workers).await?;
-    let row = stage
-        .tally(
-            format!("restart x{}", sizes.restarts),
-            sizes.jobs,
-            0,
-            Some(recover),
-            Vec::new(),
-            failures,
-        )
-        .await?;
-    stage.stop();
-    Ok(row)
-}
-
-async fn terminate(sizes: &Sizes) -> anyhow::Result<ChaosRow> {
-    let mut stage = Stage::new(sizes, &[(sizes.jobs, sizes.job_ms)]).await?;
-    let mut workers = vec![stage.spawn(CONCURRENCY)?, stage.spawn(CONCURRENCY)?];
-    let total = i64::try_from(sizes.jobs)?;
-    let n = i64::try_from(sizes.terminations)?;
-    let mut recover = Duration::ZERO;
-    let mut ended = 0;
-    for i in 0..sizes.terminations {
-        stage
-            .wait_done(total * (i64::try_from(i)? + 1) / (n + 1))
+            .count(sql::CHAOS_DOING_COUNT, &[&worker_id])
             .await?;
-        ended += stage.monitor.count(sql::CHAOS_TERMINATE, &[]).await?;
-        let at = stage.monitor.now().await?;
-        recover = recover.max(stage.monitor.started_since(at).await?);
+        if left == 0 {
+            return Ok((held, Some(killed.elapsed())));
+        }
+        if killed.elapsed() > deadline {
+            return Ok((held, None));
+        }
+        tokio::time::sleep(POLL).await;
     }
-    stage.settle(sizes.heal()).await?;
-    let failures = stop_all(&mut workers).await?;
-    let row = stage
-        .tally(
-            format!("pg_terminate_backend x{}", sizes.terminations),
-            sizes.jobs,
-            0,
-            Some(recover),
-            vec![format!("{ended} backends ended")],
-            failures,
-        )
-        .await?;
-    stage.stop();
-    Ok(row)
 }
 
 async fn sigterm(sizes: &Sizes) -> anyhow::Result<ChaosRow> {

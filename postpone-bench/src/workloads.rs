@@ -12,7 +12,7 @@ use postpone::connect::ConnectConfig;
 use postpone::worker::WorkerConfig;
 use tokio::sync::mpsc;
 
-use crate::child::WorkerProcess;
+use crate::child::{Progress, WorkerProcess};
 use crate::{BenchLatency, BenchNoop, FILL_BATCH, Figure, LatencySink, Params, STALL, procfs, sql};
 
 pub(crate) fn app(connect: &ConnectConfig, pool_size: Option<usize>) -> anyhow::Result<App> {
@@ -186,19 +186,7 @@ pub(crate) async fn drain(
     for worker in &mut workers {
         worker.start().await?;
     }
-    let target = case.jobs as u64;
-    let mut completed = vec![0u64; case.processes];
-    while completed.iter().sum::<u64>() < target {
-        match tokio::time::timeout(STALL, progress.recv()).await {
-            Ok(Some((index, count))) => completed[index] = count,
-            Ok(None) => bail!("the worker processes exited before the backlog was drained"),
-            Err(_) => bail!(
-                "no progress for {} s: {} of {target} jobs done",
-                STALL.as_secs(),
-                completed.iter().sum::<u64>()
-            ),
-        }
-    }
+    drained(&mut progress, case.processes, case.jobs).await?;
     let elapsed = started.elapsed();
     let cpu: Duration = workers
         .iter()
@@ -256,6 +244,24 @@ pub(crate) async fn drain(
         }
     }
     Ok(figures)
+}
+
+/// Waits until the `processes` worker processes report `jobs` outcomes written in all.
+async fn drained(progress: &mut Progress, processes: usize, jobs: usize) -> anyhow::Result<()> {
+    let target = jobs as u64;
+    let mut completed = vec![0u64; processes];
+    while completed.iter().sum::<u64>() < target {
+        match tokio::time::timeout(STALL, progress.recv()).await {
+            Ok(Some((index, count))) => completed[index] = count,
+            Ok(None) => bail!("the worker processes exited before the backlog was drained"),
+            Err(_) => bail!(
+                "no progress for {} s: {} of {target} jobs done",
+                STALL.as_secs(),
+                completed.iter().sum::<u64>()
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// IDLE: CPU a started worker process uses with no job at all.
@@ -490,19 +496,7 @@ pub(crate) async fn fleet(
     for worker in &mut workers {
         worker.start().await?;
     }
-    let target = case.jobs as u64;
-    let mut completed = vec![0u64; case.processes];
-    while completed.iter().sum::<u64>() < target {
-        match tokio::time::timeout(STALL, progress.recv()).await {
-            Ok(Some((index, count))) => completed[index] = count,
-            Ok(None) => bail!("the worker processes exited before the backlog was drained"),
-            Err(_) => bail!(
-                "no progress for {} s: {} of {target} jobs done",
-                STALL.as_secs(),
-                completed.iter().sum::<u64>()
-            ),
-        }
-    }
+    drained(&mut progress, case.processes, case.jobs).await?;
     let elapsed = started.elapsed();
     let (cpu_after, bouncer_after) = (cpu(&pids), cpu(&bouncer_pid));
     let server_after = backend_cpu(&client).await;

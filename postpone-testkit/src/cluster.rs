@@ -265,9 +265,10 @@ fn make_dir() -> Result<PathBuf, Error> {
     Ok(dir)
 }
 
-/// A TCP port nobody listens on right now. The server listens only on its unix socket,
-/// so the port just names the socket file; picking a free one avoids confusing anyone.
-fn free_port() -> std::io::Result<u16> {
+/// A TCP port nobody listens on right now. A cluster's server listens only on its unix
+/// socket, so the port just names the socket file; picking a free one avoids confusing
+/// anyone. PgBouncer listens on it.
+pub(crate) fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
         .local_addr()?
         .port())

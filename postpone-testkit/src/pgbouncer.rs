@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 use tokio_postgres::config::Host;
 
+use crate::cluster::free_port;
 use crate::discover::kv_quote;
 use crate::{Error, Server};
 
@@ -405,12 +406,6 @@ fn make_dir() -> Result<PathBuf, Error> {
         ))
     })?;
     Ok(dir)
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
-        .local_addr()?
-        .port())
 }
 
 /// Spawns the detached watchdog stopping `pid` and removing `dir` once this process has
