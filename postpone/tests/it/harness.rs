@@ -481,6 +481,29 @@ pub async fn wait_for_listener(db: &TestDb) {
     .await;
 }
 
+/// The tests' plainest task: records its label in the worker's [`Log`].
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Record {
+    pub label: String,
+}
+
+impl postpone::Task for Record {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "tests.record".into()
+    }
+    async fn run(self, ctx: JobContext) -> Result<(), postpone::task::TaskError> {
+        Log::of(&ctx).push(self.label);
+        Ok(())
+    }
+}
+
+/// A [`Record`] of `label`.
+pub fn record(label: impl Into<String>) -> Record {
+    Record {
+        label: label.into(),
+    }
+}
+
 /// What a test's tasks saw, in order: handed to workers as their additional context.
 #[derive(Debug, Default)]
 pub struct Log(Mutex<Vec<String>>);

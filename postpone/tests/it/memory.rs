@@ -15,25 +15,10 @@ use postpone::worker::WorkerConfig;
 use postpone::{App, Error, JobFilter, JobStatus, MemoryStore, Periodic, Task, TaskConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::harness::{Log, TestDb, schema_db, wait_for};
+use crate::harness::{Log, Record, TestDb, schema_db, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 const HOUR: Duration = Duration::from_secs(3600);
-
-#[derive(Serialize, Deserialize)]
-struct Record {
-    label: String,
-}
-
-impl Task for Record {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "mem.record".into()
-    }
-    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
-        Log::of(&ctx).push(self.label);
-        Ok(())
-    }
-}
 
 /// Fails every time; retried twice at once.
 #[derive(Serialize, Deserialize)]
@@ -225,7 +210,7 @@ fn spec(
 ) -> DeferJobParams {
     DeferJobParams {
         queue_name: queue.to_owned(),
-        task_name: "mem.record".to_owned(),
+        task_name: "tests.record".to_owned(),
         priority,
         lock: lock.map(str::to_owned),
         queueing_lock: queueing_lock.map(str::to_owned),
@@ -1040,7 +1025,7 @@ async fn memory_store_helpers() {
     tokio::time::timeout(Duration::from_secs(5), inserted)
         .await
         .expect("job_inserted signalled");
-    assert_eq!(store.deferred_jobs("mem.record")[0].id, id);
+    assert_eq!(store.deferred_jobs("tests.record")[0].id, id);
     assert!(store.deferred_jobs("mem.flaky").is_empty());
 
     let stats = store

@@ -10,27 +10,11 @@ use postpone::worker::WorkerConfig;
 use postpone::{App, Error, JobStatus, Task};
 use serde::{Deserialize, Serialize};
 
-use crate::harness::{Log, TestDb, schema_db, wait_for};
+use crate::harness::{Log, Record, TestDb, record, schema_db, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 /// Long enough that only a notification can wake an idle worker within a test.
 const HOUR: Duration = Duration::from_secs(3600);
-
-/// Records its label.
-#[derive(Serialize, Deserialize)]
-struct Record {
-    label: String,
-}
-
-impl Task for Record {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "pauses.record".into()
-    }
-    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
-        Log::of(&ctx).push(self.label);
-        Ok(())
-    }
-}
 
 /// Logs `start <label>`, then runs until the log holds `release`.
 #[derive(Serialize, Deserialize)]
@@ -60,12 +44,6 @@ fn app(db: &TestDb) -> App {
         .task::<Gate>()
         .build()
         .expect("test app builds")
-}
-
-fn record(label: &str) -> Record {
-    Record {
-        label: label.to_owned(),
-    }
 }
 
 async fn count(db: &TestDb, sql: &str) -> i64 {
@@ -152,7 +130,7 @@ async fn pausing_hands_back_the_waiting_jobs(listen_notify: bool) {
     // Quick jobs first: the worker claims ahead only at the pace of ended attempts.
     let warm: Vec<_> = (0..20)
         .map(|n| {
-            app.configure(record(&format!("warm {n}")))
+            app.configure(record(format!("warm {n}")))
                 .with_queue("warm")
                 .with_priority(1)
         })

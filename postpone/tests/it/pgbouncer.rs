@@ -19,25 +19,9 @@ use postpone::{App, Error, JobStatus, Task};
 use postpone_testkit::{PgBouncer, PoolMode};
 use serde::{Deserialize, Serialize};
 
-use crate::harness::{Log, TestDb, schema_db, wait_for};
+use crate::harness::{Log, Record, TestDb, record, schema_db, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Records its label.
-#[derive(Serialize, Deserialize)]
-struct Record {
-    label: String,
-}
-
-impl Task for Record {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "bouncer.record".into()
-    }
-    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
-        Log::of(&ctx).push(self.label);
-        Ok(())
-    }
-}
 
 /// Fails its first attempt, then records its label; one retry.
 #[derive(Serialize, Deserialize)]
@@ -120,12 +104,6 @@ fn config(log: &Arc<Log>) -> WorkerConfig {
         fetch_job_polling_interval: Duration::from_millis(50),
         abort_job_polling_interval: Duration::from_millis(50),
         ..WorkerConfig::default()
-    }
-}
-
-fn record(label: impl Into<String>) -> Record {
-    Record {
-        label: label.into(),
     }
 }
 

@@ -11,25 +11,9 @@ use postpone::worker::{DeleteJobs, WorkerConfig};
 use postpone::{App, JobStatus, Task, TaskConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::harness::{Log, TestDb, schema_db, wait_for, wait_for_listener};
+use crate::harness::{Log, Record, TestDb, schema_db, wait_for, wait_for_listener};
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// Records its label.
-#[derive(Serialize, Deserialize)]
-struct Record {
-    label: String,
-}
-
-impl Task for Record {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "tests.record".into()
-    }
-    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
-        Log::of(&ctx).push(self.label);
-        Ok(())
-    }
-}
 
 /// Records start and end around a short pause, to see overlaps.
 #[derive(Serialize, Deserialize)]
