@@ -312,10 +312,20 @@ pub struct DeferFlags {
 pub enum JobsCommand {
     /// List jobs (by id), with filters.
     List(JobsListFlags),
+    /// One job: its fields and arguments, why each attempt that did not succeed ended, and
+    /// its rescues.
+    Show(JobsShowFlags),
     /// Running jobs whose worker stopped sending heartbeats.
     Stalled(JobsStalledFlags),
     /// Delete jobs that finished more than --hours ago (succeeded, plus what --include-* says).
     DeleteOld(JobsDeleteOldFlags),
+}
+
+/// `postpone jobs show ID`
+#[derive(Debug, Args)]
+pub struct JobsShowFlags {
+    /// The job's id.
+    pub id: i64,
 }
 
 /// `postpone jobs list`

@@ -464,6 +464,48 @@ fn queues_pause_and_resume() {
     );
 }
 
+/// A failed attempt's reason, recorded by the worker with the outcome, is what `jobs show`
+/// and the shell's `show_job` tell a person (and its JSON a program); a job that never
+/// failed has none, and an id that does not exist is one line.
+#[test]
+fn jobs_show_says_why_an_attempt_failed() {
+    let db = TestDb::with_schema();
+    let id = db.defer(&["nope.task", "{\"x\": 1}"]);
+    let ok = db.defer(&["other.task"]);
+    db.sql(&format!(
+        "UPDATE procrastinate_jobs SET status = 'succeeded' WHERE id = {ok}"
+    ));
+    let out = db.postpone(&["worker", "--one-shot"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = db.postpone(&["jobs", "show", &id.to_string()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    for needle in [
+        "status           failed",
+        "args             {\"x\":1}",
+        "failed attempts:\n  attempt 1 at ",
+        "TaskNotFound: no task named \"nope.task\" is registered in this worker",
+        "rescues: none",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle:?} in {}", out.stdout);
+    }
+    let out = db.postpone(&["--json", "jobs", "show", &id.to_string()]);
+    let json = out.json();
+    assert_eq!(json["id"].as_i64(), Some(id));
+    assert_eq!(json["errors"][0]["kind"], "TaskNotFound");
+    assert_eq!(json["errors"][0]["attempt"], 1);
+    assert!(json["errors"][0]["worker_id"].as_i64().is_some(), "{json}");
+    let out = db.postpone(&["jobs", "show", &ok.to_string()]);
+    assert!(
+        out.stdout.contains("failed attempts: none recorded"),
+        "{}",
+        out.stdout
+    );
+    let out = db.postpone(&["shell", "show_job", &id.to_string()]);
+    assert!(out.stdout.contains("TaskNotFound"), "{out:?}");
+    db.postpone(&["jobs", "show", "999999"])
+        .assert_one_line_error(&["job 999999 not found"]);
+}
+
 #[test]
 fn ignore_already_enqueued_on_a_queueing_lock_collision() {
     let db = TestDb::with_schema();

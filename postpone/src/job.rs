@@ -8,6 +8,11 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// The error kind of a job rescued from a dead worker after it may have started (the
+/// worker's heartbeat stopped while it ran): name it in a retry strategy's
+/// `with_retry_on` to retry such jobs (also `postpone::retry::STALLED_ERROR_KIND`).
+pub const STALLED_ERROR_KIND: &str = "Stalled";
+
 /// The status of a job, as in `procrastinate_job_status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

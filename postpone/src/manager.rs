@@ -12,7 +12,7 @@ use crate::protocol::check_queue_name;
 use crate::store::{DeleteOldJobsParams, StalledJobsParams, Store};
 use crate::{Error, Result};
 
-pub use crate::store::{CountBy, JobCounts, JobFilter, QueuePause, Rescue};
+pub use crate::store::{CountBy, FailedAttempt, JobCounts, JobFilter, QueuePause, Rescue};
 
 /// How long a worker may go without heartbeat before its jobs count as stalled
 /// (Procrastinate's `stalled_worker_timeout` default, in seconds).
@@ -80,6 +80,15 @@ impl JobManager {
     /// A database error.
     pub async fn list_rescues(&self, job_ids: &[i64]) -> Result<Vec<Rescue>> {
         self.store.list_rescues(job_ids).await
+    }
+
+    /// Why each attempt of these jobs that did not succeed ended (`postpone_job_errors`):
+    /// by job, oldest first. Jobs run by Python workers have none.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn list_job_errors(&self, job_ids: &[i64]) -> Result<Vec<FailedAttempt>> {
+        self.store.list_job_errors(job_ids).await
     }
 
     /// Jobs counted per queue, task or lock, and per status.

@@ -14,10 +14,7 @@ use crate::job::Job;
 
 pub use crate::job::RetryDecision;
 
-/// The error kind of a job rescued from a dead worker after it may have started (the
-/// worker's heartbeat stopped while it ran): name it in
-/// [`RetryStrategy::with_retry_on`] to retry such jobs.
-pub const STALLED_ERROR_KIND: &str = "Stalled";
+pub use crate::job::STALLED_ERROR_KIND;
 
 /// A classic retry strategy (Procrastinate's `RetryStrategy`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

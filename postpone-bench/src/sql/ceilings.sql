@@ -21,8 +21,10 @@ BEGIN
 END;
 $postpone_bench$;
 
--- The worker's batch finish (the completer's finish_jobs); returns the finished ids.
-CREATE FUNCTION postpone_bench_finish(bigint[], text[], boolean[])
+-- The worker's batch finish (the completer's finish_jobs: the jobs, then the errors of
+-- their attempts, none in a drain of no-op jobs); returns the finished ids.
+CREATE FUNCTION postpone_bench_finish(bigint[], text[], boolean[],
+                                      bigint[], int4[], bigint[], text[], text[])
     RETURNS SETOF bigint
     LANGUAGE plpgsql
 AS $postpone_bench$
@@ -124,7 +126,8 @@ BEGIN
         EXIT WHEN ids IS NULL;
         n := cardinality(ids);
         PERFORM postpone_bench_finish(ids, array_fill('succeeded'::text, ARRAY[n]),
-                                      array_fill(false, ARRAY[n]));
+                                      array_fill(false, ARRAY[n]),
+                                      '{}', '{}', '{}', '{}', '{}');
         COMMIT;
     END LOOP;
 END;

@@ -26,13 +26,21 @@ pub(crate) async fn run(flags: ChaosFlags, context: Context) -> anyhow::Result<E
             "jobs",
             "lost",
             "run twice",
+            "unexplained",
             "running at a kill",
             "stuck",
             "time to recover",
             "ok",
             "notes",
         ],
-        &["jobs", "lost", "run twice", "running at a kill", "stuck"],
+        &[
+            "jobs",
+            "lost",
+            "run twice",
+            "unexplained",
+            "running at a kill",
+            "stuck",
+        ],
     );
     for row in &report.rows {
         table.push(vec![
@@ -40,6 +48,7 @@ pub(crate) async fn run(flags: ChaosFlags, context: Context) -> anyhow::Result<E
             row.jobs.to_string(),
             row.lost.to_string(),
             row.run_twice.to_string(),
+            row.run_twice_unexplained.to_string(),
             row.running_at_kill.to_string(),
             row.stuck.to_string(),
             or_dash(

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use postpone::RetryDecision;
-use postpone::manager::{CountBy, DeleteOldJobsOptions, JobManager, Rescue};
+use postpone::manager::{CountBy, DeleteOldJobsOptions, FailedAttempt, JobManager, Rescue};
 use postpone::{Job, JobFilter, JobStatus};
 use serde_json::json;
 
@@ -21,6 +21,7 @@ use crate::{Context, values};
 pub(crate) async fn run(command: JobsCommand, context: Context) -> anyhow::Result<ExitCode> {
     match command {
         JobsCommand::List(flags) => list(flags, context).await,
+        JobsCommand::Show(flags) => show(flags.id, context).await,
         JobsCommand::Stalled(flags) => stalled(flags, context).await,
         JobsCommand::DeleteOld(flags) => delete_old(flags, context).await,
     }
@@ -50,6 +51,83 @@ async fn list(flags: JobsListFlags, context: Context) -> anyhow::Result<ExitCode
     };
     print_jobs(&jobs, flags.details.then_some(&rescues), format)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `jobs show ID`: the job, its failed attempts' errors and its rescues.
+async fn show(id: i64, context: Context) -> anyhow::Result<ExitCode> {
+    let (app, format) = context.app()?;
+    let manager = app.job_manager();
+    let job = manager.get_job(id).await?;
+    let errors = manager.list_job_errors(&[id]).await?;
+    let rescues = manager.list_rescues(&[id]).await?;
+    if format.is_json() {
+        output::print_json(&job_json(&job, &errors, &rescues)?)?;
+    } else {
+        output::print(&job_text(&job, &errors, &rescues))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A job as `jobs show --json` prints it: its row, `errors` and `rescues`.
+pub(crate) fn job_json(
+    job: &Job,
+    errors: &[FailedAttempt],
+    rescues: &[Rescue],
+) -> serde_json::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(job)?;
+    value["errors"] = serde_json::to_value(errors)?;
+    value["rescues"] = serde_json::to_value(rescues)?;
+    Ok(value)
+}
+
+/// A job for a person: its fields, then why each attempt that did not succeed ended, then
+/// its rescues.
+pub(crate) fn job_text(job: &Job, errors: &[FailedAttempt], rescues: &[Rescue]) -> String {
+    let time =
+        |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut text = String::new();
+    for (name, value) in [
+        ("id", job.id.to_string()),
+        ("task", job.task_name.clone()),
+        ("queue", job.queue_name.clone()),
+        ("status", job.status.to_string()),
+        ("attempts", job.attempts.to_string()),
+        ("priority", job.priority.to_string()),
+        ("lock", or_dash(job.lock.as_deref())),
+        ("queueing_lock", or_dash(job.queueing_lock.as_deref())),
+        ("scheduled_at", or_dash(job.scheduled_at.map(time))),
+        ("worker", or_dash(job.worker_id)),
+        ("abort_requested", job.abort_requested.to_string()),
+        ("args", job.args.to_string()),
+    ] {
+        text.push_str(&format!("{name:<16} {value}\n"));
+    }
+    text.push_str("\nfailed attempts:");
+    if errors.is_empty() {
+        text.push_str(" none recorded (a job run by a Python worker has none)\n");
+    } else {
+        text.push('\n');
+        for error in errors {
+            text.push_str(&format!(
+                "  attempt {} at {} (worker {}): {}: {}\n",
+                error.attempt,
+                time(error.failed_at),
+                or_dash(error.worker_id),
+                error.kind,
+                error.message
+            ));
+        }
+    }
+    text.push_str("\nrescues:");
+    if rescues.is_empty() {
+        text.push_str(" none\n");
+    } else {
+        text.push('\n');
+        for rescue in rescues {
+            text.push_str(&format!("  {}\n", rescue_line(rescue)));
+        }
+    }
+    text
 }
 
 async fn stalled(flags: JobsStalledFlags, context: Context) -> anyhow::Result<ExitCode> {
@@ -217,23 +295,29 @@ async fn rescues_of(
 
 /// One line for a person: how often the job was rescued and what the last rescue did.
 fn rescue_summary(rescues: &[Rescue]) -> String {
-    let Some(last) = rescues.last() else {
-        return "-".to_owned();
-    };
-    let worker = last
+    match rescues.last() {
+        Some(last) => format!("{}x, last {}", rescues.len(), rescue_line(last)),
+        None => "-".to_owned(),
+    }
+}
+
+/// One rescue: when, which worker stopped, whether the job may have started there, what
+/// the rescue did.
+fn rescue_line(rescue: &Rescue) -> String {
+    let worker = rescue
         .worker_id
         .map_or_else(|| "a pruned worker".to_owned(), |w| format!("worker {w}"));
-    let started = if last.started {
+    let started = if rescue.started {
         "may have started there"
     } else {
         "never started there"
     };
     format!(
-        "{}x, last {}: {worker} stopped, {started}; {}",
-        rescues.len(),
-        last.rescued_at
+        "{}: {worker} stopped, {started}; {}",
+        rescue
+            .rescued_at
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        last.outcome
+        rescue.outcome
     )
 }
 

@@ -83,6 +83,13 @@ const COMMANDS: &[CommandSpec] = &[
         example: "list_locks queue=default status=todo",
     },
     CommandSpec {
+        name: "show_job",
+        usage: "show_job JOB_ID",
+        summary: "Show one job: its fields, why each attempt that did not succeed ended, its rescues.",
+        filters: &[],
+        example: "show_job 2",
+    },
+    CommandSpec {
         name: "retry",
         usage: "retry JOB_ID",
         summary: "Retry a failed or stalled (doing) job now: its status goes back to todo.",
@@ -160,6 +167,7 @@ enum Parsed {
     Exit,
     ListJobs { filter: JobFilter, details: bool },
     Count { by: CountBy, filter: JobFilter },
+    ShowJob(i64),
     Retry(i64),
     Cancel(i64),
     Abort(i64),
@@ -197,6 +205,7 @@ fn parse(line: &str) -> anyhow::Result<Parsed> {
             let (filter, _) = parse_filters(name, &args, COUNT_FILTERS, false)?;
             Parsed::Count { by, filter }
         }
+        "show_job" => Parsed::ShowJob(job_id_arg(name, &args)?),
         "retry" => Parsed::Retry(job_id_arg(name, &args)?),
         "cancel" => Parsed::Cancel(job_id_arg(name, &args)?),
         "abort" => Parsed::Abort(job_id_arg(name, &args)?),
@@ -450,6 +459,16 @@ impl Shell {
                         text.push('\n');
                     }
                     output::print(&text)?;
+                }
+            }
+            Parsed::ShowJob(id) => {
+                let job = self.manager.get_job(id).await?;
+                let errors = self.manager.list_job_errors(&[id]).await?;
+                let rescues = self.manager.list_rescues(&[id]).await?;
+                if self.format.is_json() {
+                    output::print_json(&super::jobs::job_json(&job, &errors, &rescues)?)?;
+                } else {
+                    output::print(&super::jobs::job_text(&job, &errors, &rescues))?;
                 }
             }
             Parsed::Retry(id) => {
@@ -724,6 +743,7 @@ mod tests {
         );
         assert_eq!(parse("   ").unwrap(), Parsed::Empty);
         assert_eq!(parse("retry 12").unwrap(), Parsed::Retry(12));
+        assert_eq!(parse("show_job 12").unwrap(), Parsed::ShowJob(12));
         assert_eq!(parse("quit").unwrap(), Parsed::Exit);
         assert_eq!(
             parse("pause emails").unwrap(),

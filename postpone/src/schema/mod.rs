@@ -142,6 +142,7 @@ static MIGRATIONS: &[Migration] = &[
     migration!(pre "0002" "postpone_fetch_jobs"),
     migration!(pre "0003" "postpone_batch_writes"),
     migration!(pre "0004" "postpone_self_healing"),
+    migration!(pre "0005" "postpone_job_errors"),
 ];
 
 /// The migration that creates (or adopts) the Procrastinate 3.10 contract objects.

@@ -29,9 +29,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use params::{
-    CountBy, DeferJobParams, DeleteOldJobsParams, FetchJobsParams, FinishJobParams, HandedBack,
-    JobCounts, JobFilter, QueuePause, Rescue, RescueDecide, RescueParams, RescueReport,
-    SessionSettings, StalledJobsParams, StartMark,
+    AttemptError, CountBy, DeferJobParams, DeleteOldJobsParams, FailedAttempt, FetchJobsParams,
+    FinishJobParams, HandedBack, JobCounts, JobFilter, QueuePause, Rescue, RescueDecide,
+    RescueParams, RescueReport, RetryJob, SessionSettings, StalledJobsParams, StartMark,
 };
 pub use subscription::Subscription;
 pub(crate) use subscription::SubscriptionSender;
@@ -93,10 +93,12 @@ pub trait Store: sealed::Sealed + Any + Send + Sync + fmt::Debug {
     /// Raises a worker's start watermark to `mark` (never lowers it): the jobs it holds at
     /// or before `mark` in start order may start.
     async fn mark_started(&self, worker_id: i64, mark: StartMark) -> Result<()>;
-    /// Finishes jobs; the ids written (jobs no longer todo/doing are left out).
+    /// Finishes jobs, and records the errors of their attempts that did not succeed, in
+    /// one statement; the ids written (jobs no longer todo/doing are left out).
     async fn finish_jobs(&self, jobs: &[FinishJobParams]) -> Result<Vec<i64>>;
-    /// Sends doing jobs back to todo (or to failed when abort was requested); ids written.
-    async fn retry_jobs(&self, jobs: &[(i64, RetryDecision)]) -> Result<Vec<i64>>;
+    /// Sends doing jobs back to todo (or to failed when abort was requested), and records
+    /// their attempts' errors, in one statement; ids written.
+    async fn retry_jobs(&self, jobs: &[RetryJob]) -> Result<Vec<i64>>;
     /// Sends jobs a worker claimed but did not start back to `todo` as if never fetched
     /// (no worker, attempts unchanged); see [`HandedBack`] for the ones it leaves.
     async fn hand_back_jobs(&self, worker_id: i64, ids: &[i64]) -> Result<HandedBack>;
@@ -115,6 +117,8 @@ pub trait Store: sealed::Sealed + Any + Send + Sync + fmt::Debug {
     ) -> Result<Option<RescueReport>>;
     /// The rescues of these jobs, oldest first.
     async fn list_rescues(&self, job_ids: &[i64]) -> Result<Vec<Rescue>>;
+    /// The recorded errors of these jobs' attempts, by job, oldest first.
+    async fn list_job_errors(&self, job_ids: &[i64]) -> Result<Vec<FailedAttempt>>;
 
     /// Pauses a queue: no worker of this store claims its jobs until it is resumed; the
     /// workers are told. False when it was paused already.

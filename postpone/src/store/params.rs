@@ -176,6 +176,64 @@ pub struct FinishJobParams {
     pub status: JobStatus,
     /// Delete the row instead.
     pub delete_job: bool,
+    /// Why the attempt did not succeed, recorded with the outcome (not for a deleted job).
+    pub error: Option<AttemptError>,
+}
+
+/// A retry to write: the job, what its strategy decided, and why the attempt failed.
+#[derive(Debug, Clone)]
+pub struct RetryJob {
+    /// The job.
+    pub id: i64,
+    /// When and where it runs again.
+    pub decision: RetryDecision,
+    /// Why the attempt failed, recorded with the retry.
+    pub error: Option<AttemptError>,
+}
+
+/// Why one attempt did not succeed, as the outcome's statement records it in
+/// `postpone_job_errors`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptError {
+    /// The attempt's number: 1 for the first.
+    pub attempt: i32,
+    /// The worker that ran it.
+    pub worker_id: Option<i64>,
+    /// The error's kind (a task's, or `Panic`, `Timeout`, `JobAborted`, `Stalled`,
+    /// `TaskNotFound`).
+    pub kind: String,
+    /// Its message.
+    pub message: String,
+}
+
+impl AttemptError {
+    /// The error of `job`'s current attempt (its number from the job's `attempts`).
+    #[must_use]
+    pub fn of(job: &crate::job::Job, kind: &str, message: &str) -> Self {
+        Self {
+            attempt: job.attempts.saturating_add(1),
+            worker_id: job.worker_id,
+            kind: kind.to_owned(),
+            message: message.to_owned(),
+        }
+    }
+}
+
+/// A recorded attempt that did not succeed (`postpone_job_errors`), for people asking why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FailedAttempt {
+    /// The job.
+    pub job_id: i64,
+    /// The attempt's number: 1 for the first.
+    pub attempt: i32,
+    /// The worker that ran it.
+    pub worker_id: Option<i64>,
+    /// The error's kind.
+    pub kind: String,
+    /// Its message.
+    pub message: String,
+    /// When its outcome was written.
+    pub failed_at: DateTime<Utc>,
 }
 
 /// What `hand_back_jobs` did with the claimed jobs it was given (ids left out of all three

@@ -1,8 +1,10 @@
 //! The rescue's decisions, the same for every store: which stalled jobs go back to `todo`,
 //! which are retried and which fail, and the rows that record it (`docs/adr/0011-rescue.md`).
 
-use crate::job::{Job, RetryDecision};
-use crate::store::{RescueDecide, RescueReport};
+use std::time::Duration;
+
+use crate::job::{Job, STALLED_ERROR_KIND};
+use crate::store::{AttemptError, RescueDecide, RescueParams, RescueReport, RetryJob};
 
 /// What a rescue pass does with the stalled jobs it locked.
 #[derive(Debug, Default)]
@@ -11,28 +13,52 @@ pub(crate) struct RescuePlan {
     /// `aborted`, a taken queueing lock keeps it for a later pass).
     pub(crate) hand_back: Vec<i64>,
     /// May have started, and its task retries it: a failed attempt.
-    pub(crate) retry: Vec<(i64, RetryDecision)>,
-    /// May have started, and no attempt is left (or the task is unknown here): `failed`.
-    pub(crate) fail: Vec<i64>,
+    pub(crate) retry: Vec<RetryJob>,
+    /// May have started, and no attempt is left (or the task is unknown here): `failed`,
+    /// with the attempt's error.
+    pub(crate) fail: Vec<(i64, AttemptError)>,
 }
 
-/// Splits `stalled` (each job with whether it may have started) by `decide`.
-pub(crate) fn plan(stalled: &[(Job, bool)], decide: &RescueDecide<'_>) -> RescuePlan {
+/// Splits `stalled` (each job with whether it may have started) by `decide`; a job that
+/// may have started is a failed attempt whose error says its worker stopped.
+pub(crate) fn plan(
+    stalled: &[(Job, bool)],
+    params: &RescueParams,
+    decide: &RescueDecide<'_>,
+) -> RescuePlan {
     let mut plan = RescuePlan::default();
     for (job, started) in stalled {
         if !started {
             plan.hand_back.push(job.id);
-        } else if job.abort_requested {
+            continue;
+        }
+        let error = AttemptError::of(job, STALLED_ERROR_KIND, &stalled_message(job, params));
+        if job.abort_requested {
             // Its abort was asked: a retry would end it failed anyway.
-            plan.fail.push(job.id);
+            plan.fail.push((job.id, error));
         } else {
             match decide(job) {
-                Some(retry) => plan.retry.push((job.id, retry)),
-                None => plan.fail.push(job.id),
+                Some(decision) => plan.retry.push(RetryJob {
+                    id: job.id,
+                    decision,
+                    error: Some(error),
+                }),
+                None => plan.fail.push((job.id, error)),
             }
         }
     }
     plan
+}
+
+/// Why a job that may have started was rescued.
+fn stalled_message(job: &Job, params: &RescueParams) -> String {
+    let silent = Duration::from_secs_f64(params.seconds_since_heartbeat);
+    match job.worker_id {
+        Some(worker) => format!(
+            "rescued: its worker {worker} stopped heartbeating for more than {silent:?} while the job ran"
+        ),
+        None => "rescued: its worker was gone (pruned) while the job ran".to_owned(),
+    }
 }
 
 /// The `postpone_rescues` rows of a pass, as the columns `record_rescues` takes.

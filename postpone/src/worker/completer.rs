@@ -21,7 +21,7 @@ use super::state::WorkerState;
 use super::stats::Outcome;
 use crate::Result;
 use crate::job::{Job, JobStatus, RetryDecision};
-use crate::store::{FinishJobParams, Store};
+use crate::store::{AttemptError, FinishJobParams, RetryJob, Store};
 
 /// Most outcomes written by one statement.
 pub const BATCH_MAX: usize = 1000;
@@ -56,6 +56,8 @@ impl Write {
 pub(crate) struct Completion {
     pub(crate) job: Job,
     pub(crate) write: Write,
+    /// Why the attempt did not succeed, written with its outcome.
+    pub(crate) error: Option<AttemptError>,
 }
 
 /// The completer's handles.
@@ -157,8 +159,13 @@ impl Completer {
                     id: c.job.id,
                     status: *status,
                     delete_job: *delete_job,
+                    error: c.error.clone(),
                 }),
-                Write::Retry(retry) => retries.push((c.job.id, retry.clone())),
+                Write::Retry(decision) => retries.push(RetryJob {
+                    id: c.job.id,
+                    decision: decision.clone(),
+                    error: c.error.clone(),
+                }),
             }
         }
         let (finished, retried) = tokio::try_join!(
@@ -202,6 +209,7 @@ impl Completer {
                     status: JobStatus::Failed,
                     delete_job: false,
                 },
+                error: completion.error.clone(),
             };
             match self.write_batch(std::slice::from_ref(&failed)).await {
                 Ok(written) => return written,

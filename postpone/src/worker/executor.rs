@@ -20,7 +20,11 @@ use crate::app::App;
 use crate::context::{AbortReason, JobContext};
 use crate::job::{Job, JobStatus};
 use crate::middleware::{self, Middleware};
+use crate::store::AttemptError;
 use crate::task::TaskError;
+
+/// The error kind of an attempt that was aborted (by a person, or by a forced stop).
+const ABORTED: &str = "JobAborted";
 
 /// How an attempt ended.
 #[derive(Debug)]
@@ -81,10 +85,11 @@ impl Executor {
         let this = self.clone();
         self.jobs.spawn(async move {
             let started = Instant::now();
-            let write = this.run(job.clone()).await;
+            let (write, error) = this.run(job.clone()).await;
             // Every attempt counts, whatever its end (an unknown task too): the prefetch
             // is sized by how fast slots free.
-            this.complete(job, write, Some(started.elapsed())).await;
+            this.complete(job, write, error, Some(started.elapsed()))
+                .await;
             drop(permit);
         });
     }
@@ -96,18 +101,27 @@ impl Executor {
         self.jobs.spawn(async move {
             tracing::warn!(job_id = job.id, task = %job.task_name, "job aborted before it started");
             let write = this.finish(JobStatus::Aborted);
-            this.complete(job, write, None).await;
+            let error = TaskError::new(ABORTED, "aborted before it started");
+            this.complete(job, write, Some(error), None).await;
         });
     }
 
-    /// Hands an outcome to the completer.
-    async fn complete(&self, job: Job, write: Write, ran: Option<std::time::Duration>) {
+    /// Hands an outcome, and the error of an attempt that did not succeed, to the
+    /// completer.
+    async fn complete(
+        &self,
+        job: Job,
+        write: Write,
+        error: Option<TaskError>,
+        ran: Option<std::time::Duration>,
+    ) {
         let id = job.id;
         self.state.finished(&job, ran);
+        let error = error.map(|e| AttemptError::of(&job, e.kind(), e.message()));
         // Back-pressure: when the completer is behind, the slot stays taken.
         if self
             .completions
-            .send(Completion { job, write })
+            .send(Completion { job, write, error })
             .await
             .is_err()
         {
@@ -118,12 +132,14 @@ impl Executor {
         }
     }
 
-    async fn run(&self, job: Job) -> Write {
+    /// Runs one attempt: what to write, and the error when it did not succeed.
+    async fn run(&self, job: Job) -> (Write, Option<TaskError>) {
         let abort = self.state.started(job.id);
         if abort.is_aborted() {
             // Aborted while it waited in the local queue: it does not run.
             tracing::warn!(job_id = job.id, task = %job.task_name, "job aborted before it started");
-            return self.finish(JobStatus::Aborted);
+            let error = TaskError::new(ABORTED, "aborted before it started");
+            return (self.finish(JobStatus::Aborted), Some(error));
         }
         let started = Instant::now();
         let Some(entry) = self.app.task(&job.task_name).cloned() else {
@@ -136,7 +152,7 @@ impl Executor {
                 ),
             );
             tracing::error!(job_id = job.id, task = %job.task_name, %error, "job failed: unknown task");
-            return self.finish(JobStatus::Failed);
+            return (self.finish(JobStatus::Failed), Some(error));
         };
         let ctx = JobContext::new(
             self.app.clone(),
@@ -189,31 +205,31 @@ impl Executor {
         match outcome {
             Outcome::Succeeded => {
                 tracing::info!(job_id = job.id, task = %job.task_name, ?elapsed, "job succeeded");
-                self.finish(JobStatus::Succeeded)
+                (self.finish(JobStatus::Succeeded), None)
             }
             Outcome::Failed(error) => match entry.config.retry.decide(&job, &error) {
                 Some(decision) => {
                     tracing::warn!(job_id = job.id, task = %job.task_name, %error, retry_at = ?decision.retry_at, "job failed, will retry");
-                    Write::Retry(decision)
+                    (Write::Retry(decision), Some(error))
                 }
                 None => {
                     tracing::error!(job_id = job.id, task = %job.task_name, %error, "job failed");
-                    self.finish(JobStatus::Failed)
+                    (self.finish(JobStatus::Failed), Some(error))
                 }
             },
             Outcome::Aborted(reason) => {
-                let error = TaskError::new("JobAborted", format!("aborted: {reason:?}"));
+                let error = TaskError::new(ABORTED, format!("aborted: {reason:?}"));
                 let retry = (reason == AbortReason::Shutdown)
                     .then(|| entry.config.retry.decide(&job, &error))
                     .flatten();
                 match retry {
                     Some(decision) => {
                         tracing::warn!(job_id = job.id, task = %job.task_name, "job aborted by shutdown, will retry");
-                        Write::Retry(decision)
+                        (Write::Retry(decision), Some(error))
                     }
                     None => {
                         tracing::warn!(job_id = job.id, task = %job.task_name, ?reason, "job aborted");
-                        self.finish(JobStatus::Aborted)
+                        (self.finish(JobStatus::Aborted), Some(error))
                     }
                 }
             }

@@ -8,6 +8,7 @@ mod defer;
 mod harness;
 mod interop;
 mod interop_worker;
+mod job_errors;
 mod layers;
 mod local_queue;
 mod manager;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use postpone::RetryDecision;
-use postpone::store::{DeferJobParams, FinishJobParams};
+use postpone::store::{AttemptError, DeferJobParams, FinishJobParams, RetryJob};
 use postpone::store::{FetchJobsParams, RescueParams, StartMark};
 use postpone::task::{JobContext, TaskError};
 use postpone::worker::WorkerConfig;
@@ -542,6 +542,7 @@ async fn lock_order(backend: &Backend) -> Vec<String> {
                 id,
                 status: JobStatus::Succeeded,
                 delete_job: false,
+                error: None,
             })
             .collect();
         let written = store.finish_jobs(&finish).await.expect("finish");
@@ -966,6 +967,7 @@ async fn stalled(backend: &Backend) -> Vec<String> {
             id,
             status: JobStatus::Succeeded,
             delete_job: false,
+            error: None,
         })
         .collect();
     seen.push(format!(
@@ -1276,18 +1278,29 @@ async fn batch_writes(backend: &Backend) -> Vec<String> {
             .await
             .expect("abort")
     );
-    let finish = |id, status, delete_job| FinishJobParams {
+    // Each write may carry its attempt's error, recorded with it unless the job is
+    // deleted or not written.
+    let error = |kind: &str| {
+        Some(AttemptError {
+            attempt: 1,
+            worker_id: Some(1),
+            kind: kind.to_owned(),
+            message: format!("{kind} happened"),
+        })
+    };
+    let finish = |id, status, delete_job, error| FinishJobParams {
         id,
         status,
         delete_job,
+        error,
     };
     let mut finished = store
         .finish_jobs(&[
-            finish(3, JobStatus::Failed, false),
-            finish(1, JobStatus::Succeeded, false),
-            finish(2, JobStatus::Aborted, false),
-            finish(4, JobStatus::Succeeded, true),
-            finish(8, JobStatus::Cancelled, false),
+            finish(3, JobStatus::Failed, false, error("Boom")),
+            finish(1, JobStatus::Succeeded, false, None),
+            finish(2, JobStatus::Aborted, false, error("JobAborted")),
+            finish(4, JobStatus::Failed, true, error("Deleted")),
+            finish(8, JobStatus::Cancelled, false, None),
         ])
         .await
         .expect("finish");
@@ -1299,17 +1312,52 @@ async fn batch_writes(backend: &Backend) -> Vec<String> {
         queue: queue.map(str::to_owned),
         lock: lock.map(str::to_owned),
     };
+    let retry_job = |id, decision, error| RetryJob {
+        id,
+        decision,
+        error,
+    };
     let mut retried = store
         .retry_jobs(&[
-            (7, retry(None, Some(4), Some("other"), Some("L"))),
-            (5, retry(Some(at("2030-01-01T00:00:00Z")), None, None, None)),
-            (6, retry(None, Some(9), None, None)),
-            (1, retry(None, None, None, None)),
+            retry_job(
+                7,
+                retry(None, Some(4), Some("other"), Some("L")),
+                error("Flaky"),
+            ),
+            retry_job(
+                5,
+                retry(Some(at("2030-01-01T00:00:00Z")), None, None, None),
+                None,
+            ),
+            retry_job(6, retry(None, Some(9), None, None), error("Aborting")),
+            retry_job(1, retry(None, None, None, None), error("Late")),
         ])
         .await
         .expect("retry");
     retried.sort_unstable();
     assert_eq!(retried, [5, 6, 7], "job 1 is not doing any more");
+    let errors: Vec<String> = manager
+        .list_job_errors(&ids)
+        .await
+        .expect("errors")
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {:?} {}: {}",
+                e.job_id, e.attempt, e.worker_id, e.kind, e.message
+            )
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "2 1 Some(1) JobAborted: JobAborted happened",
+            "3 1 Some(1) Boom: Boom happened",
+            "6 1 Some(1) Aborting: Aborting happened",
+            "7 1 Some(1) Flaky: Flaky happened",
+        ],
+        "recorded for the jobs written and kept only"
+    );
     let mut seen = vec![
         format!("finished {finished:?}"),
         format!("retried {retried:?}"),

@@ -102,6 +102,7 @@ async fn scenario(db: &TestDb) -> Seen {
     let claim_skipped = skipped(&client, "status_update").await;
 
     let finish = |id, status| FinishJobParams {
+        error: None,
         id,
         status,
         delete_job: false,

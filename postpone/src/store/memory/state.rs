@@ -7,7 +7,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::events::{EventType, JobEvent};
 use crate::job::{Job, JobStatus, RetryDecision};
-use crate::store::{CountBy, DeferJobParams, FinishJobParams, HandedBack, Rescue, StartMark};
+use crate::store::{
+    AttemptError, CountBy, DeferJobParams, FailedAttempt, FinishJobParams, HandedBack, Rescue,
+    RetryJob, StartMark,
+};
 use crate::{DbError, Error, Result};
 
 /// Longest queue or task name (`character varying(128)`).
@@ -45,6 +48,8 @@ pub(super) struct State {
     pub(super) starts: BTreeMap<i64, StartMark>,
     /// `postpone_rescues`, oldest first.
     pub(super) rescues: Vec<Rescue>,
+    /// `postpone_job_errors`, oldest first.
+    pub(super) errors: Vec<FailedAttempt>,
     /// `postpone_job_timeouts`: the timeouts defer calls set.
     pub(super) timeouts: BTreeMap<i64, std::time::Duration>,
     /// `postpone_queue_pauses`: the paused queues, since when.
@@ -102,6 +107,7 @@ impl State {
         self.jobs.remove(&id);
         self.events.retain(|e| e.job_id != id);
         self.rescues.retain(|r| r.job_id != id);
+        self.errors.retain(|e| e.job_id != id);
         self.timeouts.remove(&id);
     }
 
@@ -133,6 +139,7 @@ impl State {
                     job.status = finish.status;
                     job.abort_requested = false;
                 });
+                self.record_error(finish.id, finish.error.as_ref(), now);
                 updated.push(finish.id);
             }
         }
@@ -144,13 +151,9 @@ impl State {
     /// failed when their abort was requested; the ids written. A job back in todo must not
     /// collide on its queueing lock (the unique index): the whole statement is checked
     /// before anything is written, as PostgreSQL fails it whole.
-    pub(super) fn retry(
-        &mut self,
-        jobs: &[(i64, RetryDecision)],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<i64>> {
+    pub(super) fn retry(&mut self, jobs: &[RetryJob], now: DateTime<Utc>) -> Result<Vec<i64>> {
         let mut batch_locks = HashSet::new();
-        for (id, _) in jobs {
+        for RetryJob { id, .. } in jobs {
             let Some(job) = self.jobs.get(id) else {
                 continue;
             };
@@ -172,7 +175,12 @@ impl State {
             abort_requested: false,
         };
         let mut written = Vec::new();
-        for (id, retry) in jobs {
+        for RetryJob {
+            id,
+            decision,
+            error,
+        } in jobs
+        {
             if self
                 .jobs
                 .get(id)
@@ -186,13 +194,28 @@ impl State {
                 } else {
                     job.status = JobStatus::Todo;
                     job.attempts = job.attempts.saturating_add(1);
-                    job.scheduled_at = Some(retry.retry_at.unwrap_or(now));
-                    apply_retry(job, retry);
+                    job.scheduled_at = Some(decision.retry_at.unwrap_or(now));
+                    apply_retry(job, decision);
                 }
             });
+            self.record_error(*id, error.as_ref(), now);
             written.push(*id);
         }
         Ok(written)
+    }
+
+    /// The `postpone_job_errors` row of an outcome written with an error.
+    fn record_error(&mut self, job_id: i64, error: Option<&AttemptError>, now: DateTime<Utc>) {
+        if let Some(error) = error {
+            self.errors.push(FailedAttempt {
+                job_id,
+                attempt: error.attempt,
+                worker_id: error.worker_id,
+                kind: error.kind.clone(),
+                message: error.message.clone(),
+                failed_at: now,
+            });
+        }
     }
 
     /// `hand_back_jobs.sql`: doing jobs of `worker` (any worker when `None`), or orphaned,

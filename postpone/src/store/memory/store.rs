@@ -15,9 +15,9 @@ use crate::protocol::Notification;
 use crate::schema::{ApplyReport, ApplyScope};
 use crate::store::rescue;
 use crate::store::{
-    CountBy, DeferJobParams, DeleteOldJobsParams, FetchJobsParams, FinishJobParams, HandedBack,
-    JobCounts, JobFilter, QueuePause, Rescue, RescueDecide, RescueParams, RescueReport,
-    SessionSettings, StalledJobsParams, StartMark, Store, Subscription,
+    CountBy, DeferJobParams, DeleteOldJobsParams, FailedAttempt, FetchJobsParams, FinishJobParams,
+    HandedBack, JobCounts, JobFilter, QueuePause, Rescue, RescueDecide, RescueParams, RescueReport,
+    RetryJob, SessionSettings, StalledJobsParams, StartMark, Store, Subscription,
 };
 use crate::{Error, Result};
 
@@ -423,7 +423,7 @@ impl Store for MemoryStore {
         Ok(self.state().finish(jobs, now))
     }
 
-    async fn retry_jobs(&self, jobs: &[(i64, RetryDecision)]) -> Result<Vec<i64>> {
+    async fn retry_jobs(&self, jobs: &[RetryJob]) -> Result<Vec<i64>> {
         let now = self.now();
         self.state().retry(jobs, now)
     }
@@ -475,7 +475,7 @@ impl Store for MemoryStore {
                 stalled.push((job.clone(), started));
             }
         }
-        let plan = rescue::plan(&stalled, decide);
+        let plan = rescue::plan(&stalled, params, decide);
         let mut report = RescueReport::default();
         let handed = state.hand_back(None, &plan.hand_back, now);
         report.handed_back = handed.todo;
@@ -488,17 +488,22 @@ impl Store for MemoryStore {
                 id,
                 status: JobStatus::Aborted,
                 delete_job: false,
+                error: None,
             })
             .collect();
-        ends.extend(plan.fail.iter().map(|&id| FinishJobParams {
-            id,
+        ends.extend(plan.fail.iter().map(|(id, error)| FinishJobParams {
+            id: *id,
             status: JobStatus::Failed,
             delete_job: false,
+            error: Some(error.clone()),
         }));
         let written = state.finish(&ends, now);
-        report
-            .failed
-            .extend(plan.fail.iter().filter(|id| written.contains(id)));
+        report.failed.extend(
+            plan.fail
+                .iter()
+                .map(|(id, _)| *id)
+                .filter(|id| written.contains(id)),
+        );
         report.retried = state.retry(&plan.retry, now)?;
         let records = rescue::records(&stalled, &report);
         for (i, job_id) in records.job_ids.iter().enumerate() {
@@ -539,6 +544,19 @@ impl Store for MemoryStore {
             .filter(|r| job_ids.contains(&r.job_id))
             .cloned()
             .collect())
+    }
+
+    async fn list_job_errors(&self, job_ids: &[i64]) -> Result<Vec<FailedAttempt>> {
+        let mut errors: Vec<FailedAttempt> = self
+            .state()
+            .errors
+            .iter()
+            .filter(|e| job_ids.contains(&e.job_id))
+            .cloned()
+            .collect();
+        // By job, oldest first (the rows are in the order written).
+        errors.sort_by_key(|e| e.job_id);
+        Ok(errors)
     }
 
     async fn pause_queue(&self, queue: &str) -> Result<bool> {

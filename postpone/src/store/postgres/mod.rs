@@ -25,9 +25,10 @@ pub use tx::Transaction;
 
 use super::rescue;
 use super::{
-    CountBy, DeferJobParams, DeleteOldJobsParams, FetchJobsParams, FinishJobParams, HandedBack,
-    JobCounts, JobFilter, QueuePause, Rescue, RescueDecide, RescueParams, RescueReport,
-    SessionSettings, StalledJobsParams, StartMark, Store, Subscription,
+    AttemptError, CountBy, DeferJobParams, DeleteOldJobsParams, FailedAttempt, FetchJobsParams,
+    FinishJobParams, HandedBack, JobCounts, JobFilter, QueuePause, Rescue, RescueDecide,
+    RescueParams, RescueReport, RetryJob, SessionSettings, StalledJobsParams, StartMark, Store,
+    Subscription,
 };
 use crate::connect::ConnectConfig;
 use crate::job::{Job, JobStatus, RetryDecision};
@@ -339,55 +340,107 @@ where
         .collect()
 }
 
-/// The columns of `finish_jobs`, one array each.
-struct FinishColumns {
+/// The errors of attempts, one array per column of `postpone_job_errors`: the last
+/// parameters of `finish_jobs` and `retry_jobs`.
+#[derive(Default)]
+struct ErrorColumns<'a> {
+    job_ids: Vec<i64>,
+    attempts: Vec<i32>,
+    worker_ids: Vec<Option<i64>>,
+    kinds: Vec<&'a str>,
+    messages: Vec<&'a str>,
+}
+
+impl<'a> ErrorColumns<'a> {
+    fn push(&mut self, job_id: i64, error: &'a AttemptError) {
+        self.job_ids.push(job_id);
+        self.attempts.push(error.attempt);
+        self.worker_ids.push(error.worker_id);
+        self.kinds.push(&error.kind);
+        self.messages.push(&error.message);
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 5] {
+        [
+            &self.job_ids,
+            &self.attempts,
+            &self.worker_ids,
+            &self.kinds,
+            &self.messages,
+        ]
+    }
+}
+
+/// The columns of `finish_jobs`, one array each, then the errors.
+struct FinishColumns<'a> {
     ids: Vec<i64>,
     statuses: Vec<&'static str>,
     deletes: Vec<bool>,
+    errors: ErrorColumns<'a>,
 }
 
-impl FinishColumns {
-    fn new(jobs: &[FinishJobParams]) -> Self {
+impl<'a> FinishColumns<'a> {
+    fn new(jobs: &'a [FinishJobParams]) -> Self {
+        let mut errors = ErrorColumns::default();
+        // A deleted job keeps nothing, its errors neither.
+        for job in jobs.iter().filter(|j| !j.delete_job) {
+            if let Some(error) = &job.error {
+                errors.push(job.id, error);
+            }
+        }
         Self {
             ids: jobs.iter().map(|j| j.id).collect(),
             statuses: jobs.iter().map(|j| j.status.as_str()).collect(),
             deletes: jobs.iter().map(|j| j.delete_job).collect(),
+            errors,
         }
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 3] {
-        [&self.ids, &self.statuses, &self.deletes]
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&self.ids, &self.statuses, &self.deletes];
+        params.extend(self.errors.params());
+        params
     }
 }
 
-/// The columns of `retry_jobs`, one array each.
+/// The columns of `retry_jobs`, one array each, then the errors.
 struct RetryColumns<'a> {
     ids: Vec<i64>,
     retry_ats: Vec<Option<chrono::DateTime<chrono::Utc>>>,
     priorities: Vec<Option<i32>>,
     queues: Vec<Option<&'a str>>,
     locks: Vec<Option<&'a str>>,
+    errors: ErrorColumns<'a>,
 }
 
 impl<'a> RetryColumns<'a> {
-    fn new(jobs: &'a [(i64, RetryDecision)]) -> Self {
+    fn new(jobs: &'a [RetryJob]) -> Self {
+        let mut errors = ErrorColumns::default();
+        for job in jobs {
+            if let Some(error) = &job.error {
+                errors.push(job.id, error);
+            }
+        }
         Self {
-            ids: jobs.iter().map(|(id, _)| *id).collect(),
-            retry_ats: jobs.iter().map(|(_, r)| r.retry_at).collect(),
-            priorities: jobs.iter().map(|(_, r)| r.priority).collect(),
-            queues: jobs.iter().map(|(_, r)| r.queue.as_deref()).collect(),
-            locks: jobs.iter().map(|(_, r)| r.lock.as_deref()).collect(),
+            ids: jobs.iter().map(|j| j.id).collect(),
+            retry_ats: jobs.iter().map(|j| j.decision.retry_at).collect(),
+            priorities: jobs.iter().map(|j| j.decision.priority).collect(),
+            queues: jobs.iter().map(|j| j.decision.queue.as_deref()).collect(),
+            locks: jobs.iter().map(|j| j.decision.lock.as_deref()).collect(),
+            errors,
         }
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 5] {
-        [
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![
             &self.ids,
             &self.retry_ats,
             &self.priorities,
             &self.queues,
             &self.locks,
-        ]
+        ];
+        params.extend(self.errors.params());
+        params
     }
 }
 
@@ -417,7 +470,7 @@ async fn finish_jobs_on(
 /// `retry_jobs` inside a transaction.
 async fn retry_jobs_on(
     client: &impl tokio_postgres::GenericClient,
-    jobs: &[(i64, RetryDecision)],
+    jobs: &[RetryJob],
 ) -> Result<Vec<i64>> {
     ids_on(
         client,
@@ -661,7 +714,7 @@ impl Store for PgStore {
             .await
     }
 
-    async fn retry_jobs(&self, jobs: &[(i64, RetryDecision)]) -> Result<Vec<i64>> {
+    async fn retry_jobs(&self, jobs: &[RetryJob]) -> Result<Vec<i64>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -723,7 +776,7 @@ impl Store for PgStore {
             let started: bool = row.try_get("started").map_err(db)?;
             stalled.push((rows::job(row)?, started));
         }
-        let plan = rescue::plan(&stalled, decide);
+        let plan = rescue::plan(&stalled, params, decide);
         let mut report = RescueReport::default();
         if !plan.hand_back.is_empty() {
             let rows = tx
@@ -746,18 +799,23 @@ impl Store for PgStore {
                 id,
                 status: JobStatus::Aborted,
                 delete_job: false,
+                error: None,
             })
-            .chain(plan.fail.iter().map(|&id| FinishJobParams {
-                id,
+            .chain(plan.fail.iter().map(|(id, error)| FinishJobParams {
+                id: *id,
                 status: JobStatus::Failed,
                 delete_job: false,
+                error: Some(error.clone()),
             }))
             .collect();
         if !aborted.is_empty() {
             let written = finish_jobs_on(&*tx, &aborted).await?;
-            report
-                .failed
-                .extend(plan.fail.iter().filter(|id| written.contains(id)));
+            report.failed.extend(
+                plan.fail
+                    .iter()
+                    .map(|(id, _)| *id)
+                    .filter(|id| written.contains(id)),
+            );
         }
         if !plan.retry.is_empty() {
             report
@@ -801,6 +859,22 @@ impl Store for PgStore {
                     rescued_at: row.try_get("rescued_at").map_err(db)?,
                     started: row.try_get("started").map_err(db)?,
                     outcome: row.try_get("outcome").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn list_job_errors(&self, job_ids: &[i64]) -> Result<Vec<FailedAttempt>> {
+        let rows = self.query(queries::LIST_JOB_ERRORS, &[&job_ids]).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(FailedAttempt {
+                    job_id: row.try_get("job_id").map_err(db)?,
+                    attempt: row.try_get("attempt").map_err(db)?,
+                    worker_id: row.try_get("worker_id").map_err(db)?,
+                    kind: row.try_get("kind").map_err(db)?,
+                    message: row.try_get("message").map_err(db)?,
+                    failed_at: row.try_get("failed_at").map_err(db)?,
                 })
             })
             .collect()

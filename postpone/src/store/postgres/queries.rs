@@ -76,6 +76,8 @@ pub const RECORD_RESCUES: &str = include_str!("queries/record_rescues.sql");
 pub const PRUNE_RESCUED_WORKERS: &str = include_str!("queries/prune_rescued_workers.sql");
 /// The rescues of some jobs.
 pub const LIST_RESCUES: &str = include_str!("queries/list_rescues.sql");
+/// The recorded errors of jobs' attempts.
+pub const LIST_JOB_ERRORS: &str = include_str!("queries/list_job_errors.sql");
 /// Pauses a queue and notifies the workers.
 pub const PAUSE_QUEUE: &str = include_str!("queries/pause_queue.sql");
 /// Resumes a queue and notifies the workers.

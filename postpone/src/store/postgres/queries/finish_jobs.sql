@@ -2,7 +2,18 @@
 -- postpone_finish_jobs_v1 (schema migration 0003). Each job ($1 ids, $2 end statuses
 -- succeeded/failed/aborted, $3 delete flags) still in todo or doing is either deleted or
 -- set to its end status with abort_requested cleared and attempts + 1 when it was doing.
--- Returns the ids written; a job in any other status is left alone (and missing from the
--- result).
-SELECT id
-  FROM postpone_finish_jobs_v1($1::bigint[], $2::text[]::procrastinate_job_status[], $3::bool[]) AS id
+-- In the same statement, the errors of the attempts that did not succeed ($4 job ids,
+-- $5 attempt numbers, $6 workers, $7 kinds, $8 messages; never for a deleted job) go to
+-- postpone_job_errors, for the jobs written. Returns the ids written; a job in any other
+-- status is left alone (and missing from the result).
+WITH finished AS (
+    SELECT id
+      FROM postpone_finish_jobs_v1($1::bigint[], $2::text[]::procrastinate_job_status[], $3::bool[]) AS id
+), errors AS (
+    INSERT INTO postpone_job_errors (job_id, attempt, worker_id, kind, message)
+    SELECT error.job_id, error.attempt, error.worker_id, error.kind, error.message
+      FROM unnest($4::bigint[], $5::int4[], $6::bigint[], $7::text[], $8::text[])
+           AS error (job_id, attempt, worker_id, kind, message)
+     WHERE error.job_id IN (SELECT id FROM finished)
+)
+SELECT id FROM finished

@@ -1,0 +1,259 @@
+//! Failed attempts leave their reason in the database (`postpone_job_errors`), written by
+//! the statement that writes the outcome: a task's error (retried, then failed), a panic,
+//! a timeout, an unknown task, an abort, a rescue from a dead worker; deleted with the job.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use postpone::manager::DeleteOldJobsOptions;
+use postpone::retry::RetryStrategy;
+use postpone::store::FailedAttempt;
+use postpone::task::{JobContext, TaskConfig, TaskError};
+use postpone::worker::WorkerConfig;
+use postpone::{App, JobStatus, MemoryStore, Task};
+use serde::{Deserialize, Serialize};
+
+use crate::harness::{Log, TestDb, schema_db, wait_for};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Fails with kind `Boom` on its first attempt, then succeeds; one retry.
+#[derive(Serialize, Deserialize)]
+struct BoomOnce;
+
+impl Task for BoomOnce {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "errors.boom_once".into()
+    }
+    fn config() -> TaskConfig {
+        TaskConfig::default().with_retry(RetryStrategy::max_attempts(2))
+    }
+    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
+        if ctx.job().attempts == 0 {
+            return Err(TaskError::new("Boom", "the first attempt blows up"));
+        }
+        Ok(())
+    }
+}
+
+/// Panics.
+#[derive(Serialize, Deserialize)]
+struct Panics;
+
+impl Task for Panics {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "errors.panics".into()
+    }
+    async fn run(self, _ctx: JobContext) -> Result<(), TaskError> {
+        panic!("the task panicked on purpose")
+    }
+}
+
+/// Logs `start`, then waits until aborted, or past its 50-ms timeout.
+#[derive(Serialize, Deserialize)]
+struct Waits {
+    timeout: bool,
+}
+
+impl Task for Waits {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "errors.waits".into()
+    }
+    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
+        Log::of(&ctx).push("start".to_owned());
+        loop {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+fn app(builder: postpone::AppBuilder) -> App {
+    builder
+        .task::<BoomOnce>()
+        .task::<Panics>()
+        .task::<Waits>()
+        .build()
+        .expect("test app builds")
+}
+
+fn config(log: &Arc<Log>) -> WorkerConfig {
+    WorkerConfig {
+        additional_context: Some(log.clone()),
+        concurrency: 4,
+        fetch_job_polling_interval: Duration::from_millis(50),
+        abort_job_polling_interval: Duration::from_millis(50),
+        ..WorkerConfig::default()
+    }
+}
+
+fn lines(errors: &[FailedAttempt]) -> Vec<String> {
+    errors
+        .iter()
+        .map(|e| format!("{} {}: {}", e.attempt, e.kind, e.message))
+        .collect()
+}
+
+/// Every kind of end an attempt can have, on `app`'s store; the errors by job.
+async fn every_failure(app: &App) -> Vec<(i64, Vec<String>)> {
+    let manager = app.job_manager();
+    let boom = app.defer(BoomOnce).await.expect("defer");
+    let panics = app.defer(Panics).await.expect("defer");
+    let timed = app
+        .configure(Waits { timeout: true })
+        .with_timeout(Duration::from_millis(50))
+        .defer()
+        .await
+        .expect("defer");
+    let unknown = app
+        .configure_by_name("errors.nobody", serde_json::json!({}))
+        .allow_unknown()
+        .defer()
+        .await
+        .expect("defer");
+    let log = Arc::new(Log::default());
+    let handle = app.start_worker(config(&log)).await.expect("worker");
+    for (id, status) in [
+        (boom, JobStatus::Succeeded),
+        (panics, JobStatus::Failed),
+        (timed, JobStatus::Failed),
+        (unknown, JobStatus::Failed),
+    ] {
+        wait_for("the job to end", DEADLINE, || async {
+            manager.get_job_status(id).await.expect("status") == status
+        })
+        .await;
+    }
+    // A person aborts a running job.
+    let aborted = app.defer(Waits { timeout: false }).await.expect("defer");
+    wait_for("the job to start", DEADLINE, || async {
+        manager.get_job_status(aborted).await.expect("status") == JobStatus::Doing
+            && log.events().len() >= 2
+    })
+    .await;
+    assert!(
+        manager
+            .cancel_job_by_id(aborted, true, false)
+            .await
+            .expect("abort")
+    );
+    wait_for("the job to be aborted", DEADLINE, || async {
+        manager.get_job_status(aborted).await.expect("status") == JobStatus::Aborted
+    })
+    .await;
+    handle.stop();
+    handle.join().await.expect("the worker stops");
+    let ids = [boom, panics, timed, unknown, aborted];
+    let errors = manager.list_job_errors(&ids).await.expect("errors");
+    ids.iter()
+        .map(|&id| {
+            let of: Vec<FailedAttempt> =
+                errors.iter().filter(|e| e.job_id == id).cloned().collect();
+            (id, lines(&of))
+        })
+        .collect()
+}
+
+fn expected() -> Vec<Vec<String>> {
+    [
+        vec!["1 Boom: the first attempt blows up"],
+        vec!["1 Panic: task panicked: the task panicked on purpose"],
+        vec!["1 Timeout: ran longer than its timeout of 50ms"],
+        vec![
+            "1 TaskNotFound: no task named \"errors.nobody\" is registered in this worker (known: builtin:procrastinate.builtin_tasks.remove_old_jobs, errors.boom_once, errors.panics, errors.waits)",
+        ],
+        vec!["1 JobAborted: aborted: UserRequest"],
+    ]
+    .into_iter()
+    .map(|v| v.into_iter().map(str::to_owned).collect())
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failed_attempt_leaves_its_reason_and_goes_with_its_job() {
+    let db = schema_db().await;
+    let app = app(App::builder().database_url(&db.url).expect("url"));
+    let found = every_failure(&app).await;
+    let errors: Vec<Vec<String>> = found.iter().map(|(_, e)| e.clone()).collect();
+    assert_eq!(errors, expected());
+    // The worker that ran each attempt is named.
+    let manager = app.job_manager();
+    let ids: Vec<i64> = found.iter().map(|(id, _)| *id).collect();
+    let rows = manager.list_job_errors(&ids).await.expect("errors");
+    assert!(rows.iter().all(|e| e.worker_id.is_some()), "{rows:?}");
+    // Deleted with their jobs.
+    let deleted = manager
+        .delete_old_jobs(&DeleteOldJobsOptions {
+            nb_hours: 0,
+            queue: None,
+            include_failed: true,
+            include_cancelled: true,
+            include_aborted: true,
+        })
+        .await
+        .expect("delete old jobs");
+    assert_eq!(deleted, 5);
+    assert!(
+        manager
+            .list_job_errors(&ids)
+            .await
+            .expect("errors")
+            .is_empty()
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM postpone_job_errors").await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_store_keeps_the_same_reasons() {
+    let app = app(App::builder().store(Arc::new(MemoryStore::new())));
+    let found = every_failure(&app).await;
+    let errors: Vec<Vec<String>> = found.iter().map(|(_, e)| e.clone()).collect();
+    assert_eq!(errors, expected());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rescued_attempt_says_its_worker_stopped() {
+    let db = schema_db().await;
+    let app = app(App::builder().database_url(&db.url).expect("url"));
+    let id = app.defer(BoomOnce).await.expect("defer");
+    // A dead worker (no heartbeat for an hour, no start watermark: it may have started).
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO procrastinate_workers (id, last_heartbeat) OVERRIDING SYSTEM VALUE
+                  VALUES (4242, now() - interval '1 hour');
+             UPDATE procrastinate_jobs SET status = 'doing', worker_id = 4242 WHERE id = {id};"
+        ))
+        .await
+        .expect("a dead worker's job");
+    let log = Arc::new(Log::default());
+    let handle = app.start_worker(config(&log)).await.expect("worker");
+    let manager = app.job_manager();
+    wait_for("the rescued job to succeed", DEADLINE, || async {
+        manager.get_job_status(id).await.expect("status") == JobStatus::Succeeded
+    })
+    .await;
+    handle.stop();
+    handle.join().await.expect("the worker stops");
+    let errors = manager.list_job_errors(&[id]).await.expect("errors");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!((errors[0].attempt, errors[0].kind.as_str()), (1, "Stalled"));
+    assert_eq!(errors[0].worker_id, Some(4242));
+    assert!(
+        errors[0]
+            .message
+            .starts_with("rescued: its worker 4242 stopped heartbeating"),
+        "{errors:?}"
+    );
+}
+
+async fn count(db: &TestDb, sql: &str) -> i64 {
+    db.client()
+        .await
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
