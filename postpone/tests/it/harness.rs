@@ -53,6 +53,16 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// The one integer `sql` returns (a count), on a new connection.
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.client()
+            .await
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+
     /// A new connection to this database; its connection task runs on the current runtime.
     pub async fn client(&self) -> Client {
         let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
@@ -479,6 +489,32 @@ pub async fn wait_for_listener(db: &TestDb) {
         listening > 0
     })
     .await;
+}
+
+/// Waits until job `id` has `status` (20 s at most).
+pub async fn wait_status(
+    manager: &postpone::manager::JobManager,
+    id: i64,
+    status: postpone::JobStatus,
+) {
+    wait_for(
+        &format!("job {id} to be {status}"),
+        Duration::from_secs(20),
+        || async { manager.get_job_status(id).await.expect("job status") == status },
+    )
+    .await;
+}
+
+/// A worker of four slots that polls every 50 ms for jobs and abort requests (tests that
+/// have no notification to wait for), its tasks logging to `log`.
+pub fn polling_worker(log: &std::sync::Arc<Log>) -> postpone::worker::WorkerConfig {
+    postpone::worker::WorkerConfig {
+        additional_context: Some(log.clone()),
+        concurrency: 4,
+        fetch_job_polling_interval: Duration::from_millis(50),
+        abort_job_polling_interval: Duration::from_millis(50),
+        ..postpone::worker::WorkerConfig::default()
+    }
 }
 
 /// The tests' plainest task: records its label in the worker's [`Log`].

@@ -9,11 +9,10 @@ use postpone::manager::DeleteOldJobsOptions;
 use postpone::retry::RetryStrategy;
 use postpone::store::FailedAttempt;
 use postpone::task::{JobContext, TaskConfig, TaskError};
-use postpone::worker::WorkerConfig;
 use postpone::{App, JobStatus, MemoryStore, Task};
 use serde::{Deserialize, Serialize};
 
-use crate::harness::{Log, TestDb, schema_db, wait_for};
+use crate::harness::{Log, polling_worker, schema_db, wait_for, wait_status};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -76,16 +75,6 @@ fn app(builder: postpone::AppBuilder) -> App {
         .expect("test app builds")
 }
 
-fn config(log: &Arc<Log>) -> WorkerConfig {
-    WorkerConfig {
-        additional_context: Some(log.clone()),
-        concurrency: 4,
-        fetch_job_polling_interval: Duration::from_millis(50),
-        abort_job_polling_interval: Duration::from_millis(50),
-        ..WorkerConfig::default()
-    }
-}
-
 fn lines(errors: &[FailedAttempt]) -> Vec<String> {
     errors
         .iter()
@@ -111,17 +100,17 @@ async fn every_failure(app: &App) -> Vec<(i64, Vec<String>)> {
         .await
         .expect("defer");
     let log = Arc::new(Log::default());
-    let handle = app.start_worker(config(&log)).await.expect("worker");
+    let handle = app
+        .start_worker(polling_worker(&log))
+        .await
+        .expect("worker");
     for (id, status) in [
         (boom, JobStatus::Succeeded),
         (panics, JobStatus::Failed),
         (timed, JobStatus::Failed),
         (unknown, JobStatus::Failed),
     ] {
-        wait_for("the job to end", DEADLINE, || async {
-            manager.get_job_status(id).await.expect("status") == status
-        })
-        .await;
+        wait_status(&manager, id, status).await;
     }
     // A person aborts a running job.
     let aborted = app.defer(Waits { timeout: false }).await.expect("defer");
@@ -136,10 +125,7 @@ async fn every_failure(app: &App) -> Vec<(i64, Vec<String>)> {
             .await
             .expect("abort")
     );
-    wait_for("the job to be aborted", DEADLINE, || async {
-        manager.get_job_status(aborted).await.expect("status") == JobStatus::Aborted
-    })
-    .await;
+    wait_status(&manager, aborted, JobStatus::Aborted).await;
     handle.stop();
     handle.join().await.expect("the worker stops");
     let ids = [boom, panics, timed, unknown, aborted];
@@ -200,7 +186,7 @@ async fn every_failed_attempt_leaves_its_reason_and_goes_with_its_job() {
             .is_empty()
     );
     assert_eq!(
-        count(&db, "SELECT count(*) FROM postpone_job_errors").await,
+        db.count("SELECT count(*) FROM postpone_job_errors").await,
         0
     );
 }
@@ -229,12 +215,12 @@ async fn a_rescued_attempt_says_its_worker_stopped() {
         .await
         .expect("a dead worker's job");
     let log = Arc::new(Log::default());
-    let handle = app.start_worker(config(&log)).await.expect("worker");
+    let handle = app
+        .start_worker(polling_worker(&log))
+        .await
+        .expect("worker");
     let manager = app.job_manager();
-    wait_for("the rescued job to succeed", DEADLINE, || async {
-        manager.get_job_status(id).await.expect("status") == JobStatus::Succeeded
-    })
-    .await;
+    wait_status(&manager, id, JobStatus::Succeeded).await;
     handle.stop();
     handle.join().await.expect("the worker stops");
     let errors = manager.list_job_errors(&[id]).await.expect("errors");
@@ -247,13 +233,4 @@ async fn a_rescued_attempt_says_its_worker_stopped() {
             .starts_with("rescued: its worker 4242 stopped heartbeating"),
         "{errors:?}"
     );
-}
-
-async fn count(db: &TestDb, sql: &str) -> i64 {
-    db.client()
-        .await
-        .query_one(sql, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .get(0)
 }

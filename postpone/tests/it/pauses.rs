@@ -46,15 +46,6 @@ fn app(db: &TestDb) -> App {
         .expect("test app builds")
 }
 
-async fn count(db: &TestDb, sql: &str) -> i64 {
-    db.client()
-        .await
-        .query_one(sql, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .get(0)
-}
-
 #[tokio::test]
 async fn a_paused_queue_is_skipped_and_a_resume_wakes_the_worker() {
     let db = schema_db().await;
@@ -172,20 +163,20 @@ async fn pausing_hands_back_the_waiting_jobs(listen_notify: bool) {
     wait_for(
         "jobs to wait in the worker's local queue",
         DEADLINE,
-        || async { count(&db, doing).await > 1 },
+        || async { db.count(doing).await > 1 },
     )
     .await;
     assert!(manager.pause_queue("q").await.expect("pause"));
     wait_for("the waiting jobs to go back", DEADLINE, || async {
-        count(&db, doing).await == 1
+        db.count(doing).await == 1
     })
     .await;
-    let back = count(
-        &db,
-        "SELECT count(*) FROM procrastinate_jobs
+    let back = db
+        .count(
+            "SELECT count(*) FROM procrastinate_jobs
           WHERE status = 'todo' AND worker_id IS NULL AND attempts = 0",
-    )
-    .await;
+        )
+        .await;
     assert_eq!(
         back, 4,
         "every waiting job is todo again, no attempt counted"
@@ -195,11 +186,7 @@ async fn pausing_hands_back_the_waiting_jobs(listen_notify: bool) {
         manager.get_job_status(ids[0]).await.expect("status") == JobStatus::Succeeded
     })
     .await;
-    assert_eq!(
-        count(&db, doing).await,
-        0,
-        "nothing of a paused queue starts"
-    );
+    assert_eq!(db.count(doing).await, 0, "nothing of a paused queue starts");
     assert_eq!(
         log.events()
             .iter()
@@ -212,11 +199,8 @@ async fn pausing_hands_back_the_waiting_jobs(listen_notify: bool) {
         "every job to succeed after the resume",
         DEADLINE,
         || async {
-            count(
-                &db,
-                "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'",
-            )
-            .await
+            db.count("SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'")
+                .await
                 == 25
         },
     )
@@ -277,7 +261,7 @@ async fn bad_queue_names_are_refused_and_change_nothing() {
         assert!(matches!(error, Error::InvalidInput(_)), "{error}");
     }
     assert_eq!(
-        count(&db, "SELECT count(*) FROM postpone_queue_pauses").await,
+        db.count("SELECT count(*) FROM postpone_queue_pauses").await,
         0
     );
 }

@@ -19,7 +19,9 @@ use postpone::{App, Error, JobStatus, Task};
 use postpone_testkit::{PgBouncer, PoolMode};
 use serde::{Deserialize, Serialize};
 
-use crate::harness::{Log, Record, TestDb, record, schema_db, wait_for};
+use crate::harness::{
+    Log, Record, TestDb, polling_worker, record, schema_db, wait_for, wait_status,
+};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -97,25 +99,6 @@ fn app_through(bouncer: &PgBouncer, db: &TestDb, poll_only: bool) -> App {
         .expect("test app builds")
 }
 
-fn config(log: &Arc<Log>) -> WorkerConfig {
-    WorkerConfig {
-        additional_context: Some(log.clone()),
-        concurrency: 4,
-        fetch_job_polling_interval: Duration::from_millis(50),
-        abort_job_polling_interval: Duration::from_millis(50),
-        ..WorkerConfig::default()
-    }
-}
-
-async fn count(db: &TestDb, sql: &str) -> i64 {
-    db.client()
-        .await
-        .query_one(sql, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .get(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poll_only_defers_drains_and_retries_through_transaction_pooling() {
     let db = schema_db().await;
@@ -148,19 +131,19 @@ async fn poll_only_defers_drains_and_retries_through_transaction_pooling() {
         .await
         .expect("defer");
     let log = Arc::new(Log::default());
-    let handle = app.start_worker(config(&log)).await.expect("worker starts");
+    let handle = app
+        .start_worker(polling_worker(&log))
+        .await
+        .expect("worker starts");
     let manager = app.job_manager();
     wait_for("every job to succeed", DEADLINE, || async {
-        count(
-            &db,
-            "SELECT count(*) FROM procrastinate_jobs WHERE status <> 'succeeded'",
-        )
-        .await
+        db.count("SELECT count(*) FROM procrastinate_jobs WHERE status <> 'succeeded'")
+            .await
             == 0
     })
     .await;
     assert_eq!(
-        count(&db, "SELECT count(*) FROM procrastinate_jobs").await,
+        db.count("SELECT count(*) FROM procrastinate_jobs").await,
         i64::try_from(ids.len()).expect("fits") + 1
     );
     let job = manager.get_job(flaky).await.expect("the flaky job");
@@ -174,7 +157,7 @@ async fn poll_only_defers_drains_and_retries_through_transaction_pooling() {
     handle.stop();
     handle.join().await.expect("the worker stops");
     assert_eq!(
-        count(&db, "SELECT count(*) FROM procrastinate_workers").await,
+        db.count("SELECT count(*) FROM procrastinate_workers").await,
         0
     );
 }
@@ -186,7 +169,10 @@ async fn poll_only_aborts_pauses_and_stops_gracefully_through_transaction_poolin
     let app = app_through(bouncer, &db, true);
     let manager = app.job_manager();
     let log = Arc::new(Log::default());
-    let handle = app.start_worker(config(&log)).await.expect("worker starts");
+    let handle = app
+        .start_worker(polling_worker(&log))
+        .await
+        .expect("worker starts");
     // Abort: found by polling, there being no notification.
     let forever = app
         .defer(Forever {
@@ -204,10 +190,7 @@ async fn poll_only_aborts_pauses_and_stops_gracefully_through_transaction_poolin
             .await
             .expect("abort")
     );
-    wait_for("the job to be aborted", DEADLINE, || async {
-        manager.get_job_status(forever).await.expect("status") == JobStatus::Aborted
-    })
-    .await;
+    wait_status(&manager, forever, JobStatus::Aborted).await;
     // Pause: the worker reads the pauses by polling.
     assert!(manager.pause_queue("p").await.expect("pause"));
     let paused = app
@@ -217,19 +200,13 @@ async fn poll_only_aborts_pauses_and_stops_gracefully_through_transaction_poolin
         .await
         .expect("defer into a paused queue");
     let other = app.defer(record("other")).await.expect("defer");
-    wait_for("the other job to succeed", DEADLINE, || async {
-        manager.get_job_status(other).await.expect("status") == JobStatus::Succeeded
-    })
-    .await;
+    wait_status(&manager, other, JobStatus::Succeeded).await;
     assert_eq!(
         manager.get_job_status(paused).await.expect("status"),
         JobStatus::Todo
     );
     assert!(manager.resume_queue("p").await.expect("resume"));
-    wait_for("the resumed queue's job to succeed", DEADLINE, || async {
-        manager.get_job_status(paused).await.expect("status") == JobStatus::Succeeded
-    })
-    .await;
+    wait_status(&manager, paused, JobStatus::Succeeded).await;
     // Graceful stop with a job running: it is aborted at the graceful timeout's end and
     // the worker still unregisters.
     let last = app
@@ -249,7 +226,7 @@ async fn poll_only_aborts_pauses_and_stops_gracefully_through_transaction_poolin
         JobStatus::Aborted
     );
     assert_eq!(
-        count(&db, "SELECT count(*) FROM procrastinate_workers").await,
+        db.count("SELECT count(*) FROM procrastinate_workers").await,
         0
     );
 }
@@ -293,13 +270,13 @@ async fn poll_only_rescues_and_defers_periodic_jobs_through_transaction_pooling(
         .await
         .expect("set up the dead workers");
     let log = Arc::new(Log::default());
-    let handle = app.start_worker(config(&log)).await.expect("worker starts");
+    let handle = app
+        .start_worker(polling_worker(&log))
+        .await
+        .expect("worker starts");
     let manager = app.job_manager();
     for id in [started, waiting] {
-        wait_for("the rescued jobs to succeed", DEADLINE, || async {
-            manager.get_job_status(id).await.expect("status") == JobStatus::Succeeded
-        })
-        .await;
+        wait_status(&manager, id, JobStatus::Succeeded).await;
     }
     assert_eq!(manager.get_job(started).await.expect("job").attempts, 2);
     // Its run on the dead worker was not counted: one attempt, here.
@@ -311,8 +288,7 @@ async fn poll_only_rescues_and_defers_periodic_jobs_through_transaction_pooling(
     let rescues: Vec<(i64, bool)> = rescues.iter().map(|r| (r.job_id, r.started)).collect();
     assert_eq!(rescues, [(started, true), (waiting, false)]);
     wait_for("two periodic ticks to run", DEADLINE, || async {
-        count(
-            &db,
+        db.count(
             "SELECT count(*) FROM procrastinate_jobs
               WHERE task_name = 'bouncer.tick' AND status = 'succeeded'",
         )
@@ -341,7 +317,7 @@ async fn a_worker_that_would_listen_through_transaction_pooling_refuses_to_start
         "{message}"
     );
     assert_eq!(
-        count(&db, "SELECT count(*) FROM procrastinate_workers").await,
+        db.count("SELECT count(*) FROM procrastinate_workers").await,
         0,
         "nothing registered"
     );
@@ -350,18 +326,10 @@ async fn a_worker_that_would_listen_through_transaction_pooling_refuses_to_start
     let poll_only = app_through(bouncer, &db, true);
     let id = poll_only.defer(record("polled")).await.expect("defer");
     let handle = poll_only
-        .start_worker(config(&log))
+        .start_worker(polling_worker(&log))
         .await
         .expect("worker starts");
-    wait_for("the job to succeed", DEADLINE, || async {
-        poll_only
-            .job_manager()
-            .get_job_status(id)
-            .await
-            .expect("status")
-            == JobStatus::Succeeded
-    })
-    .await;
+    wait_status(&poll_only.job_manager(), id, JobStatus::Succeeded).await;
     handle.stop();
     handle.join().await.expect("the worker stops");
 }
@@ -385,7 +353,7 @@ async fn poll_only_refuses_asynchronous_commit_and_changes_nothing() {
         "{message}"
     );
     assert_eq!(
-        count(&db, "SELECT count(*) FROM procrastinate_workers").await,
+        db.count("SELECT count(*) FROM procrastinate_workers").await,
         0
     );
 }
@@ -401,13 +369,13 @@ async fn session_pooling_works_with_and_without_poll_only() {
             .await
             .expect("batch defer");
         let log = Arc::new(Log::default());
-        let handle = app.start_worker(config(&log)).await.expect("worker starts");
+        let handle = app
+            .start_worker(polling_worker(&log))
+            .await
+            .expect("worker starts");
         let manager = app.job_manager();
         for &id in &ids {
-            wait_for("the jobs to succeed", DEADLINE, || async {
-                manager.get_job_status(id).await.expect("status") == JobStatus::Succeeded
-            })
-            .await;
+            wait_status(&manager, id, JobStatus::Succeeded).await;
         }
         handle.stop();
         handle.join().await.expect("the worker stops");
