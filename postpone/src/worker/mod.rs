@@ -1,7 +1,7 @@
 //! The worker: takes jobs from the store, runs them, writes their outcomes.
 //!
 //! Its parts, one file each, joined by channels and sharing one start/stop lifecycle
-//! ([`run`] wires them):
+//! (`run` wires them):
 //! - [`producer`]: claims jobs in batches into a local queue, starts them as slots free;
 //!   `admission` decides how many it may claim, and when;
 //! - `executor`: runs one attempt per job in its own task (panics caught, aborts honoured);

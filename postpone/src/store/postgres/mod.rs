@@ -1,6 +1,6 @@
 //! The PostgreSQL store: a deadpool pool of tokio-postgres connections, prepared
 //! statements cached per connection, one named query per operation (see [`queries`]),
-//! and one connection of its own per [`Subscription`] that LISTENs ([`listen`]).
+//! and one connection of its own per [`Subscription`] that LISTENs (`listen.rs`).
 //!
 //! Database errors are translated here into the typed errors users act on:
 //! a queueing-lock collision becomes [`Error::AlreadyEnqueued`], a missing
