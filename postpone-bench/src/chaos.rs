@@ -280,6 +280,8 @@ struct Stage {
     url: String,
     monitor: Monitor,
     worker: ChaosWorkerFlags,
+    /// Worker processes started so far (names them).
+    spawned: usize,
 }
 
 impl Stage {
@@ -314,12 +316,16 @@ impl Stage {
             },
             url,
             worker: sizes.worker.clone(),
+            spawned: 0,
         })
     }
 
-    /// Starts a worker process (killed if dropped).
-    fn spawn(&self, concurrency: usize) -> anyhow::Result<Worker> {
+    /// Starts a worker process (killed if dropped), named by its sessions'
+    /// `application_name`.
+    fn spawn(&mut self, concurrency: usize) -> anyhow::Result<Worker> {
         let exe = std::env::current_exe().context("cannot find this binary to spawn workers")?;
+        self.spawned += 1;
+        let name = format!("chaos_worker_{}", self.spawned);
         let w = &self.worker;
         Command::new(&exe)
             .arg("chaos-worker")
@@ -330,7 +336,10 @@ impl Stage {
                 &w.stalled_worker_timeout.to_string(),
             ])
             .args(["--rescue-interval", &w.rescue_interval.to_string()])
-            .env("DATABASE_URL", &self.url)
+            .env(
+                "DATABASE_URL",
+                format!("{} application_name={name}", self.url),
+            )
             .env_remove("POSTPONE_JSON")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -339,7 +348,44 @@ impl Stage {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start {}", exe.display()))
-            .map(Worker::new)
+            .map(|child| Worker::new(child, name))
+    }
+
+    /// Waits until `worker` has a session: from then on it stops on a signal, where a
+    /// signal that came while the process started would kill it.
+    async fn wait_up(&mut self, worker: &Worker) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self
+            .monitor
+            .count(sql::CHAOS_WORKER_UP, &[&worker.name])
+            .await?
+            == 0
+        {
+            if Instant::now() > deadline {
+                bail!(
+                    "worker process {} did not connect within a minute",
+                    worker.name
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Ok(())
+    }
+
+    /// Stops the fleet gracefully; a note for each process that did not exit 0.
+    async fn stop_all(&mut self, workers: &mut [Worker]) -> anyhow::Result<Vec<String>> {
+        for worker in workers.iter() {
+            self.wait_up(worker).await?;
+            worker.signal("TERM").await?;
+        }
+        let mut notes = Vec::new();
+        for worker in workers.iter_mut() {
+            let code = worker.wait_exit().await?;
+            if code != Some(0) {
+                notes.push(worker.exit_note(code));
+            }
+        }
+        Ok(notes)
     }
 
     /// Waits until `done` jobs have ended, or nothing moved for a minute.
@@ -532,6 +578,8 @@ async fn connect(url: &str) -> anyhow::Result<Client> {
 /// A worker process, and the last lines of its log (stderr).
 struct Worker {
     child: Child,
+    /// Its sessions' `application_name`.
+    name: String,
     log: Arc<Mutex<VecDeque<String>>>,
 }
 
@@ -539,7 +587,7 @@ struct Worker {
 const LOG_LINES: usize = 5;
 
 impl Worker {
-    fn new(mut child: Child) -> Self {
+    fn new(mut child: Child, name: String) -> Self {
         let log = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(stderr) = child.stderr.take() {
             let log = log.clone();
@@ -554,7 +602,7 @@ impl Worker {
                 }
             });
         }
-        Self { child, log }
+        Self { child, name, log }
     }
 
     fn id(&self) -> anyhow::Result<u32> {
@@ -592,21 +640,6 @@ impl Worker {
             log.back().map_or("(no log)", String::as_str)
         )
     }
-}
-
-/// Stops the fleet gracefully; a note for each process that did not exit 0.
-async fn stop_all(workers: &mut [Worker]) -> anyhow::Result<Vec<String>> {
-    for worker in workers.iter() {
-        worker.signal("TERM").await?;
-    }
-    let mut notes = Vec::new();
-    for worker in workers.iter_mut() {
-        let code = worker.wait_exit().await?;
-        if code != Some(0) {
-            notes.push(worker.exit_note(code));
-        }
-    }
-    Ok(notes)
 }
 
 /// What a drain scenario does to the fleet or the server, again and again.
@@ -692,7 +725,7 @@ async fn drain_through(sizes: &Sizes, disruption: Disruption) -> anyhow::Result<
         recover = recover.max(recovered.unwrap_or_default());
     }
     stage.settle(sizes.heal()).await?;
-    let failures = stop_all(&mut workers).await?;
+    let failures = stage.stop_all(&mut workers).await?;
     let notes = match disruption {
         Disruption::Kill => vec![format!("{struck} jobs held by the killed workers")],
         Disruption::Restart => Vec::new(),
@@ -799,7 +832,7 @@ async fn sigterm(sizes: &Sizes) -> anyhow::Result<ChaosRow> {
     let second_exit = forced.elapsed();
     let mut last = vec![stage.spawn(CONCURRENCY)?];
     stage.settle(sizes.heal()).await?;
-    failures.extend(stop_all(&mut last).await?);
+    failures.extend(stage.stop_all(&mut last).await?);
     let again = stage
         .monitor
         .row(sql::CHAOS_RAN_AGAIN, &[&forced_jobs])

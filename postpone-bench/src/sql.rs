@@ -60,3 +60,4 @@ pub(crate) const CHAOS_RAN_AGAIN: &str = include_str!("sql/chaos_ran_again.sql")
 /// The WAL position, read before and after a fleet drain.
 pub(crate) const WAL_POSITION: &str = include_str!("sql/wal_position.sql");
 pub(crate) const CHAOS_SERVER_START: &str = include_str!("sql/chaos_server_start.sql");
+pub(crate) const CHAOS_WORKER_UP: &str = include_str!("sql/chaos_worker_up.sql");
