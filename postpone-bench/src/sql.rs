@@ -42,6 +42,7 @@ pub(crate) const W4S_DEFER: &str = include_str!("sql/w4s_defer.sql");
 pub(crate) const W4S_WRITE: &str = include_str!("sql/w4s_write.sql");
 /// The server's version and settings, for the report.
 pub(crate) const SERVER_INFO: &str = include_str!("sql/server_info.sql");
+
 /// The chaos suite (`chaos.rs`): its database, its record of runs, and what it watches.
 pub(crate) const CHAOS_CREATE_DATABASE: &str = include_str!("sql/chaos_create_database.sql");
 pub(crate) const CHAOS_RUNS_TABLE: &str = include_str!("sql/chaos_runs_table.sql");
@@ -57,7 +58,7 @@ pub(crate) const CHAOS_TERMINATE: &str = include_str!("sql/chaos_terminate.sql")
 pub(crate) const CHAOS_TALLY: &str = include_str!("sql/chaos_tally.sql");
 pub(crate) const CHAOS_HELD_BY: &str = include_str!("sql/chaos_held_by.sql");
 pub(crate) const CHAOS_RAN_AGAIN: &str = include_str!("sql/chaos_ran_again.sql");
-/// The WAL position, read before and after a fleet drain.
-pub(crate) const WAL_POSITION: &str = include_str!("sql/wal_position.sql");
 pub(crate) const CHAOS_SERVER_START: &str = include_str!("sql/chaos_server_start.sql");
 pub(crate) const CHAOS_WORKER_UP: &str = include_str!("sql/chaos_worker_up.sql");
+/// FLEET: the WAL position, read before and after its drain.
+pub(crate) const WAL_POSITION: &str = include_str!("sql/wal_position.sql");
