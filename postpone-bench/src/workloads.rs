@@ -271,33 +271,19 @@ pub(crate) async fn idle(
     seconds: f64,
 ) -> anyhow::Result<Vec<Figure>> {
     let client = connect.connect().await?;
-    let (mut workers, _progress) = WorkerProcess::spawn_all(1, url, 10, 0, false).await?;
-    for worker in &mut workers {
-        worker.start().await?;
-    }
-    // Let it register, fetch once, find nothing and settle into waiting.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let pid = workers[0].pid();
-    let before = procfs::cpu_time(pid);
-    let server_before = backend_cpu(&client).await;
-    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-    let after = procfs::cpu_time(pid);
-    let server_after = backend_cpu(&client).await;
-    for worker in workers {
-        worker.stop().await?;
-    }
+    let (worker, server) = idle_cpu(&client, url, 1, 10, false, seconds).await?;
     let mut figures = Vec::new();
-    if let (Some(before), Some(after)) = (before, after) {
+    if let Some(worker) = worker {
         figures.push(Figure::new(
             "idle_worker_cpu",
-            after.saturating_sub(before).as_secs_f64() * 1000.0,
+            worker.as_secs_f64() * 1000.0,
             "ms",
         ));
     }
-    if let (Some(before), Some(after)) = (server_before, server_after) {
+    if let Some(server) = server {
         figures.push(Figure::new(
             "idle_worker_server_cpu",
-            backend_delta(&before, &after).as_secs_f64() * 1000.0,
+            server.as_secs_f64() * 1000.0,
             "ms",
         ));
     }
@@ -305,6 +291,45 @@ pub(crate) async fn idle(
         bail!("cannot read /proc: the idle CPU figures need Linux");
     }
     Ok(figures)
+}
+
+/// `processes` worker processes with nothing to do, reporting nothing: the CPU they used
+/// over `seconds` once settled, and the CPU of the server's backends over the same time
+/// (`None` when `/proc` cannot tell).
+async fn idle_cpu(
+    client: &tokio_postgres::Client,
+    url: &str,
+    processes: usize,
+    concurrency: usize,
+    poll_only: bool,
+    seconds: f64,
+) -> anyhow::Result<(Option<Duration>, Option<Duration>)> {
+    let (mut workers, _progress) =
+        WorkerProcess::spawn_all(processes, url, concurrency, 0, poll_only).await?;
+    for worker in &mut workers {
+        worker.start().await?;
+    }
+    let cpu = || -> Option<Duration> {
+        workers
+            .iter()
+            .map(|w| procfs::cpu_time(w.pid()))
+            .sum::<Option<Duration>>()
+    };
+    // Let them register, fetch once, find nothing and settle into waiting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = cpu();
+    let server_before = backend_cpu(client).await;
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    let after = cpu();
+    let server_after = backend_cpu(client).await;
+    for worker in workers {
+        worker.stop().await?;
+    }
+    let worker = before.zip(after).map(|(b, a)| a.saturating_sub(b));
+    let server = server_before
+        .zip(server_after)
+        .map(|(b, a)| backend_delta(&b, &a));
+    Ok((worker, server))
 }
 
 /// W4: an idle listening worker in this process; jobs deferred one at a time.
@@ -509,28 +534,15 @@ pub(crate) async fn fleet(
     }
     // Idle: the same fleet again, every job done, reporting nothing (the drain's progress
     // reports would be most of what it does).
-    let (mut workers, _progress) = WorkerProcess::spawn_all(
-        case.processes,
+    let (idle_cpu, idle_server) = idle_cpu(
+        &client,
         &worker_url,
+        case.processes,
         case.concurrency,
-        0,
         case.through.is_some(),
+        case.idle_seconds,
     )
     .await?;
-    for worker in &mut workers {
-        worker.start().await?;
-    }
-    let pids: Vec<u32> = workers.iter().map(WorkerProcess::pid).collect();
-    // Let them register, fetch once, find nothing and settle into waiting.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle_before = cpu(&pids);
-    let idle_server_before = backend_cpu(&client).await;
-    tokio::time::sleep(Duration::from_secs_f64(case.idle_seconds)).await;
-    let idle_cpu = cpu(&pids).saturating_sub(idle_before);
-    let idle_server = backend_cpu(&client).await;
-    for worker in workers {
-        worker.stop().await?;
-    }
     let row = client.query_one(sql::DRAIN_OUTCOMES, &[]).await?;
     let (succeeded, other): (i64, i64) = (row.get(0), row.get(1));
     if succeeded != case.jobs as i64 || other != 0 {
@@ -557,7 +569,7 @@ pub(crate) async fn fleet(
         ),
         Figure::new(
             format!("{name}_idle_cpu_per_process"),
-            per_process(per_second_ms(idle_cpu)),
+            per_process(per_second_ms(idle_cpu.unwrap_or_default())),
             "ms/s",
         ),
     ];
@@ -580,10 +592,10 @@ pub(crate) async fn fleet(
             "us/job",
         ));
     }
-    if let (Some(before), Some(after)) = (idle_server_before, idle_server) {
+    if let Some(idle_server) = idle_server {
         figures.push(Figure::new(
             format!("{name}_idle_server_cpu"),
-            per_second_ms(backend_delta(&before, &after)),
+            per_second_ms(idle_server),
             "ms/s",
         ));
     }
