@@ -76,7 +76,10 @@ pub(crate) fn find_binaries() -> Option<PathBuf> {
 /// Starts a cluster from the binaries in `bin`, with a watchdog that removes it once
 /// process `owner` has exited.
 pub(crate) fn start_watched_by(bin: &Path, owner: u32) -> Result<Cluster, Error> {
-    let dir = make_dir()?;
+    let dir = make_dir("pg").map_err(|(dir, error)| Error::Cluster {
+        dir: dir.display().to_string(),
+        detail: format!("cannot create the directory: {error}"),
+    })?;
     let dir_name = dir.display().to_string();
     let fail = |detail: String| Error::Cluster {
         dir: dir_name.clone(),
@@ -244,8 +247,10 @@ impl Cluster {
     }
 }
 
-/// Creates `<tmp>/postpone-pg-<pid>-<nanos>` with mode 0700.
-fn make_dir() -> Result<PathBuf, Error> {
+/// Creates `<tmp>/postpone-<what>-<pid>-<nanos>` with mode 0700 (under `/tmp` when the
+/// temporary directory's path is too long for a unix socket in it); the path that could
+/// not be made, with why.
+pub(crate) fn make_dir(what: &str) -> Result<PathBuf, (PathBuf, std::io::Error)> {
     let mut base = std::env::temp_dir();
     if base.as_os_str().len() > MAX_SOCKET_DIR_LEN - 40 {
         base = PathBuf::from("/tmp");
@@ -254,15 +259,11 @@ fn make_dir() -> Result<PathBuf, Error> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or_default();
-    let dir = base.join(format!("postpone-pg-{}-{nanos}", std::process::id()));
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|error| Error::Cluster {
-            dir: dir.display().to_string(),
-            detail: format!("cannot create the directory: {error}"),
-        })?;
-    Ok(dir)
+    let dir = base.join(format!("postpone-{what}-{}-{nanos}", std::process::id()));
+    match fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => Ok(dir),
+        Err(error) => Err((dir, error)),
+    }
 }
 
 /// A TCP port nobody listens on right now. A cluster's server listens only on its unix
@@ -304,7 +305,7 @@ rm -rf "$dir""#;
 }
 
 /// Runs a command to completion; on failure returns its last stderr line (or status).
-fn run(command: &mut Command) -> Result<(), String> {
+pub(crate) fn run(command: &mut Command) -> Result<(), String> {
     let output = command
         .stdin(Stdio::null())
         .output()

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 use tokio_postgres::config::Host;
 
-use crate::cluster::free_port;
+use crate::cluster::{free_port, make_dir, run};
 use crate::discover::kv_quote;
 use crate::{Error, Server};
 
@@ -96,7 +96,12 @@ impl PgBouncer {
     /// start, did not listen within 30 s).
     pub fn start(server: &Server, mode: PoolMode) -> Result<Self, Error> {
         let binary = binary()?;
-        let dir = make_dir()?;
+        let dir = make_dir("pgbouncer").map_err(|(dir, e)| {
+            Error::PgBouncer(format!(
+                "cannot create the directory {}: {e}",
+                dir.display()
+            ))
+        })?;
         let dir_name = dir.display().to_string();
         let fail = |detail: String| Error::PgBouncer(format!("in {dir_name}: {detail}"));
         let as_postgres = is_root();
@@ -148,7 +153,8 @@ impl PgBouncer {
             .process_group(0);
         if as_postgres {
             let (uid, gid) = postgres_ids().map_err(&fail)?;
-            chown(&dir, "postgres:").map_err(&fail)?;
+            run(Command::new("chown").arg("-R").arg("postgres:").arg(&dir))
+                .map_err(|e| fail(format!("cannot hand the directory to `postgres`: {e}")))?;
             command.uid(uid).gid(gid);
         }
         let mut process = command
@@ -371,41 +377,6 @@ fn postgres_ids() -> Result<(u32, u32), String> {
         .ok_or_else(|| {
             "running as root and there is no `postgres` OS user to run pgbouncer as (PgBouncer refuses root): create it, or run as a non-root user".to_owned()
         })
-}
-
-fn chown(dir: &Path, owner: &str) -> Result<(), String> {
-    let output = Command::new("chown")
-        .arg("-R")
-        .arg(owner)
-        .arg(dir)
-        .output()
-        .map_err(|e| format!("cannot run chown: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "chown {owner} {} failed: {}",
-            dir.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
-}
-
-/// Creates `/tmp/postpone-pgbouncer-<pid>-<nanos>`.
-fn make_dir() -> Result<PathBuf, Error> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    let dir =
-        std::env::temp_dir().join(format!("postpone-pgbouncer-{}-{nanos}", std::process::id()));
-    fs::create_dir_all(&dir).map_err(|e| {
-        Error::PgBouncer(format!(
-            "cannot create the directory {}: {e}",
-            dir.display()
-        ))
-    })?;
-    Ok(dir)
 }
 
 /// Spawns the detached watchdog stopping `pid` and removing `dir` once this process has
