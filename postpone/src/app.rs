@@ -22,6 +22,7 @@ use crate::schema::{ApplyReport, ApplyScope};
 use crate::store::Store;
 use crate::store::postgres::PgStore;
 use crate::task::{Task, TaskEntry};
+use crate::telemetry::{Subscriber, Telemetry};
 use crate::{Error, Result};
 
 /// Connections kept by an app's pool unless told otherwise.
@@ -42,6 +43,7 @@ struct AppInner {
     /// Periodic registrations, with their task's registered name and parsed schedule.
     periodic: Vec<Periodic>,
     periodic_max_delay: Duration,
+    telemetry: Telemetry,
 }
 
 impl fmt::Debug for App {
@@ -84,6 +86,12 @@ impl App {
     #[must_use]
     pub fn job_manager(&self) -> JobManager {
         JobManager::new(self.inner.store.clone())
+    }
+
+    /// The subscribers to its workers' events ([`AppBuilder::subscribe`]).
+    #[must_use]
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.inner.telemetry
     }
 
     /// Registered task names (aliases left out), sorted.
@@ -150,6 +158,7 @@ pub struct AppBuilder {
     pool_size: Option<usize>,
     poll_only: Option<bool>,
     store: Option<Arc<dyn Store>>,
+    subscribers: Vec<Arc<dyn Subscriber>>,
 }
 
 impl fmt::Debug for AppBuilder {
@@ -224,6 +233,15 @@ impl AppBuilder {
         self
     }
 
+    /// Hands every event of this app's workers (claims, starts, outcomes, batches written,
+    /// rescues, reconnections, database errors) to `subscriber`, after the ones added
+    /// before: see [`crate::telemetry`].
+    #[must_use]
+    pub fn subscribe(mut self, subscriber: Arc<dyn Subscriber>) -> Self {
+        self.subscribers.push(subscriber);
+        self
+    }
+
     /// Uses this store instead of PostgreSQL.
     #[must_use]
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
@@ -294,6 +312,7 @@ impl AppBuilder {
                 task_names,
                 periodic,
                 periodic_max_delay: self.periodic_max_delay.unwrap_or(MAX_DELAY_DEFAULT),
+                telemetry: Telemetry::new(self.subscribers),
             }),
         };
         // Each registration must make a valid job (queue, lock and kwargs included).

@@ -18,6 +18,7 @@ pub mod retry;
 pub mod schema;
 pub mod store;
 pub mod task;
+pub mod telemetry;
 pub mod testing;
 pub mod worker;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{Next, Service, Start};
 use crate::store::Store;
-use crate::worker::Registration;
+use crate::worker::{Emitter, Registration};
 
 /// The heartbeat service.
 #[derive(Debug)]
@@ -16,6 +16,7 @@ pub(crate) struct Heartbeat {
     store: Arc<dyn Store>,
     registration: Registration,
     interval: Duration,
+    emitter: Emitter,
 }
 
 impl Heartbeat {
@@ -24,11 +25,13 @@ impl Heartbeat {
         store: Arc<dyn Store>,
         registration: Registration,
         interval: Duration,
+        emitter: Emitter,
     ) -> Self {
         Self {
             store,
             registration,
             interval,
+            emitter,
         }
     }
 }
@@ -44,6 +47,7 @@ impl Service for Heartbeat {
     async fn run_once(&mut self) -> Next {
         let worker_id = self.registration.id();
         if let Err(error) = self.store.update_heartbeat(worker_id).await {
+            self.emitter.database_error("heartbeat", &error);
             tracing::warn!(%error, worker_id, "heartbeat failed");
         }
         Next::After(self.interval)
@@ -54,6 +58,7 @@ impl Service for Heartbeat {
 mod tests {
     use super::*;
     use crate::store::memory::{Clock, MemoryStore};
+    use crate::telemetry::Telemetry;
 
     #[tokio::test]
     async fn a_pass_records_the_heartbeat_now() {
@@ -64,7 +69,13 @@ mod tests {
             .await
             .expect("register");
         clock.advance(Duration::from_secs(3600));
-        let mut heartbeat = Heartbeat::new(store, registration.clone(), Duration::from_secs(10));
+        let emitter = Emitter::new(Telemetry::default(), registration.clone());
+        let mut heartbeat = Heartbeat::new(
+            store,
+            registration.clone(),
+            Duration::from_secs(10),
+            emitter,
+        );
         assert_eq!(heartbeat.start(), Start::After(Duration::from_secs(10)));
         assert_eq!(
             heartbeat.run_once().await,

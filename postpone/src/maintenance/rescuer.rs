@@ -21,6 +21,8 @@ use crate::job::{Job, RetryDecision};
 use crate::retry::STALLED_ERROR_KIND;
 use crate::store::{RescueParams, RescueReport, Store};
 use crate::task::TaskError;
+use crate::telemetry::{Event, RescueAction};
+use crate::worker::Emitter;
 
 /// The rescuer service.
 #[derive(Debug)]
@@ -29,6 +31,7 @@ pub(crate) struct Rescuer {
     app: App,
     params: RescueParams,
     interval: Duration,
+    emitter: Emitter,
 }
 
 impl Rescuer {
@@ -39,6 +42,7 @@ impl Rescuer {
         app: App,
         stalled_worker_timeout: Duration,
         interval: Duration,
+        emitter: Emitter,
     ) -> Self {
         Self {
             store,
@@ -47,6 +51,7 @@ impl Rescuer {
                 seconds_since_heartbeat: stalled_worker_timeout.as_secs_f64(),
             },
             interval,
+            emitter,
         }
     }
 
@@ -68,6 +73,28 @@ impl Rescuer {
     pub(crate) async fn pass(&self) -> crate::Result<Option<RescueReport>> {
         let decide = |job: &Job| self.decide(job);
         self.store.rescue_stalled_jobs(&self.params, &decide).await
+    }
+}
+
+/// One [`Event::Rescued`] per job the pass moved.
+fn emit(emitter: &Emitter, report: &RescueReport) {
+    if !emitter.is_enabled() {
+        return;
+    }
+    let actions = [
+        (&report.handed_back, RescueAction::HandedBack),
+        (&report.retried, RescueAction::Retried),
+        (&report.failed, RescueAction::Failed),
+        (&report.aborted, RescueAction::Aborted),
+    ];
+    for (ids, action) in actions {
+        for job in report.jobs.iter().filter(|job| ids.contains(&job.id)) {
+            emitter.emit(|worker_id| Event::Rescued {
+                worker_id,
+                job,
+                action,
+            });
+        }
     }
 }
 
@@ -97,9 +124,15 @@ impl Service for Rescuer {
 
     async fn run_once(&mut self) -> Next {
         match self.pass().await {
-            Ok(Some(report)) => log(&report),
+            Ok(Some(report)) => {
+                log(&report);
+                emit(&self.emitter, &report);
+            }
             Ok(None) => tracing::debug!("another worker's rescue pass is running"),
-            Err(error) => tracing::warn!(%error, "rescuing stalled jobs failed; trying again"),
+            Err(error) => {
+                self.emitter.database_error("rescue", &error);
+                tracing::warn!(%error, "rescuing stalled jobs failed; trying again");
+            }
         }
         Next::After(self.interval)
     }

@@ -361,7 +361,7 @@ pub struct RescueParams {
 pub type RescueDecide<'a> = dyn Fn(&Job) -> Option<RetryDecision> + Send + Sync + 'a;
 
 /// What one rescue pass did (job ids, by id).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RescueReport {
     /// Never started: back to `todo`, no attempt counted.
     pub handed_back: Vec<i64>,
@@ -376,6 +376,9 @@ pub struct RescueReport {
     pub kept: Vec<i64>,
     /// The dead workers whose rows were removed.
     pub pruned_workers: Vec<i64>,
+    /// The stalled jobs the pass looked at, as they were before it (their `worker_id` the
+    /// dead worker's), the kept ones too.
+    pub jobs: Vec<Job>,
 }
 
 impl RescueReport {

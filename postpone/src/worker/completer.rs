@@ -10,18 +10,19 @@
 //! the channel closes (shutdown), the completer writes what is left, then returns.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use super::backoff::Backoff;
+use super::emit::Emitter;
 use super::shutdown::Shutdown;
 use super::state::WorkerState;
-use super::stats::Outcome;
 use crate::Result;
 use crate::job::{Job, JobStatus, RetryDecision};
 use crate::store::{AttemptError, FinishJobParams, RetryJob, Store};
+use crate::telemetry::{BatchKind, Event, Outcome};
 
 /// Most outcomes written by one statement.
 pub const BATCH_MAX: usize = 1000;
@@ -34,8 +35,8 @@ pub(crate) enum Write {
 }
 
 impl Write {
-    /// How the job counts once written.
-    fn outcome(&self) -> Outcome {
+    /// How the attempt ended.
+    pub(crate) fn outcome(&self) -> Outcome {
         match self {
             Self::Finish {
                 status: JobStatus::Succeeded,
@@ -65,6 +66,7 @@ pub(crate) struct Completer {
     store: Arc<dyn Store>,
     completions: mpsc::Receiver<Completion>,
     state: WorkerState,
+    emitter: Emitter,
     /// Woken after writes that may make other jobs available (a lock freed, a retry),
     /// or after every write when `wake_always` (one-shot: it waits for the last writes).
     wake_producer: Arc<Notify>,
@@ -81,6 +83,7 @@ impl Completer {
         store: Arc<dyn Store>,
         capacity: usize,
         state: WorkerState,
+        emitter: Emitter,
         wake_producer: Arc<Notify>,
         wake_always: bool,
         shutdown: Shutdown,
@@ -90,6 +93,7 @@ impl Completer {
             store,
             completions,
             state,
+            emitter,
             wake_producer,
             wake_always,
             shutdown,
@@ -104,7 +108,14 @@ impl Completer {
             if self.completions.recv_many(&mut batch, BATCH_MAX).await == 0 {
                 return;
             }
+            let began = Instant::now();
             let written = self.write_with_retries(&batch).await;
+            self.emitter.emit(|worker_id| Event::BatchWritten {
+                worker_id,
+                kind: BatchKind::Outcomes,
+                size: batch.len(),
+                duration: began.elapsed(),
+            });
             let with_lock = batch.iter().filter(|c| c.job.lock.is_some()).count();
             self.state.written(batch.len(), with_lock, written);
             let wake = self.wake_always
@@ -125,6 +136,7 @@ impl Completer {
             match self.write_batch(batch).await {
                 Ok(written) => return written,
                 Err(error) if error.is_transient() => {
+                    self.emitter.database_error("write_outcomes", &error);
                     let wait = backoff.next();
                     tracing::warn!(%error, jobs = batch.len(), ?wait, "cannot write job outcomes yet; retrying");
                     tokio::select! {
@@ -137,6 +149,7 @@ impl Completer {
                     }
                 }
                 Err(error) => {
+                    self.emitter.database_error("write_outcomes", &error);
                     tracing::warn!(%error, "batch refused; writing job by job");
                     let mut written = Vec::new();
                     for completion in batch {

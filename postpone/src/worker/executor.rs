@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use super::completer::{Completion, Write};
 use super::config::{DeleteJobs, WorkerConfig};
+use super::emit::Emitter;
 use super::state::WorkerState;
 use crate::app::App;
 use crate::context::{AbortReason, JobContext};
@@ -22,6 +23,7 @@ use crate::job::{Job, JobStatus};
 use crate::middleware::{self, Middleware};
 use crate::store::AttemptError;
 use crate::task::TaskError;
+use crate::telemetry::Event;
 
 /// The error kind of an attempt that was aborted (by a person, or by a forced stop).
 const ABORTED: &str = "JobAborted";
@@ -46,6 +48,7 @@ pub(crate) struct Executor {
     /// The worker's timeout, for jobs whose defer call and task set none.
     task_timeout: Option<Duration>,
     state: WorkerState,
+    emitter: Emitter,
     completions: mpsc::Sender<Completion>,
     /// The tasks of the jobs running (and of the aborted waiting ones being written).
     jobs: TaskTracker,
@@ -58,6 +61,7 @@ impl Executor {
         app: App,
         config: &WorkerConfig,
         state: WorkerState,
+        emitter: Emitter,
         completions: mpsc::Sender<Completion>,
     ) -> Self {
         Self {
@@ -69,6 +73,7 @@ impl Executor {
             middleware: config.middleware.clone().into(),
             task_timeout: config.task_timeout,
             state,
+            emitter,
             completions,
             jobs: TaskTracker::new(),
         }
@@ -117,6 +122,13 @@ impl Executor {
     ) {
         let id = job.id;
         self.state.finished(&job, ran);
+        self.emitter.emit(|worker_id| Event::Finished {
+            worker_id,
+            job: &job,
+            outcome: write.outcome(),
+            duration: ran.unwrap_or_default(),
+            error_kind: error.as_ref().map(TaskError::kind),
+        });
         let error = error.map(|e| AttemptError::of(&job, e.kind(), e.message()));
         // Back-pressure: when the completer is behind, the slot stays taken.
         if self
@@ -134,13 +146,21 @@ impl Executor {
 
     /// Runs one attempt: what to write, and the error when it did not succeed.
     async fn run(&self, job: Job) -> (Write, Option<TaskError>) {
-        let abort = self.state.started(job.id);
+        let (abort, waited_local) = self.state.started(job.id);
         if abort.is_aborted() {
             // Aborted while it waited in the local queue: it does not run.
             tracing::warn!(job_id = job.id, task = %job.task_name, "job aborted before it started");
             let error = TaskError::new(ABORTED, "aborted before it started");
             return (self.finish(JobStatus::Aborted), Some(error));
         }
+        self.emitter.emit(|worker_id| Event::Started {
+            worker_id,
+            job: &job,
+            waited_local,
+            since_scheduled: job
+                .scheduled_at
+                .and_then(|at| (chrono::Utc::now() - at).to_std().ok()),
+        });
         let started = Instant::now();
         let Some(entry) = self.app.task(&job.task_name).cloned() else {
             let error = TaskError::new(

@@ -32,6 +32,7 @@ mod admission;
 mod backoff;
 pub mod completer;
 pub mod config;
+mod emit;
 mod executor;
 mod local_queue;
 mod marker;
@@ -49,6 +50,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{DeleteJobs, WorkerConfig};
+pub(crate) use emit::Emitter;
 pub(crate) use registration::Registration;
 pub(crate) use state::WorkerState;
 pub use stats::WorkerStats;
@@ -164,6 +166,7 @@ impl App {
             None
         };
         let registration = Registration::register(store.clone()).await?;
+        let emitter = Emitter::new(self.telemetry().clone(), registration.clone());
         let services = Services::new();
         // Before any job is taken: the dead workers' jobs rescued (or, without the rescue,
         // the dead workers pruned, as Procrastinate does).
@@ -173,6 +176,7 @@ impl App {
                 self.clone(),
                 config.stalled_worker_timeout,
                 config.rescue_interval,
+                emitter.clone(),
             );
             services.start(rescuer).await;
         } else {
@@ -189,6 +193,7 @@ impl App {
             services,
             shutdown.clone(),
             WorkerState::new(stats.clone()),
+            emitter,
             subscription,
         ));
         Ok(WorkerHandle {
@@ -211,6 +216,7 @@ async fn run(
     services: Services,
     shutdown: Shutdown,
     state: WorkerState,
+    emitter: Emitter,
     subscription: Option<Subscription>,
 ) -> Result<()> {
     tracing::info!(worker_id = registration.id(), name = config.name.as_deref().unwrap_or("worker"), queues = ?config.queues, concurrency = config.concurrency, "worker started");
@@ -221,6 +227,7 @@ async fn run(
         store.clone(),
         registration.clone(),
         config.heartbeat_interval,
+        emitter.clone(),
     );
     services.start(heartbeat).await;
     let aborter = Aborter::new(
@@ -244,6 +251,7 @@ async fn run(
             queues: config.queues.clone(),
             wake: wake.clone(),
             state: state.clone(),
+            emitter: emitter.clone(),
             first: subscription,
         };
         services.spawn(|stop| notifier.run(stop));
@@ -254,11 +262,12 @@ async fn run(
         store.clone(),
         capacity,
         state.clone(),
+        emitter.clone(),
         wake.clone(),
         !config.wait,
         shutdown.clone(),
     );
-    let executor = Executor::new(app, &config, state.clone(), completions);
+    let executor = Executor::new(app, &config, state.clone(), emitter.clone(), completions);
     let jobs = executor.jobs().clone();
     Producer {
         store: store.clone(),
@@ -267,6 +276,7 @@ async fn run(
         slots: Arc::new(Semaphore::new(config.concurrency)),
         admission: Admission::new(config.concurrency, config.prefetch(), state.clone()),
         state: state.clone(),
+        emitter,
         executor,
         wake,
         polling_interval: config.fetch_job_polling_interval,

@@ -10,16 +10,18 @@
 //! was away are lost; the fetch catches up). It never stops the worker.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
+use super::emit::Emitter;
 use super::state::WorkerState;
 use crate::context::AbortReason;
 use crate::protocol::Notification;
 use crate::store::{Store, Subscription};
+use crate::telemetry::Event;
 
 /// The notifier's handles.
 pub(crate) struct Notifier {
@@ -27,6 +29,7 @@ pub(crate) struct Notifier {
     pub(crate) queues: Option<Vec<String>>,
     pub(crate) wake: Arc<Notify>,
     pub(crate) state: WorkerState,
+    pub(crate) emitter: Emitter,
     /// The link made when the worker started, before it registered (so that a link that
     /// cannot work stops the start).
     pub(crate) first: Option<Subscription>,
@@ -40,7 +43,8 @@ impl Notifier {
     pub(crate) async fn run(mut self, stop: CancellationToken) {
         let mut backoff = Backoff::new(BACKOFF_MIN);
         let mut first = self.first.take();
-        let mut listened_once = false;
+        // When the link dropped, while it is down.
+        let mut lost_at: Option<Instant> = None;
         loop {
             let subscribed = match first.take() {
                 Some(subscription) => Ok(Some(subscription)),
@@ -53,10 +57,13 @@ impl Notifier {
                 // The store stopped giving notifications: polling goes on.
                 Ok(None) => return,
                 Ok(Some(mut subscription)) => {
-                    if listened_once {
+                    if let Some(lost_at) = lost_at.take() {
                         tracing::info!("listening for notifications again");
+                        self.emitter.emit(|worker_id| Event::ListenerReconnected {
+                            worker_id,
+                            down_for: lost_at.elapsed(),
+                        });
                     }
-                    listened_once = true;
                     backoff.reset();
                     // Anything inserted (or paused) while we were not listening is found by
                     // this fetch (and this read of the paused queues).
@@ -75,6 +82,8 @@ impl Notifier {
                 }
                 Err(error) => error,
             };
+            lost_at.get_or_insert_with(Instant::now);
+            self.emitter.database_error("listen", &error);
             let wait = backoff.next();
             tracing::warn!(%error, ?wait, "notification link lost; listening again");
             tokio::select! {

@@ -43,6 +43,7 @@ use tokio::time::Instant;
 
 use super::admission::{Admission, View};
 use super::backoff::Backoff;
+use super::emit::Emitter;
 use super::executor::Executor;
 use super::local_queue::LocalQueue;
 use super::registration::Registration;
@@ -52,6 +53,7 @@ use crate::Error;
 use crate::context::AbortReason;
 use crate::job::Job;
 use crate::store::{FetchJobsParams, StartMark, Store};
+use crate::telemetry::{BatchKind, Event};
 
 pub use super::admission::{FETCH_BATCH_MAX, PREFETCH_HORIZON};
 
@@ -64,6 +66,7 @@ pub(crate) struct Producer {
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) admission: Admission,
     pub(crate) state: WorkerState,
+    pub(crate) emitter: Emitter,
     pub(crate) executor: Executor,
     /// Notified to ask for a claim (notifications, the completer).
     pub(crate) wake: Arc<Notify>,
@@ -176,6 +179,7 @@ impl Producer {
                 start,
                 mark,
             };
+            let began = Instant::now();
             let fetch = self.store.fetch_jobs(&params);
             tokio::pin!(fetch);
             // Ready jobs keep starting while the claim is in flight (it is never
@@ -211,6 +215,7 @@ impl Producer {
                     continue;
                 }
                 Err(error) => {
+                    self.emitter.database_error("claim", &error);
                     let wait = backoff.next();
                     tracing::warn!(%error, ?wait, "fetching jobs failed; retrying");
                     fetch_now = true;
@@ -231,6 +236,11 @@ impl Producer {
             locks_seen = released;
             let found = jobs.len();
             self.state.claimed(&jobs);
+            self.emitter.emit(|worker_id| Event::Claimed {
+                worker_id,
+                jobs: &jobs,
+                duration: began.elapsed(),
+            });
             tracing::trace!(wanted, found, "fetched jobs");
             for job in jobs {
                 queue.push(job);
@@ -372,6 +382,7 @@ impl Producer {
         }
         let ids: Vec<i64> = waiting.iter().map(|job| job.id).collect();
         let mut backoff = Backoff::new(Duration::from_millis(50));
+        let began = Instant::now();
         let handed = loop {
             match self
                 .store
@@ -385,6 +396,7 @@ impl Producer {
                 Err(error)
                     if error.is_transient() || matches!(error, Error::AlreadyEnqueued { .. }) =>
                 {
+                    self.emitter.database_error("hand_back", &error);
                     let wait = backoff.next();
                     tracing::warn!(%error, jobs = ids.len(), ?wait, "cannot hand back the jobs that did not start; retrying");
                     tokio::select! {
@@ -396,6 +408,7 @@ impl Producer {
                     }
                 }
                 Err(error) => {
+                    self.emitter.database_error("hand_back", &error);
                     tracing::error!(%error, ?ids, "cannot hand back the jobs that did not start");
                     return Err(waiting);
                 }
@@ -405,6 +418,12 @@ impl Producer {
             jobs = handed.todo.len(),
             "handed back the jobs that did not start"
         );
+        self.emitter.emit(|worker_id| Event::BatchWritten {
+            worker_id,
+            kind: BatchKind::HandBack,
+            size: ids.len(),
+            duration: began.elapsed(),
+        });
         let mut gone = Vec::new();
         let mut kept = Vec::new();
         for job in waiting {

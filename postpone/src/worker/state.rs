@@ -36,20 +36,23 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::stats::{Outcome, WorkerStats};
+use super::stats::WorkerStats;
 use crate::context::{AbortReason, AbortSignal};
 use crate::job::Job;
 use crate::store::StartMark;
+use crate::telemetry::Outcome;
 
 /// A held job: its abort signal, and whether it started.
 #[derive(Debug)]
 struct Held {
     signal: AbortSignal,
     started: bool,
+    /// When its claim returned (`None` for a job started without one).
+    claimed: Option<Instant>,
 }
 
 /// The worker's state; cheap to clone, clones share it.
@@ -144,6 +147,7 @@ impl WorkerState {
     /// A claim returned these jobs: held (abortable, not started) and unwritten.
     pub(crate) fn claimed(&self, jobs: &[Job]) {
         self.inner.unwritten.fetch_add(jobs.len(), Ordering::SeqCst);
+        let claimed = Some(Instant::now());
         let mut held = self.held();
         for job in jobs {
             held.insert(
@@ -151,20 +155,24 @@ impl WorkerState {
                 Held {
                     signal: AbortSignal::default(),
                     started: false,
+                    claimed,
                 },
             );
         }
     }
 
-    /// A job starts: its abort signal (the one it had while waiting, if any).
-    pub(crate) fn started(&self, id: i64) -> AbortSignal {
+    /// A job starts: its abort signal (the one it had while waiting, if any), and how
+    /// long it waited since its claim.
+    pub(crate) fn started(&self, id: i64) -> (AbortSignal, Duration) {
         let mut held = self.held();
         let job = held.entry(id).or_insert_with(|| Held {
             signal: AbortSignal::default(),
             started: false,
+            claimed: None,
         });
         job.started = true;
-        job.signal.clone()
+        let waited = job.claimed.map(|at| at.elapsed()).unwrap_or_default();
+        (job.signal.clone(), waited)
     }
 
     /// A job's outcome is decided and goes to the completer: no longer held; its lock (if
@@ -489,7 +497,7 @@ mod tests {
     fn aborts_reach_held_jobs_only_and_flag_waiting_ones() {
         let state = WorkerState::new(Arc::new(WorkerStats::default()));
         state.claimed(&[job(1, None), job(2, None)]);
-        let running = state.started(1);
+        let (running, _) = state.started(1);
         assert!(!state.abort(3, AbortReason::UserRequest), "not held");
         assert!(state.abort(2, AbortReason::UserRequest));
         assert!(state.take_waiting_abort() && !state.take_waiting_abort());

@@ -4,14 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// How an outcome was written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Succeeded,
-    Failed,
-    Aborted,
-    Retried,
-}
+use crate::telemetry::Outcome;
 
 /// Counts of claim round trips and written outcomes.
 #[derive(Debug, Default)]

@@ -19,5 +19,6 @@ mod pgbouncer;
 mod reliability;
 mod schema;
 mod set_wise_events;
+mod telemetry;
 mod timeouts;
 mod worker;

@@ -533,6 +533,7 @@ impl Store for MemoryStore {
         let back = state.queues_of(&report.handed_back);
         drop(state);
         self.announce_inserted(&back);
+        report.jobs = stalled.into_iter().map(|(job, _)| job).collect();
         Ok(Some(report))
     }
 

@@ -846,6 +846,7 @@ impl Store for PgStore {
             .map(|row| row.try_get(0).map_err(db))
             .collect::<Result<_>>()?;
         tx.commit().await.map_err(db)?;
+        report.jobs = stalled.into_iter().map(|(job, _)| job).collect();
         Ok(Some(report))
     }
 
