@@ -105,7 +105,7 @@ impl Subscriber for Recorder {
             },
             Event::ListenerReconnected { .. } => Seen::Reconnected,
             Event::DatabaseError { operation, .. } => Seen::DatabaseError {
-                operation: *operation,
+                operation,
             },
             _ => return,
         };
