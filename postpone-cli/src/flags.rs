@@ -197,6 +197,11 @@ pub struct WorkerFlags {
     /// (default: no limit).
     #[arg(long, env = "POSTPONE_WORKER_TASK_TIMEOUT", value_name = "DELAY")]
     pub task_timeout: Option<String>,
+    /// Serve Prometheus metrics of this worker on http://ADDR/metrics (host:port, e.g.
+    /// 127.0.0.1:9464; default: none). Jobs started, finished by outcome, rescued, their
+    /// durations and waits, batches written, database errors: see docs/observability.md.
+    #[arg(long, env = "POSTPONE_WORKER_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
     /// Do not defer this binary's periodic tasks (another worker does; default: defer
     /// them, every tick once across all workers).
     #[arg(long, env = "POSTPONE_WORKER_NO_PERIODIC", value_parser = FalseyValueParser::new())]

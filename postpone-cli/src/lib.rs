@@ -52,6 +52,7 @@ mod values;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser as _;
 use postpone::connect::ConnectConfig;
@@ -181,6 +182,15 @@ impl Context {
             builder = builder.poll_only(true);
         }
         Ok((builder.build()?, self.format))
+    }
+
+    /// The app's workers report their events to `subscriber` too.
+    pub(crate) fn subscribe(
+        mut self,
+        subscriber: Arc<dyn postpone::telemetry::Subscriber>,
+    ) -> Self {
+        self.builder = self.builder.subscribe(subscriber);
+        self
     }
 
     /// The output format.

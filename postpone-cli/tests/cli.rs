@@ -751,3 +751,30 @@ fn latest_migration() -> &'static str {
         .expect("at least one migration")
         .version
 }
+
+#[test]
+fn worker_refuses_a_metrics_address_it_cannot_serve_before_it_starts() {
+    let db = TestDb::with_schema();
+    db.sql("INSERT INTO procrastinate_jobs (queue_name, task_name, args) VALUES ('default', 'tests.add', '{\"a\": 1, \"b\": 2}')");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let taken = taken.local_addr().expect("address").to_string();
+    for (address, needle) in [
+        ("nonsense", "\"nonsense\" is not host:port"),
+        ("127.0.0.1:70000", "is not host:port"),
+        (taken.as_str(), "cannot serve metrics on"),
+    ] {
+        let out = db.embedded(&["worker", "--one-shot", "--metrics-addr", address]);
+        assert_eq!(out.code, 1, "{address}: {out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{address}: {out:?}");
+        assert!(out.stderr.contains(needle), "{address}: {out:?}");
+        // Nothing ran: the job is still waiting, and no worker registered.
+        assert_eq!(
+            db.sql_value("SELECT status::text FROM procrastinate_jobs"),
+            "todo"
+        );
+        assert_eq!(
+            db.sql_value("SELECT count(*)::text FROM procrastinate_workers"),
+            "0"
+        );
+    }
+}

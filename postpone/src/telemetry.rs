@@ -119,7 +119,10 @@ pub enum BatchKind {
     /// Jobs finished (`finish_jobs`) and retried (`retry_jobs`) by the completer, one
     /// round trip for both.
     Outcomes,
-    /// Claimed jobs sent back to `todo` without running (a stop, a pause).
+    /// Claimed jobs sent back to `todo` without running (a stop, a pause); its size
+    /// counts the jobs that left the worker (not those it keeps and runs because a `todo`
+    /// job took their queueing lock, nor those aborted: they end with
+    /// [`Event::Finished`]).
     HandBack,
 }
 
@@ -172,8 +175,9 @@ pub enum Event<'a> {
         job: &'a Job,
         /// How it ended.
         outcome: Outcome,
-        /// How long the attempt ran (zero for a job aborted before it started).
-        duration: Duration,
+        /// How long the attempt ran; `None` when it never started (aborted while it
+        /// waited in the local queue: no [`Event::Started`] came before).
+        ran: Option<Duration>,
         /// The error's kind when it did not succeed (`Panic`, `Timeout`, `JobAborted`,
         /// the task's error kind).
         error_kind: Option<&'a str>,

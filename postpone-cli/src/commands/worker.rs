@@ -5,8 +5,11 @@
 //! (first: graceful, second: abort running jobs) or, with `--one-shot`, until no job is left.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use postpone::worker::{DeleteJobs, WorkerConfig};
+use postpone_metrics::Metrics;
+use tokio_util::sync::CancellationToken;
 
 use crate::Context;
 use crate::flags::WorkerFlags;
@@ -58,6 +61,18 @@ pub(crate) fn config(flags: &WorkerFlags) -> anyhow::Result<WorkerConfig> {
 
 pub(crate) async fn run(flags: WorkerFlags, context: Context) -> anyhow::Result<ExitCode> {
     let config = config(&flags)?;
+    // Bound before anything starts: a taken port stops the worker with nothing changed.
+    let metrics = match &flags.metrics_addr {
+        Some(address) => Some((
+            Arc::new(Metrics::new()),
+            postpone_metrics::bind(address).await?,
+        )),
+        None => None,
+    };
+    let mut context = context;
+    if let Some((metrics, _)) = &metrics {
+        context = context.subscribe(metrics.clone());
+    }
     let (app, _format) = context.app()?;
     app.check_schema().await?;
     if app
@@ -74,6 +89,23 @@ pub(crate) async fn run(flags: WorkerFlags, context: Context) -> anyhow::Result<
             tracing::info!(task = %periodic.task_name(), periodic_id = %periodic.periodic_id(), cron = %schedule.cron(), timezone = %schedule.timezone(), deferred = config.periodic, "periodic task");
         }
     }
-    app.run_worker(config).await?;
+    let stop_metrics = CancellationToken::new();
+    let server = metrics.map(|(metrics, listener)| {
+        tokio::spawn(postpone_metrics::serve(
+            listener,
+            metrics,
+            stop_metrics.clone(),
+        ))
+    });
+    let ran = app.run_worker(config).await;
+    stop_metrics.cancel();
+    if let Some(server) = server {
+        match server.await {
+            Ok(Err(error)) => tracing::warn!(%error, "metrics server"),
+            Err(error) => tracing::warn!(%error, "metrics server task"),
+            Ok(Ok(())) => {}
+        }
+    }
+    ran?;
     Ok(ExitCode::SUCCESS)
 }

@@ -90,10 +90,10 @@ impl Executor {
         let this = self.clone();
         self.jobs.spawn(async move {
             let started = Instant::now();
-            let (write, error) = this.run(job.clone()).await;
-            // Every attempt counts, whatever its end (an unknown task too): the prefetch
-            // is sized by how fast slots free.
-            this.complete(job, write, error, Some(started.elapsed()))
+            let (write, error, ran) = this.run(job.clone()).await;
+            // Every attempt that ran counts, whatever its end (an unknown task too): the
+            // prefetch is sized by how fast slots free.
+            this.complete(job, write, error, ran.then(|| started.elapsed()))
                 .await;
             drop(permit);
         });
@@ -112,7 +112,7 @@ impl Executor {
     }
 
     /// Hands an outcome, and the error of an attempt that did not succeed, to the
-    /// completer.
+    /// completer. `ran`: how long the attempt ran (`None`: it never started).
     async fn complete(
         &self,
         job: Job,
@@ -126,7 +126,7 @@ impl Executor {
             worker_id,
             job: &job,
             outcome: write.outcome(),
-            duration: ran.unwrap_or_default(),
+            ran,
             error_kind: error.as_ref().map(TaskError::kind),
         });
         let error = error.map(|e| AttemptError::of(&job, e.kind(), e.message()));
@@ -144,14 +144,15 @@ impl Executor {
         }
     }
 
-    /// Runs one attempt: what to write, and the error when it did not succeed.
-    async fn run(&self, job: Job) -> (Write, Option<TaskError>) {
+    /// Runs one attempt: what to write, the error when it did not succeed, and whether it
+    /// ran (false: aborted while it waited).
+    async fn run(&self, job: Job) -> (Write, Option<TaskError>, bool) {
         let (abort, waited_local) = self.state.started(job.id);
         if abort.is_aborted() {
             // Aborted while it waited in the local queue: it does not run.
             tracing::warn!(job_id = job.id, task = %job.task_name, "job aborted before it started");
             let error = TaskError::new(ABORTED, "aborted before it started");
-            return (self.finish(JobStatus::Aborted), Some(error));
+            return (self.finish(JobStatus::Aborted), Some(error), false);
         }
         self.emitter.emit(|worker_id| Event::Started {
             worker_id,
@@ -172,7 +173,7 @@ impl Executor {
                 ),
             );
             tracing::error!(job_id = job.id, task = %job.task_name, %error, "job failed: unknown task");
-            return (self.finish(JobStatus::Failed), Some(error));
+            return (self.finish(JobStatus::Failed), Some(error), true);
         };
         let ctx = JobContext::new(
             self.app.clone(),
@@ -225,16 +226,16 @@ impl Executor {
         match outcome {
             Outcome::Succeeded => {
                 tracing::info!(job_id = job.id, task = %job.task_name, ?elapsed, "job succeeded");
-                (self.finish(JobStatus::Succeeded), None)
+                (self.finish(JobStatus::Succeeded), None, true)
             }
             Outcome::Failed(error) => match entry.config.retry.decide(&job, &error) {
                 Some(decision) => {
                     tracing::warn!(job_id = job.id, task = %job.task_name, %error, retry_at = ?decision.retry_at, "job failed, will retry");
-                    (Write::Retry(decision), Some(error))
+                    (Write::Retry(decision), Some(error), true)
                 }
                 None => {
                     tracing::error!(job_id = job.id, task = %job.task_name, %error, "job failed");
-                    (self.finish(JobStatus::Failed), Some(error))
+                    (self.finish(JobStatus::Failed), Some(error), true)
                 }
             },
             Outcome::Aborted(reason) => {
@@ -245,11 +246,11 @@ impl Executor {
                 match retry {
                     Some(decision) => {
                         tracing::warn!(job_id = job.id, task = %job.task_name, "job aborted by shutdown, will retry");
-                        (Write::Retry(decision), Some(error))
+                        (Write::Retry(decision), Some(error), true)
                     }
                     None => {
                         tracing::warn!(job_id = job.id, task = %job.task_name, ?reason, "job aborted");
-                        (self.finish(JobStatus::Aborted), Some(error))
+                        (self.finish(JobStatus::Aborted), Some(error), true)
                     }
                 }
             }

@@ -418,12 +418,6 @@ impl Producer {
             jobs = handed.todo.len(),
             "handed back the jobs that did not start"
         );
-        self.emitter.emit(|worker_id| Event::BatchWritten {
-            worker_id,
-            kind: BatchKind::HandBack,
-            size: ids.len(),
-            duration: began.elapsed(),
-        });
         let mut gone = Vec::new();
         let mut kept = Vec::new();
         for job in waiting {
@@ -444,6 +438,12 @@ impl Producer {
             }
         }
         self.state.handed_back(&gone);
+        self.emitter.emit(|worker_id| Event::BatchWritten {
+            worker_id,
+            kind: BatchKind::HandBack,
+            size: gone.len(),
+            duration: began.elapsed(),
+        });
         Ok(kept)
     }
 }

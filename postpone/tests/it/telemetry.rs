@@ -104,9 +104,7 @@ impl Subscriber for Recorder {
                 action: *action,
             },
             Event::ListenerReconnected { .. } => Seen::Reconnected,
-            Event::DatabaseError { operation, .. } => Seen::DatabaseError {
-                operation,
-            },
+            Event::DatabaseError { operation, .. } => Seen::DatabaseError { operation },
             _ => return,
         };
         self.0
