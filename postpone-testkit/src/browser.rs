@@ -30,6 +30,7 @@ use tokio::sync::OnceCell;
 use crate::Error;
 use crate::cluster::{free_port, make_dir};
 use crate::pgbouncer::is_root;
+use crate::python::workspace_root;
 
 mod session;
 
@@ -68,6 +69,23 @@ static INSTALLED: OnceCell<()> = OnceCell::const_new();
 
 /// A running `chromedriver`: hands out [`Session`]s. Stopped by [`Browser::stop`], when
 /// dropped, or by its watchdog when the process exits.
+///
+/// A dashboard test (the server under test listens on `base`, a free port of 127.0.0.1):
+///
+/// ```no_run
+/// use postpone_testkit::{Browser, Error, screenshot_path};
+///
+/// async fn jobs_page_retries_a_failed_job(base: &str) -> Result<(), Error> {
+///     let session = Browser::shared().await?.session().await?;
+///     session.goto(&format!("{base}/jobs?status=failed")).await?;
+///     session.wait_for_text("table#jobs", "emails.send_email").await?;
+///     session.click("tr[data-job-id='1'] button.retry").await?;
+///     session.wait_for_text("#flash", "Job 1 retried").await?;
+///     assert!(session.page_text().await?.contains("todo"));
+///     session.screenshot(screenshot_path("jobs-retried")).await?;
+///     session.close().await
+/// }
+/// ```
 pub struct Browser {
     dir: PathBuf,
     port: u16,
@@ -294,6 +312,20 @@ fn driver_ready(body: &str) -> bool {
     };
     serde_json::from_str::<serde_json::Value>(json)
         .is_ok_and(|status| status["value"]["ready"] == serde_json::Value::Bool(true))
+}
+
+/// Where a test's screenshot `name` goes: `<target>/screenshots/<name>.png`, with `<target>`
+/// the `CARGO_TARGET_DIR` of the run when set, else the workspace's `target/`. For a picture
+/// in the docs, pass [`Session::screenshot`] a path under `docs/` instead.
+pub fn screenshot_path(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map_or_else(
+            || workspace_root().join("target"),
+            |dir| workspace_root().join(dir),
+        );
+    target.join("screenshots").join(format!("{name}.png"))
 }
 
 /// Installs Chromium and ChromeDriver when missing, once per process.

@@ -36,7 +36,9 @@ use std::fmt;
 use tokio::sync::OnceCell;
 use tokio_postgres::{Client, NoTls};
 
-pub use browser::{APT_LOCK, Browser, CHROMEDRIVER, CHROMIUM, Session, WAIT_DEFAULT, WINDOW_SIZE};
+pub use browser::{
+    APT_LOCK, Browser, CHROMEDRIVER, CHROMIUM, Session, WAIT_DEFAULT, WINDOW_SIZE, screenshot_path,
+};
 pub use pgbouncer::{PgBouncer, PoolMode};
 pub use python::{PROCRASTINATE_VERSION, pid_alive, python};
 

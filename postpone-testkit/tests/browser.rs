@@ -4,10 +4,9 @@
 //!
 //! `cargo test -p postpone-testkit --test browser` (installs Chromium on first run as root).
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use postpone_testkit::{Browser, Error, WINDOW_SIZE};
+use postpone_testkit::{Browser, Error, WINDOW_SIZE, screenshot_path};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
@@ -108,13 +107,6 @@ fn get(base: &str, path: &str) -> (u16, String) {
         .and_then(|code| code.parse().ok())
         .unwrap_or(0);
     (status, response)
-}
-
-/// Where this test binary's screenshots go (`target/tmp/browser/`).
-fn screenshot_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("browser")
-        .join(format!("{name}.png"))
 }
 
 /// One person's visit: open, click, read, screenshot. Returns the session id.
