@@ -15,9 +15,17 @@
 //! [`PgBouncer`] puts Debian's PgBouncer (installed when missing) between a test and the
 //! server, in transaction or session pooling.
 //!
+//! [`Browser`] drives headless Chromium over WebDriver for tests of web pages: Debian's
+//! `chromium` and `chromium-driver` (installed with apt when missing and we are root, once,
+//! under a lock file so that parallel test binaries do not run apt together), one
+//! `chromedriver` per test process on a free port of 127.0.0.1, killed with its browsers by
+//! a watchdog when the process exits, and a [`Session`] of its own per test (a fresh
+//! profile, a 1280x900 window), with waits that have deadlines and screenshots to PNG files.
+//!
 //! [`python`] returns the interpreter of a venv holding the pinned `procrastinate`, creating
 //! `<workspace>/.venv` when needed.
 
+mod browser;
 mod cluster;
 mod discover;
 mod pgbouncer;
@@ -28,10 +36,13 @@ use std::fmt;
 use tokio::sync::OnceCell;
 use tokio_postgres::{Client, NoTls};
 
+pub use browser::{
+    APT_LOCK, Browser, CHROMEDRIVER, CHROMIUM, Session, WAIT_DEFAULT, WINDOW_SIZE, screenshot_path,
+};
 pub use pgbouncer::{PgBouncer, PoolMode};
 pub use python::{PROCRASTINATE_VERSION, pid_alive, python};
 
-/// Everything that can go wrong while finding PostgreSQL or the Python venv.
+/// Everything that can go wrong while finding PostgreSQL, the Python venv or the browser.
 ///
 /// Every message is one line saying what failed, where, and how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +84,10 @@ pub enum Error {
     /// PgBouncer could not be installed or started.
     #[error("PgBouncer: {0}")]
     PgBouncer(String),
+    /// Chromium or chromedriver could not be installed or started, or a browser session
+    /// failed (a page, an element, a screenshot).
+    #[error("browser: {0}")]
+    Browser(String),
     /// The Python venv could not be found or created.
     #[error("{0}")]
     Python(String),

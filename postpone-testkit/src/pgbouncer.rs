@@ -352,7 +352,8 @@ fn backend(server: &Server, as_postgres: bool) -> Result<String, String> {
     Ok(line)
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (then it may install packages with apt).
+pub(crate) fn is_root() -> bool {
     fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false)

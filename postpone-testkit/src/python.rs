@@ -65,7 +65,7 @@ pub fn python() -> Result<PathBuf, Error> {
 }
 
 /// The workspace this crate was built in (its parent directory).
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
