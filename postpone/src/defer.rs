@@ -33,6 +33,7 @@ use crate::store::DeferJobParams;
 use crate::store::postgres::Transaction;
 use crate::task::{Task, encode_args, json_kind};
 use crate::{Error, Result};
+use tracing::Instrument;
 
 /// A job ready to be inserted: task name, args and resolved options.
 pub type JobSpec = DeferJobParams;
@@ -97,11 +98,12 @@ impl App {
     where
         I: IntoIterator<Item = Configured<'a>>,
     {
-        let specs = jobs
+        let mut specs = jobs
             .into_iter()
             .map(Configured::into_spec)
             .collect::<Result<Vec<_>>>()?;
-        self.store().defer_jobs(&specs).await
+        let span = traced(&mut specs);
+        self.store().defer_jobs(&specs).instrument(span).await
     }
 
     /// Defers many jobs inside the caller's transaction, all or nothing.
@@ -113,11 +115,12 @@ impl App {
         I: IntoIterator<Item = Configured<'a>>,
         Tx: Transaction,
     {
-        let specs = jobs
+        let mut specs = jobs
             .into_iter()
             .map(Configured::into_spec)
             .collect::<Result<Vec<_>>>()?;
-        tx.defer_jobs(&specs).await
+        let span = traced(&mut specs);
+        tx.defer_jobs(&specs).instrument(span).await
     }
 }
 
@@ -208,11 +211,14 @@ impl<'a> Configured<'a> {
     /// As [`App::defer`].
     pub async fn defer(self) -> Result<i64> {
         let app = self.app;
-        let spec = self.into_spec()?;
-        let ids = app.store().defer_jobs(std::slice::from_ref(&spec)).await?;
-        ids.first().copied().ok_or_else(|| {
-            Error::InvalidInput("the database returned no id for the deferred job".to_owned())
-        })
+        let mut specs = [self.into_spec()?];
+        let span = traced(&mut specs);
+        let ids = app
+            .store()
+            .defer_jobs(&specs)
+            .instrument(span.clone())
+            .await?;
+        first_id(&span, &ids)
     }
 
     /// Defers the job inside the caller's transaction: visible, and announced by NOTIFY,
@@ -221,10 +227,37 @@ impl<'a> Configured<'a> {
     /// # Errors
     /// As [`App::defer`].
     pub async fn defer_in<Tx: Transaction>(self, tx: &mut Tx) -> Result<i64> {
-        let spec = self.into_spec()?;
-        let ids = tx.defer_jobs(std::slice::from_ref(&spec)).await?;
-        ids.first().copied().ok_or_else(|| {
-            Error::InvalidInput("the database returned no id for the deferred job".to_owned())
-        })
+        let mut specs = [self.into_spec()?];
+        let span = traced(&mut specs);
+        let ids = tx.defer_jobs(&specs).instrument(span.clone()).await?;
+        first_id(&span, &ids)
     }
+}
+
+/// The `postpone.defer` span of a defer call; each job keeps its trace context (with the
+/// `opentelemetry` feature: [`crate::trace`]).
+fn traced(specs: &mut [JobSpec]) -> tracing::Span {
+    let first = specs.first();
+    let span = tracing::info_span!(
+        "postpone.defer",
+        task = first.map_or("", |s| s.task_name.as_str()),
+        queue = first.map_or("", |s| s.queue_name.as_str()),
+        jobs = specs.len(),
+        job_id = tracing::field::Empty,
+    );
+    if let Some(context) = crate::trace::context_of(&span) {
+        for spec in specs.iter_mut() {
+            spec.trace_context = Some(context.clone());
+        }
+    }
+    span
+}
+
+/// The one job's id, recorded in its defer span.
+fn first_id(span: &tracing::Span, ids: &[i64]) -> Result<i64> {
+    let id = ids.first().copied().ok_or_else(|| {
+        Error::InvalidInput("the database returned no id for the deferred job".to_owned())
+    })?;
+    span.record("job_id", id);
+    Ok(id)
 }

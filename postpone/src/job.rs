@@ -121,6 +121,10 @@ pub struct Job {
     /// not a column of `procrastinate_jobs`. `None`: the task's, else the worker's applies.
     #[serde(skip)]
     pub timeout: Option<std::time::Duration>,
+    /// The W3C `traceparent` of the span that deferred it (`postpone_job_traces`), read
+    /// when it is claimed; not a column of `procrastinate_jobs`.
+    #[serde(skip)]
+    pub trace_context: Option<String>,
 }
 
 /// Where and when a job runs: its queue, priority, lock, queueing lock and schedule, each

@@ -20,6 +20,7 @@ pub mod store;
 pub mod task;
 pub mod telemetry;
 pub mod testing;
+pub(crate) mod trace;
 pub mod worker;
 
 pub use app::{App, AppBuilder};

@@ -76,6 +76,7 @@ mod tests {
             args: serde_json::json!({}),
             scheduled_at: None,
             timeout: None,
+            trace_context: None,
         };
         store.defer_jobs(&[job.clone(), job]).await.expect("defer");
         let worker = store.register_worker().await.expect("register");

@@ -29,6 +29,10 @@ pub struct DeferJobParams {
     pub scheduled_at: Option<DateTime<Utc>>,
     /// The job's own timeout (`postpone_job_timeouts`), when its defer call set one.
     pub timeout: Option<std::time::Duration>,
+    /// The W3C `traceparent` of the span that deferred it (`postpone_job_traces`), kept
+    /// beside the job so that its run's span links to it; set by defer calls of an app
+    /// built with the `opentelemetry` feature, inside a sampled span.
+    pub trace_context: Option<String>,
 }
 
 impl DeferJobParams {
@@ -77,6 +81,7 @@ impl DeferJobParams {
             args,
             scheduled_at,
             timeout: options.timeout,
+            trace_context: None,
         })
     }
 }

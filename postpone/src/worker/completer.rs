@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::backoff::Backoff;
 use super::emit::Emitter;
@@ -109,7 +110,12 @@ impl Completer {
                 return;
             }
             let began = Instant::now();
-            let written = self.write_with_retries(&batch).await;
+            let span = tracing::info_span!(
+                "postpone.complete",
+                worker_id = self.emitter.worker_id(),
+                jobs = batch.len(),
+            );
+            let written = self.write_with_retries(&batch).instrument(span).await;
             self.emitter.emit(|worker_id| Event::BatchWritten {
                 worker_id,
                 kind: BatchKind::Outcomes,

@@ -22,6 +22,11 @@ impl Emitter {
         }
     }
 
+    /// The worker's id now.
+    pub(crate) fn worker_id(&self) -> i64 {
+        self.registration.id()
+    }
+
     /// Whether anyone listens.
     pub(crate) fn is_enabled(&self) -> bool {
         self.telemetry.is_enabled()

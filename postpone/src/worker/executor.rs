@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use super::completer::{Completion, Write};
 use super::config::{DeleteJobs, WorkerConfig};
@@ -187,7 +188,8 @@ impl Executor {
         let attempt = (entry.run)(job.args.clone(), ctx.clone());
         let attempt = middleware::wrap(&entry.config.middleware, &ctx, attempt);
         let attempt = middleware::wrap(&self.middleware, &ctx, attempt);
-        let mut handle = tokio::spawn(attempt);
+        let span = crate::trace::job_span(&job, self.emitter.worker_id());
+        let mut handle = tokio::spawn(attempt.instrument(span.clone()));
         let timeout = job
             .timeout
             .or(entry.config.options.timeout)
@@ -223,7 +225,7 @@ impl Executor {
             }
         };
         let elapsed = started.elapsed();
-        match outcome {
+        let ended = match outcome {
             Outcome::Succeeded => {
                 tracing::info!(job_id = job.id, task = %job.task_name, ?elapsed, "job succeeded");
                 (self.finish(JobStatus::Succeeded), None, true)
@@ -254,7 +256,9 @@ impl Executor {
                     }
                 }
             }
-        }
+        };
+        span.record("outcome", ended.0.outcome().as_str());
+        ended
     }
 
     fn finish(&self, status: JobStatus) -> Write {

@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::admission::{Admission, View};
 use super::backoff::Backoff;
@@ -180,7 +181,13 @@ impl Producer {
                 mark,
             };
             let began = Instant::now();
-            let fetch = self.store.fetch_jobs(&params);
+            let span = tracing::info_span!(
+                "postpone.claim",
+                worker_id = params.worker_id,
+                limit = wanted,
+                jobs = tracing::field::Empty,
+            );
+            let fetch = self.store.fetch_jobs(&params).instrument(span.clone());
             tokio::pin!(fetch);
             // Ready jobs keep starting while the claim is in flight (it is never
             // cancelled: jobs the database gave this worker must reach the local queue).
@@ -235,6 +242,7 @@ impl Producer {
             next_poll = Instant::now() + self.polling_interval;
             locks_seen = released;
             let found = jobs.len();
+            span.record("jobs", found);
             self.state.claimed(&jobs);
             self.emitter.emit(|worker_id| Event::Claimed {
                 worker_id,

@@ -456,6 +456,7 @@ mod tests {
             abort_requested: false,
             worker_id: Some(1),
             timeout: None,
+            trace_context: None,
         }
     }
 

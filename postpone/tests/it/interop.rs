@@ -151,6 +151,7 @@ fn job_from_python(value: &Value) -> Job {
         abort_requested: value["abort_requested"].as_bool().expect("abort_requested"),
         worker_id: value["worker_id"].as_i64(),
         timeout: None,
+        trace_context: None,
     }
 }
 

@@ -20,6 +20,8 @@ const DOMAIN: &[&str] = &[
     "periodic",
     "retry",
     "task",
+    "telemetry",
+    "trace",
 ];
 /// The runtime: the worker and its services; it may import the domain and the storage.
 const RUNTIME: &[&str] = &["worker", "maintenance"];

@@ -446,6 +446,7 @@ async fn hand_back_scenario(
         args: json!({ "label": label }),
         scheduled_at: None,
         timeout: None,
+        trace_context: None,
     };
     let mut past = spec("scheduled", None);
     past.scheduled_at = Some(Utc::now() - chrono::TimeDelta::seconds(60));

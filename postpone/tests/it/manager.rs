@@ -229,6 +229,7 @@ async fn get_job_status_follows_the_job() {
         abort_requested: false,
         worker_id: Some(worker),
         timeout: None,
+        trace_context: None,
     };
     assert_eq!(job, expected);
     let missing = id + 1000;
@@ -319,6 +320,7 @@ async fn list_jobs_honours_every_filter() {
         abort_requested: false,
         worker_id: Some(worker),
         timeout: None,
+        trace_context: None,
     };
     assert_eq!(job, expected);
 }

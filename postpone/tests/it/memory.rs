@@ -217,6 +217,7 @@ fn spec(
         args: serde_json::json!({"label": format!("{queue}/{priority}")}),
         scheduled_at: None,
         timeout: None,
+        trace_context: None,
     }
 }
 

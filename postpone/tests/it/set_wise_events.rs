@@ -31,6 +31,7 @@ fn job(queue: &str, scheduled_at: Option<DateTime<Utc>>) -> DeferJobParams {
         args: json!({}),
         scheduled_at,
         timeout: None,
+        trace_context: None,
     }
 }
 

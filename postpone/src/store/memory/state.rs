@@ -52,6 +52,8 @@ pub(super) struct State {
     pub(super) errors: Vec<FailedAttempt>,
     /// `postpone_job_timeouts`: the timeouts defer calls set.
     pub(super) timeouts: BTreeMap<i64, std::time::Duration>,
+    /// `postpone_job_traces`: the trace contexts of the spans that deferred jobs.
+    pub(super) traces: BTreeMap<i64, String>,
     /// `postpone_queue_pauses`: the paused queues, since when.
     pub(super) pauses: BTreeMap<String, DateTime<Utc>>,
 }
@@ -109,6 +111,7 @@ impl State {
         self.rescues.retain(|r| r.job_id != id);
         self.errors.retain(|e| e.job_id != id);
         self.timeouts.remove(&id);
+        self.traces.remove(&id);
     }
 
     /// `finish_jobs.sql`: jobs still todo or doing deleted, or set to their end status
@@ -335,10 +338,14 @@ impl State {
                     abort_requested: false,
                     worker_id: None,
                     timeout: None,
+                    trace_context: None,
                 },
             );
             if let Some(timeout) = job.timeout {
                 self.timeouts.insert(id, timeout);
+            }
+            if let Some(trace) = &job.trace_context {
+                self.traces.insert(id, trace.clone());
             }
             // Insert triggers by name: scheduled, then status (deferred).
             if let Some(at) = job.scheduled_at {

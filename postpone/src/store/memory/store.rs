@@ -287,6 +287,7 @@ impl Store for MemoryStore {
         // ON DELETE CASCADE of Postpone's tables.
         state.rescues.retain(|r| !doomed_set.contains(&r.job_id));
         state.timeouts.retain(|id, _| !doomed_set.contains(id));
+        state.traces.retain(|id, _| !doomed_set.contains(id));
         Ok(doomed.len() as u64)
     }
 
@@ -397,6 +398,7 @@ impl Store for MemoryStore {
             if let Some(job) = state.jobs.get(&id) {
                 fetched.push(Job {
                     timeout: state.timeouts.get(&id).copied(),
+                    trace_context: state.traces.get(&id).cloned(),
                     ..job.clone()
                 });
             }

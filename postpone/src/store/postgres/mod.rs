@@ -268,8 +268,15 @@ pub(crate) struct DeferColumns {
     pub(crate) queueing_locks: Vec<Option<String>>,
     pub(crate) args: Vec<String>,
     pub(crate) scheduled_ats: Vec<Option<chrono::DateTime<chrono::Utc>>>,
-    /// Each job's own timeout in milliseconds, when one of them has one.
-    pub(crate) timeouts_ms: Option<Vec<Option<i64>>>,
+    /// Each job's own timeout in milliseconds and trace context, when one of them has
+    /// either.
+    pub(crate) extras: Option<DeferExtras>,
+}
+
+/// The `defer_jobs_with_extras` columns: `$8` and `$9`.
+pub(crate) struct DeferExtras {
+    pub(crate) timeouts_ms: Vec<Option<i64>>,
+    pub(crate) trace_contexts: Vec<Option<String>>,
 }
 
 /// A timeout as stored in `postpone_job_timeouts.timeout_ms` (at least 1).
@@ -281,10 +288,13 @@ fn timeout_ms(timeout: std::time::Duration) -> i64 {
 
 impl DeferColumns {
     pub(crate) fn new(jobs: &[DeferJobParams]) -> Self {
-        let timeouts_ms = jobs
+        let extras = jobs
             .iter()
-            .any(|j| j.timeout.is_some())
-            .then(|| jobs.iter().map(|j| j.timeout.map(timeout_ms)).collect());
+            .any(|j| j.timeout.is_some() || j.trace_context.is_some())
+            .then(|| DeferExtras {
+                timeouts_ms: jobs.iter().map(|j| j.timeout.map(timeout_ms)).collect(),
+                trace_contexts: jobs.iter().map(|j| j.trace_context.clone()).collect(),
+            });
         Self {
             queue_names: jobs.iter().map(|j| j.queue_name.clone()).collect(),
             task_names: jobs.iter().map(|j| j.task_name.clone()).collect(),
@@ -293,16 +303,16 @@ impl DeferColumns {
             queueing_locks: jobs.iter().map(|j| j.queueing_lock.clone()).collect(),
             args: jobs.iter().map(|j| j.args.to_string()).collect(),
             scheduled_ats: jobs.iter().map(|j| j.scheduled_at).collect(),
-            timeouts_ms,
+            extras,
         }
     }
 
     /// The statement for these jobs ([`queries::defer_jobs`]).
     pub(crate) fn statement(&self) -> &'static str {
-        queries::defer_jobs(self.queue_names.len(), self.timeouts_ms.is_some())
+        queries::defer_jobs(self.queue_names.len(), self.extras.is_some())
     }
 
-    /// The statement's parameters, `$1` to `$7` (and `$8`, the timeouts, when given).
+    /// The statement's parameters, `$1` to `$7` (and `$8`, `$9`, the extras, when given).
     pub(crate) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![
             &self.queue_names,
@@ -313,8 +323,9 @@ impl DeferColumns {
             &self.args,
             &self.scheduled_ats,
         ];
-        if let Some(timeouts) = &self.timeouts_ms {
-            params.push(timeouts);
+        if let Some(extras) = &self.extras {
+            params.push(&extras.timeouts_ms);
+            params.push(&extras.trace_contexts);
         }
         params
     }

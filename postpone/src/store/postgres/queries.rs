@@ -11,14 +11,16 @@ pub const DEFER_JOBS_SET_WISE: &str = include_str!("queries/defer_jobs_set_wise.
 /// more than the set-wise writes save (break-even measured near 20 jobs).
 pub const SET_WISE_DEFER_MIN: usize = 20;
 
-/// Inserts a batch of jobs and the timeouts their defer calls set.
-pub const DEFER_JOBS_WITH_TIMEOUTS: &str = include_str!("queries/defer_jobs_with_timeouts.sql");
+/// Inserts a batch of jobs and what their defer calls keep beside them: timeouts, trace
+/// contexts.
+pub const DEFER_JOBS_WITH_EXTRAS: &str = include_str!("queries/defer_jobs_with_extras.sql");
 
-/// The statement that defers `jobs` jobs: [`DEFER_JOBS_WITH_TIMEOUTS`] when one of them has
-/// a timeout of its own, else [`DEFER_JOBS`] or [`DEFER_JOBS_SET_WISE`] by size.
-pub fn defer_jobs(jobs: usize, with_timeouts: bool) -> &'static str {
-    if with_timeouts {
-        DEFER_JOBS_WITH_TIMEOUTS
+/// The statement that defers `jobs` jobs: [`DEFER_JOBS_WITH_EXTRAS`] when one of them has
+/// a timeout or a trace context of its own, else [`DEFER_JOBS`] or [`DEFER_JOBS_SET_WISE`]
+/// by size.
+pub fn defer_jobs(jobs: usize, with_extras: bool) -> &'static str {
+    if with_extras {
+        DEFER_JOBS_WITH_EXTRAS
     } else if jobs >= SET_WISE_DEFER_MIN {
         DEFER_JOBS_SET_WISE
     } else {

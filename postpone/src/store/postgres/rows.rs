@@ -27,13 +27,16 @@ pub(crate) fn job(row: &Row) -> Result<Job> {
         abort_requested: get(row, "abort_requested")?,
         worker_id: get(row, "worker_id")?,
         timeout: None,
+        trace_context: None,
     })
 }
 
-/// A claimed job (`fetch_jobs`), with the timeout its defer call set (`timeout_ms`).
+/// A claimed job (`fetch_jobs`), with the timeout its defer call set (`timeout_ms`) and
+/// the trace context of the span that deferred it (`traceparent`).
 pub(crate) fn claimed_job(row: &Row) -> Result<Job> {
     let timeout_ms: Option<i64> = get(row, "timeout_ms")?;
     Ok(Job {
+        trace_context: get(row, "traceparent")?,
         timeout: timeout_ms
             .and_then(|ms| u64::try_from(ms).ok())
             .map(std::time::Duration::from_millis),

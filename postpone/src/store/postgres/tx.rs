@@ -85,8 +85,8 @@ impl Transaction for sqlx::Transaction<'_, sqlx::Postgres> {
                 .bind(&c.queueing_locks)
                 .bind(&c.args)
                 .bind(&c.scheduled_ats);
-            if let Some(timeouts) = &c.timeouts_ms {
-                query = query.bind(timeouts);
+            if let Some(extras) = &c.extras {
+                query = query.bind(&extras.timeouts_ms).bind(&extras.trace_contexts);
             }
             let ids: Vec<i64> = query
                 .fetch_all(&mut **self)
