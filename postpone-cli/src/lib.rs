@@ -39,6 +39,7 @@
 
 mod commands;
 pub mod flags;
+mod logging;
 /// The command line's guides from `docs/`, compiled here so that their examples, which
 /// embed this crate, are tested (`cargo test --doc -p postpone-cli`).
 pub mod guide {
@@ -92,7 +93,7 @@ where
             return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
         }
     };
-    init_logging(flags.log_level.as_deref());
+    let _traces = logging::init(flags.log_level.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -141,20 +142,6 @@ fn report(error: &anyhow::Error) {
         .filter(|l| !l.is_empty())
         .collect();
     eprintln!("postpone: error: {}", line.join(" "));
-}
-
-/// Logs to stderr: `--log-level` / `POSTPONE_LOG_LEVEL`, else `RUST_LOG`, else warn.
-fn init_logging(level: Option<&str>) {
-    use tracing_subscriber::EnvFilter;
-    let filter = level
-        .and_then(|l| EnvFilter::try_new(l).ok())
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }
 
 /// What every command gets: the user's app builder, where the database is, the output format.

@@ -778,3 +778,125 @@ fn worker_refuses_a_metrics_address_it_cannot_serve_before_it_starts() {
         );
     }
 }
+
+/// The requests an OTLP receiver got: path and body of each.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A stand-in OTLP/HTTP receiver: keeps each request's path and body, answers 200.
+fn otlp_receiver() -> (String, Received) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the receiver");
+    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = received.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let keep = keep.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_owned();
+                    let mut length = 0;
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let header = header.trim_end();
+                        if header.is_empty() {
+                            break;
+                        }
+                        if let Some((name, value)) = header.split_once(':') {
+                            if name.eq_ignore_ascii_case("content-length") {
+                                length = value.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    keep.lock().expect("lock").push((path, body));
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
+                    );
+                }
+            });
+        }
+    });
+    (endpoint, received)
+}
+
+#[test]
+fn spans_go_over_otlp_when_the_otel_variables_say_where() {
+    let db = TestDb::with_schema();
+    let (endpoint, received) = otlp_receiver();
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_SERVICE_NAME", "postpone-otlp-test"),
+    ];
+    let mut defer = db.command(
+        embedded_binary(),
+        &["defer", "tests.add", r#"{"a": 1, "b": 2}"#],
+    );
+    defer.envs(otel);
+    let out = run(defer);
+    assert_eq!(out.code, 0, "{out:?}");
+    // The defer span's context is kept beside the job, not in its args.
+    assert_eq!(
+        db.sql_value("SELECT count(*)::text FROM postpone_job_traces"),
+        "1"
+    );
+    assert_eq!(
+        db.sql_value("SELECT args::text FROM procrastinate_jobs"),
+        r#"{"a": 1, "b": 2}"#
+    );
+    let mut worker = db.command(embedded_binary(), &["worker", "--one-shot"]);
+    worker.envs(otel);
+    let out = run(worker);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        db.sql_value("SELECT status::text FROM procrastinate_jobs"),
+        "succeeded"
+    );
+    // Each process flushed its spans before it exited.
+    let received = received.lock().expect("lock").clone();
+    assert!(
+        received.iter().all(|(path, _)| path == "/v1/traces"),
+        "{:?}",
+        received.iter().map(|r| &r.0).collect::<Vec<_>>()
+    );
+    let bodies: Vec<u8> = received.into_iter().flat_map(|(_, body)| body).collect();
+    let has = |needle: &str| bodies.windows(needle.len()).any(|w| w == needle.as_bytes());
+    for needle in [
+        "postpone-otlp-test",
+        "postpone.defer",
+        "postpone.claim",
+        "postpone.job",
+        "postpone.complete",
+        "tests.add",
+        "succeeded",
+    ] {
+        assert!(has(needle), "no {needle:?} in what the receiver got");
+    }
+}
+
+#[test]
+fn without_otel_variables_nothing_is_kept_beside_the_job() {
+    let db = TestDb::with_schema();
+    let out = db.embedded(&["defer", "tests.add", r#"{"a": 1, "b": 2}"#]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        db.sql_value("SELECT count(*)::text FROM postpone_job_traces"),
+        "0"
+    );
+}

@@ -98,12 +98,30 @@ impl App {
     where
         I: IntoIterator<Item = Configured<'a>>,
     {
-        let mut specs = jobs
+        let specs = jobs
             .into_iter()
             .map(Configured::into_spec)
             .collect::<Result<Vec<_>>>()?;
+        self.defer_specs(specs).await
+    }
+
+    /// Defers jobs already resolved ([`Configured::into_spec`]) in one round trip, all or
+    /// nothing, inside a `postpone.defer` span (each job keeps its trace context, as every
+    /// defer call does); ids in input order.
+    ///
+    /// # Errors
+    /// As [`App::batch_defer`].
+    pub async fn defer_specs(&self, mut specs: Vec<JobSpec>) -> Result<Vec<i64>> {
         let span = traced(&mut specs);
-        self.store().defer_jobs(&specs).instrument(span).await
+        let ids = self
+            .store()
+            .defer_jobs(&specs)
+            .instrument(span.clone())
+            .await?;
+        if let [id] = ids[..] {
+            span.record("job_id", id);
+        }
+        Ok(ids)
     }
 
     /// Defers many jobs inside the caller's transaction, all or nothing.
@@ -211,14 +229,8 @@ impl<'a> Configured<'a> {
     /// As [`App::defer`].
     pub async fn defer(self) -> Result<i64> {
         let app = self.app;
-        let mut specs = [self.into_spec()?];
-        let span = traced(&mut specs);
-        let ids = app
-            .store()
-            .defer_jobs(&specs)
-            .instrument(span.clone())
-            .await?;
-        first_id(&span, &ids)
+        let ids = app.defer_specs(vec![self.into_spec()?]).await?;
+        first_id(&ids)
     }
 
     /// Defers the job inside the caller's transaction: visible, and announced by NOTIFY,
@@ -230,7 +242,10 @@ impl<'a> Configured<'a> {
         let mut specs = [self.into_spec()?];
         let span = traced(&mut specs);
         let ids = tx.defer_jobs(&specs).instrument(span.clone()).await?;
-        first_id(&span, &ids)
+        if let [id] = ids[..] {
+            span.record("job_id", id);
+        }
+        first_id(&ids)
     }
 }
 
@@ -253,11 +268,9 @@ fn traced(specs: &mut [JobSpec]) -> tracing::Span {
     span
 }
 
-/// The one job's id, recorded in its defer span.
-fn first_id(span: &tracing::Span, ids: &[i64]) -> Result<i64> {
-    let id = ids.first().copied().ok_or_else(|| {
+/// The one job's id.
+fn first_id(ids: &[i64]) -> Result<i64> {
+    ids.first().copied().ok_or_else(|| {
         Error::InvalidInput("the database returned no id for the deferred job".to_owned())
-    })?;
-    span.record("job_id", id);
-    Ok(id)
+    })
 }

@@ -53,7 +53,7 @@ pub(crate) async fn run(flags: DeferFlags, context: Context) -> anyhow::Result<E
         other => other.into(),
     })?;
     app.check_schema().await?;
-    match app.store().defer_jobs(std::slice::from_ref(&spec)).await {
+    match app.defer_specs(vec![spec.clone()]).await {
         Ok(ids) => {
             let id = ids
                 .first()
