@@ -37,10 +37,13 @@ pub async fn worker(
     let url = database_url
         .filter(|u| !u.is_empty())
         .context("bench-worker needs --database-url or DATABASE_URL")?;
-    let app = App::builder()
+    let mut builder = App::builder()
         .task::<BenchNoop>()
-        .connect(ConnectConfig::parse(url)?.with_poll_only(poll_only))
-        .build()?;
+        .connect(ConnectConfig::parse(url)?.with_poll_only(poll_only));
+    if flags.telemetry {
+        builder = builder.subscribe(std::sync::Arc::new(postpone_metrics::Metrics::new()));
+    }
+    let app = builder.build()?;
     // One connection opened before the clock starts.
     app.check_schema().await?;
     say("ready")?;
@@ -131,6 +134,7 @@ impl WorkerProcess {
         concurrency: usize,
         report_ms: u64,
         poll_only: bool,
+        otlp_endpoint: Option<&str>,
     ) -> anyhow::Result<(Vec<WorkerProcess>, Progress)> {
         let exe = std::env::current_exe().context("cannot find this binary to spawn workers")?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -141,12 +145,24 @@ impl WorkerProcess {
             if poll_only {
                 command.arg("--poll-only");
             }
-            let mut child = command
+            command
                 .arg("bench-worker")
                 .arg("--concurrency")
                 .arg(concurrency.to_string())
                 .arg("--report-ms")
-                .arg(report_ms.to_string())
+                .arg(report_ms.to_string());
+            // Telemetry on (W3T): metrics counted, spans exported; else none at all, even
+            // with OTEL_* variables in the bench's environment.
+            match otlp_endpoint {
+                Some(endpoint) => command
+                    .arg("--telemetry")
+                    .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+                    .env("OTEL_SERVICE_NAME", "postpone-bench-worker"),
+                None => command
+                    .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+                    .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            };
+            let mut child = command
                 // The URL may hold a password: not on the command line.
                 .env("DATABASE_URL", url)
                 .env_remove("POSTPONE_JSON")

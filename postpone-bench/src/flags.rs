@@ -110,6 +110,10 @@ pub struct BenchWorkerFlags {
     /// `POSTPONE_WORKER_PREFETCH=0 postpone bench` measures without a local queue).
     #[arg(long, env = "POSTPONE_WORKER_PREFETCH")]
     pub prefetch: Option<usize>,
+    /// Count into Prometheus metrics (postpone-metrics), as `--metrics-addr` does; spans
+    /// go over OTLP when the bench sets `OTEL_EXPORTER_OTLP_ENDPOINT` (W3T).
+    #[arg(long)]
+    pub telemetry: bool,
 }
 
 /// `postpone chaos`: kills worker processes, restarts the server and ends its backends

@@ -45,6 +45,7 @@ mod ceilings;
 mod chaos;
 mod child;
 mod flags;
+mod otlp_sink;
 mod procfs;
 mod sql;
 mod workloads;
@@ -145,8 +146,8 @@ struct Params {
 }
 
 /// The workloads, in the order they run (each ceiling right after its workload).
-const WORKLOADS: [&str; 12] = [
-    "W1", "W1S", "W2", "W2S", "W3", "W3S", "W3L", "W4", "W4S", "MEM", "IDLE", "FLEET",
+const WORKLOADS: [&str; 13] = [
+    "W1", "W1S", "W2", "W2S", "W3", "W3T", "W3S", "W3L", "W4", "W4S", "MEM", "IDLE", "FLEET",
 ];
 
 impl Params {
@@ -560,6 +561,7 @@ enum Case {
         prefill: usize,
         name: String,
         memory: bool,
+        telemetry: bool,
     },
     W4,
     W4S,
@@ -657,16 +659,24 @@ impl Runner {
                 }
                 cases
             }
-            "W3" => p
+            "W3" | "W3T" => p
                 .w3_processes
                 .iter()
-                .map(|&processes| Case::Drain {
-                    processes,
-                    concurrency: p.w3_concurrency,
-                    jobs: p.w3_jobs,
-                    prefill: 0,
-                    name: format!("W3_drain_{processes}x{}", p.w3_concurrency),
-                    memory: false,
+                .map(|&processes| {
+                    let telemetry = workload == "W3T";
+                    Case::Drain {
+                        processes,
+                        concurrency: p.w3_concurrency,
+                        jobs: p.w3_jobs,
+                        prefill: 0,
+                        name: format!(
+                            "W3_drain_{processes}x{}{}",
+                            p.w3_concurrency,
+                            if telemetry { "_telemetry" } else { "" }
+                        ),
+                        memory: false,
+                        telemetry,
+                    }
                 })
                 .collect(),
             "W3L" => vec![Case::Drain {
@@ -676,6 +686,7 @@ impl Runner {
                 prefill: p.w3_prefill,
                 name: format!("W3_drain_1x{}_large", p.w3_concurrency),
                 memory: false,
+                telemetry: false,
             }],
             "W4" => vec![Case::W4],
             "W4S" => vec![Case::W4S],
@@ -686,6 +697,7 @@ impl Runner {
                 prefill: 0,
                 name: format!("memory_drain_1x{}", p.memory_concurrency),
                 memory: true,
+                telemetry: false,
             }],
             "IDLE" => vec![Case::Idle],
             "FLEET" => vec![
@@ -741,6 +753,7 @@ impl Runner {
                 prefill,
                 name,
                 memory,
+                telemetry,
             } => {
                 drain(
                     &connect,
@@ -753,6 +766,7 @@ impl Runner {
                         name,
                         memory: *memory,
                         analyze: self.params.analyze,
+                        telemetry: *telemetry,
                     },
                 )
                 .await

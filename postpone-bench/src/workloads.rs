@@ -13,6 +13,7 @@ use postpone::worker::WorkerConfig;
 use tokio::sync::mpsc;
 
 use crate::child::{Progress, WorkerProcess};
+use crate::otlp_sink::OtlpSink;
 use crate::{BenchLatency, BenchNoop, FILL_BATCH, Figure, LatencySink, Params, STALL, procfs, sql};
 
 pub(crate) fn app(connect: &ConnectConfig, pool_size: Option<usize>) -> anyhow::Result<App> {
@@ -96,6 +97,8 @@ pub(crate) struct DrainCase<'a> {
     pub(crate) name: &'a str,
     pub(crate) memory: bool,
     pub(crate) analyze: bool,
+    /// Metrics counted and spans exported to a stand-in OTLP receiver (W3T).
+    pub(crate) telemetry: bool,
 }
 
 /// Inserts `count` succeeded jobs with their deferred/started/succeeded events, set-wise
@@ -174,8 +177,19 @@ pub(crate) async fn drain(
         client.batch_execute(sql::ANALYZE_JOBS).await?;
     }
 
-    let (mut workers, mut progress) =
-        WorkerProcess::spawn_all(case.processes, url, case.concurrency, 2, false).await?;
+    let sink = match case.telemetry {
+        true => Some(OtlpSink::start().await?),
+        false => None,
+    };
+    let (mut workers, mut progress) = WorkerProcess::spawn_all(
+        case.processes,
+        url,
+        case.concurrency,
+        2,
+        false,
+        sink.as_ref().map(OtlpSink::endpoint),
+    )
+    .await?;
     let cpu_before: Vec<Duration> = workers
         .iter()
         .map(|w| procfs::cpu_time(w.pid()).unwrap_or_default())
@@ -243,6 +257,14 @@ pub(crate) async fn drain(
             ));
         }
     }
+    // The workers flushed their spans as they stopped.
+    if let Some(sink) = sink {
+        figures.push(Figure::new(
+            format!("{name}_otlp_bytes_per_job"),
+            sink.bytes() as f64 / case.jobs as f64,
+            "B/job",
+        ));
+    }
     Ok(figures)
 }
 
@@ -305,7 +327,7 @@ async fn idle_cpu(
     seconds: f64,
 ) -> anyhow::Result<(Option<Duration>, Option<Duration>)> {
     let (mut workers, _progress) =
-        WorkerProcess::spawn_all(processes, url, concurrency, 0, poll_only).await?;
+        WorkerProcess::spawn_all(processes, url, concurrency, 0, poll_only, None).await?;
     for worker in &mut workers {
         worker.start().await?;
     }
@@ -485,6 +507,7 @@ pub(crate) async fn fleet(
         case.concurrency,
         2,
         case.through.is_some(),
+        None,
     )
     .await?;
     let pids: Vec<u32> = workers.iter().map(WorkerProcess::pid).collect();
