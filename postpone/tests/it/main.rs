@@ -6,6 +6,7 @@
 
 mod defer;
 mod harness;
+mod inspect;
 mod interop;
 mod interop_worker;
 mod job_errors;
