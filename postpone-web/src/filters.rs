@@ -138,6 +138,9 @@ mod tests {
         assert!(query.errors[0].contains("bogus"));
         assert_eq!(query.params.filter.queue_name.as_deref(), Some("a&b"));
         assert_eq!(query.params.cursor, PageCursor::Before(10));
-        assert_eq!(query.link(Some(("after", 3))), "jobs?queue=a%26b&after=3");
+        assert_eq!(
+            query.link(Some(("after", 3))),
+            "jobs?status=bogus&id=abc&queue=a%26b&after=3"
+        );
     }
 }
