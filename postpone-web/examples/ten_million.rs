@@ -24,7 +24,7 @@ const JOBS: i64 = 10_000_000;
 const CHUNK: i64 = 1_000_000;
 const RUNS: usize = 7;
 
-/// One chunk of jobs, ids $1 to $2 of $3 (triggers off: events are written below).
+/// One chunk of jobs, ids $1 to $2 of $3::bigint (triggers off: events are written below).
 const FILL_JOBS: &str = "
 INSERT INTO procrastinate_jobs (id, queue_name, task_name, priority, lock, args, status,
                                 attempts, worker_id)
@@ -36,22 +36,22 @@ SELECT i,
             ELSE 'images' END,
        'tasks.' || (ARRAY['send', 'render', 'resize', 'bill'])[1 + i % 4],
        (i % 3)::int,
-       CASE WHEN i > $3 - 150 THEN 'lock-' || i END,
+       CASE WHEN i > $3::bigint - 150 THEN 'lock-' || i END,
        jsonb_build_object('user_id', i, 'email', 'user' || i || '@example.com'),
-       (CASE WHEN i > $3 - 150 THEN 'doing'
-             WHEN i > $3 - 150150 AND i % 1000 <> 999 THEN 'todo'
+       (CASE WHEN i > $3::bigint - 150 THEN 'doing'
+             WHEN i > $3::bigint - 150150 AND i % 1000 <> 999 THEN 'todo'
              WHEN i % 200 < 188 THEN 'succeeded'
              WHEN i % 200 < 196 THEN 'failed'
              WHEN i % 200 < 199 THEN 'cancelled'
              ELSE 'aborted' END)::procrastinate_job_status,
-       CASE WHEN i > $3 - 150150 THEN 0 ELSE 1 END,
-       CASE WHEN i > $3 - 150 THEN 1 + i % 8 END
+       CASE WHEN i > $3::bigint - 150150 THEN 0 ELSE 1 END,
+       CASE WHEN i > $3::bigint - 150 THEN 1 + i % 8 END
   FROM generate_series($1::bigint, $2::bigint) AS i";
 
 /// The events of the same chunk: `deferred` for every job, the end event of finished ones.
 const FILL_EVENTS: &str = "
 INSERT INTO procrastinate_events (job_id, type, at)
-SELECT job.id, kind.type, now() - make_interval(secs => ($3 - job.id) * 0.03) + kind.later
+SELECT job.id, kind.type, now() - make_interval(secs => ($3::bigint - job.id) * 0.03) + kind.later
   FROM procrastinate_jobs AS job
  CROSS JOIN LATERAL (
      VALUES ('deferred'::procrastinate_job_event_type, interval '0'),

@@ -46,7 +46,7 @@ pub(crate) fn failure(base: &Base, state: &DashboardState, error: &Error) -> Res
             state,
             StatusCode::BAD_REQUEST,
             "Not valid",
-            &[message.clone()],
+            std::slice::from_ref(message),
             None,
         );
     }

@@ -222,7 +222,7 @@ impl MemoryStore {
 
     pub(super) fn inspect_events_since(&self, after_id: i64, limit: i64) -> EventTally {
         let state = self.state();
-        let mut counts: BTreeMap<(Option<DateTime<Utc>>, &str), (i64, i64)> = BTreeMap::new();
+        let mut counts: BTreeMap<(Option<DateTime<Utc>>, &str), i64> = BTreeMap::new();
         let mut last_id = None;
         for event in state
             .events
@@ -231,18 +231,16 @@ impl MemoryStore {
             .take(to_usize(limit))
         {
             let minute = event.at.duration_trunc(TimeDelta::minutes(1)).ok();
-            let entry = counts
+            *counts
                 .entry((minute, event.event_type.as_str()))
-                .or_insert((0, event.id));
-            entry.0 += 1;
-            entry.1 = entry.1.max(event.id);
+                .or_insert(0) += 1;
             last_id = last_id.max(Some(event.id));
         }
         EventTally {
             last_id,
             counts: counts
                 .into_iter()
-                .map(|((minute, event_type), (count, _))| EventCount {
+                .map(|((minute, event_type), count)| EventCount {
                     minute,
                     event_type: event_type.to_owned(),
                     count,
