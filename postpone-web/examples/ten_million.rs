@@ -145,13 +145,14 @@ async fn fill(url: &str) -> anyhow::Result<()> {
         );
         from = to + 1;
     }
-    client
-        .batch_execute(
-            "SELECT setval(pg_get_serial_sequence('procrastinate_jobs', 'id'), (SELECT max(id) FROM procrastinate_jobs));
-             VACUUM ANALYZE procrastinate_jobs;
-             VACUUM ANALYZE procrastinate_events;",
-        )
-        .await?;
+    // One statement each: VACUUM cannot run in the implicit transaction of a batch.
+    for statement in [
+        "SELECT setval(pg_get_serial_sequence('procrastinate_jobs', 'id'), (SELECT max(id) FROM procrastinate_jobs))",
+        "VACUUM ANALYZE procrastinate_jobs",
+        "VACUUM ANALYZE procrastinate_events",
+    ] {
+        client.batch_execute(statement).await?;
+    }
     eprintln!(
         "filled and analysed in {:.0} s",
         started.elapsed().as_secs_f64()

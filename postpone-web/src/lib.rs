@@ -136,9 +136,20 @@ pub struct DashboardSource {
 }
 
 impl From<&App> for DashboardSource {
+    /// The app's store, its connections without JIT compilation (the dashboard's reads on
+    /// a large table are estimated costly and run in milliseconds; compiling them would
+    /// take hundreds), or as it is where sessions cannot be set (poll-only mode).
     fn from(app: &App) -> Self {
+        let settings = postpone::store::SessionSettings::default().with_jit_off(true);
+        let manager = match app.store().with_session(&settings) {
+            Ok(store) => JobManager::new(store),
+            Err(error) => {
+                tracing::info!(%error, "dashboard: JIT stays as the server sets it");
+                app.job_manager()
+            }
+        };
         Self {
-            manager: app.job_manager(),
+            manager,
             periodic: app.periodic_tasks().to_vec(),
         }
     }

@@ -56,12 +56,12 @@ pub(crate) async fn metrics(
     let mut registry = Registry::with_prefix("postpone_queue");
     registry.register(
         "todo_jobs",
-        format!("Jobs waiting in the queue (todo), counted up to {COUNT_CAP}"),
+        format!("Jobs waiting in the queue (todo); a lower bound when over {COUNT_CAP} jobs are open in all queues"),
         todo,
     );
     registry.register(
         "doing_jobs",
-        format!("Jobs of the queue running (doing), counted up to {COUNT_CAP}"),
+        format!("Jobs of the queue running (doing); a lower bound when over {COUNT_CAP} jobs are open in all queues"),
         doing,
     );
     registry.register(

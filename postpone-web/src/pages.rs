@@ -19,8 +19,8 @@ use crate::filters::{self, FIELDS, JobsQuery};
 use crate::views::{self, action_button, age, capped, csrf_field, thousands, time};
 use crate::{Shared, State as DashboardState};
 
-/// Waiting and running jobs are counted exactly up to this, per queue.
-pub(crate) const COUNT_CAP: i64 = 10_000;
+/// Waiting and running jobs are counted in one pass over at most this many open jobs.
+pub(crate) const COUNT_CAP: i64 = 100_000;
 /// Finished jobs are counted while the table has at most this many pages, sampled beyond.
 pub(crate) const SAMPLE_PAGES: i64 = 1_000;
 /// Events shown on a job's page, at most.
@@ -96,8 +96,8 @@ fn queue_table(
                     @let per = counts.counts.iter().find(|c| c.name == queue.name);
                     tr data-queue=(queue.name) {
                         td { a href={ "jobs?queue=" (urlencode(&queue.name)) } { (queue.name) } }
-                        td.n data-testid={ "count-" (queue.name) "-todo" } { (capped(queue.todo, COUNT_CAP)) }
-                        td.n data-testid={ "count-" (queue.name) "-doing" } { (capped(queue.doing, COUNT_CAP)) }
+                        td.n data-testid={ "count-" (queue.name) "-todo" } { (capped(queue.todo, queue.open_capped)) }
+                        td.n data-testid={ "count-" (queue.name) "-doing" } { (capped(queue.doing, queue.open_capped)) }
                         @for status in FINISHED {
                             td.n data-testid={ "count-" (queue.name) "-" (status.as_str()) } {
                                 (approx) (thousands(per.map_or(0, |c| c.count(status))))
@@ -124,7 +124,7 @@ fn queue_table(
             }
         }
         p.estimate {
-            "todo and doing: counted exactly up to " (thousands(COUNT_CAP)) " per queue. "
+            "todo and doing: counted exactly while all queues hold at most " (thousands(COUNT_CAP)) " open jobs; beyond, \"+\" marks lower bounds. "
             @if counts.exact { "Finished jobs: counted." } @else { "Finished jobs: ≈ estimated from a sample of the table's pages." }
         }
     }

@@ -145,10 +145,10 @@ pub(crate) fn action_button(
     }
 }
 
-/// A count that stopped at its cap shows as "cap+".
-pub(crate) fn capped(n: i64, cap: i64) -> String {
-    if n >= cap {
-        format!("{}+", thousands(cap))
+/// A count that is a lower bound shows as "n+".
+pub(crate) fn capped(n: i64, lower_bound: bool) -> String {
+    if lower_bound {
+        format!("{}+", thousands(n))
     } else {
         thousands(n)
     }

@@ -259,8 +259,9 @@ impl JobManager {
         self.store.list_jobs_page(params).await
     }
 
-    /// Every queue with a job or a pause, by name: waiting and running jobs counted exactly
-    /// up to `count_cap`, the oldest runnable job and its age, the pause.
+    /// Every queue with a job or a pause, by name: waiting and running jobs counted in one
+    /// pass over at most `count_cap` open jobs of all queues (exact below it, lower bounds
+    /// flagged `open_capped` at it), the oldest runnable job and its age, the pause.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for a cap below 1; a database error.

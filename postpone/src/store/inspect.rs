@@ -67,10 +67,14 @@ impl JobPage {
 pub struct QueueState {
     /// The queue.
     pub name: String,
-    /// Waiting jobs (`todo`, due or scheduled), counted exactly up to the cap.
+    /// Waiting jobs (`todo`, due or scheduled): exact, or a lower bound when
+    /// [`Self::open_capped`].
     pub todo: i64,
-    /// Running jobs, counted exactly up to the cap.
+    /// Running jobs: exact, or a lower bound when [`Self::open_capped`].
     pub doing: i64,
+    /// The open (todo or doing) jobs of all queues reached the cap of the one pass that
+    /// counts them: `todo` and `doing` are lower bounds.
+    pub open_capped: bool,
     /// The oldest runnable job (todo and due now, lowest id), if any.
     pub oldest_runnable: Option<OldestRunnable>,
     /// Since when the queue is paused.

@@ -155,8 +155,10 @@ pub trait Store: sealed::Sealed + Any + Send + Sync + fmt::Debug {
     /// One page of jobs by keyset (see [`JobPageParams`]): newest first, never more than
     /// `scan_limit` rows read.
     async fn list_jobs_page(&self, params: &JobPageParams) -> Result<JobPage>;
-    /// Every queue that has a job or is paused, by name: todo and doing jobs counted up to
-    /// `count_cap` each, its oldest runnable job, its pause.
+    /// Every queue that has a job or is paused, by name: its todo and doing jobs, counted
+    /// in one pass over at most `count_cap` open jobs of all queues (lower bounds when the
+    /// pass reaches the cap; which jobs it counted then is unspecified), its oldest runnable
+    /// job, its pause.
     async fn queue_overview(&self, count_cap: i64) -> Result<Vec<QueueState>>;
     /// Jobs per queue and status: counted when the jobs table has at most `sample_pages`
     /// pages, else estimated from a sample of about that many pages (the memory store

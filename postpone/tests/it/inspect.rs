@@ -148,13 +148,20 @@ async fn scenario(app: &App) -> Vec<String> {
             .any(|s| s.contains(r#"Before(4): [(3, Doing)]"#))
     );
 
-    let overview = manager.queue_overview(1).await.expect("overview");
+    let capped = manager.queue_overview(2).await.expect("overview");
+    seen.push(format!(
+        "capped at 2: {:?} open {}",
+        capped.iter().map(|q| q.open_capped).collect::<Vec<_>>(),
+        capped.iter().map(|q| q.todo + q.doing).sum::<i64>()
+    ));
+    let overview = manager.queue_overview(1000).await.expect("overview");
     for queue in &overview {
         seen.push(format!(
-            "queue {} todo {} doing {} oldest {:?} paused {}",
+            "queue {} todo {} doing {} capped {} oldest {:?} paused {}",
             queue.name,
             queue.todo,
             queue.doing,
+            queue.open_capped,
             queue.oldest_runnable.as_ref().map(|o| (
                 o.job_id,
                 o.since.is_some(),

@@ -145,14 +145,21 @@ impl MemoryStore {
             doing: 0,
             oldest_runnable: None,
             paused_at: None,
+            open_capped: false,
         };
+        // One pass over the first `count_cap` open jobs by id, as the partial index gives
+        // them.
+        let mut open_seen = 0;
         for job in state.jobs.values() {
             let queue = queues
                 .entry(job.queue_name.as_str())
                 .or_insert_with(|| blank(&job.queue_name));
             match job.status {
                 JobStatus::Todo => {
-                    queue.todo = (queue.todo + 1).min(count_cap);
+                    if open_seen < count_cap {
+                        open_seen += 1;
+                        queue.todo += 1;
+                    }
                     let due = job.scheduled_at.is_none_or(|at| at <= now);
                     if due && queue.oldest_runnable.is_none() {
                         let deferred = state
@@ -175,7 +182,12 @@ impl MemoryStore {
                         });
                     }
                 }
-                JobStatus::Doing => queue.doing = (queue.doing + 1).min(count_cap),
+                JobStatus::Doing => {
+                    if open_seen < count_cap {
+                        open_seen += 1;
+                        queue.doing += 1;
+                    }
+                }
                 _ => {}
             }
         }
@@ -185,7 +197,11 @@ impl MemoryStore {
                 .or_insert_with(|| blank(name))
                 .paused_at = Some(*paused_at);
         }
-        queues.into_values().collect()
+        let mut queues: Vec<QueueState> = queues.into_values().collect();
+        for queue in &mut queues {
+            queue.open_capped = open_seen >= count_cap;
+        }
+        queues
     }
 
     pub(super) fn inspect_list_workers(&self) -> Vec<WorkerRow> {

@@ -98,6 +98,7 @@ impl PgStore {
                     name: row.try_get("name").map_err(db)?,
                     todo: row.try_get("todo").map_err(db)?,
                     doing: row.try_get("doing").map_err(db)?,
+                    open_capped: row.try_get("open_capped").map_err(db)?,
                     oldest_runnable: match oldest_id {
                         Some(job_id) => Some(OldestRunnable {
                             job_id,

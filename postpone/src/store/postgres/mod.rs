@@ -966,6 +966,9 @@ impl Store for PgStore {
         if settings.asynchronous_commit {
             connect = connect.with_session_setting("synchronous_commit", "off");
         }
+        if settings.jit_off {
+            connect = connect.with_session_setting("jit", "off");
+        }
         Ok(Arc::new(Self::new(connect, SESSION_POOL_SIZE)?))
     }
 
