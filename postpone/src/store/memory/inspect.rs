@@ -182,11 +182,9 @@ impl MemoryStore {
                         });
                     }
                 }
-                JobStatus::Doing => {
-                    if open_seen < count_cap {
-                        open_seen += 1;
-                        queue.doing += 1;
-                    }
+                JobStatus::Doing if open_seen < count_cap => {
+                    open_seen += 1;
+                    queue.doing += 1;
                 }
                 _ => {}
             }
