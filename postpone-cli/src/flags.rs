@@ -104,6 +104,9 @@ pub enum Command {
     #[command(hide = true)]
     #[cfg(feature = "dev-tools")]
     ChaosWorker(postpone_bench::ChaosWorkerFlags),
+    /// Web dashboard: queues, jobs, workers, periodic tasks and actions, over HTTP
+    /// (loopback only unless POSTPONE_DASHBOARD_TOKEN is set). Stops on SIGINT/SIGTERM.
+    Dashboard(DashboardFlags),
     /// Admin shell (Procrastinate's `procrastinate shell`): list_jobs, list_queues,
     /// list_tasks, list_locks, retry, cancel, abort; interactive, or one command.
     Shell(ShellFlags),
@@ -415,6 +418,32 @@ pub struct CountFlags {
     /// Only jobs with this lock.
     #[arg(long, env = "POSTPONE_COUNT_LOCK")]
     pub lock: Option<String>,
+}
+
+/// `postpone dashboard`
+#[derive(Debug, Args)]
+pub struct DashboardFlags {
+    /// Address to listen on, IP and port. Beyond loopback (127.0.0.1, ::1) a token is
+    /// required (POSTPONE_DASHBOARD_TOKEN).
+    #[arg(
+        long,
+        env = "POSTPONE_DASHBOARD_BIND",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
+    pub bind: String,
+    /// No actions: pages only; every action is refused (403).
+    #[arg(long, env = "POSTPONE_DASHBOARD_READ_ONLY", value_parser = FalseyValueParser::new())]
+    pub read_only: bool,
+    /// The token visitors must give (bearer header or the login form). Prefer the
+    /// environment variable: a command line is visible to other users of the machine.
+    #[arg(
+        long,
+        env = "POSTPONE_DASHBOARD_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
 }
 
 /// `postpone queues [pause|resume NAME]`

@@ -4,6 +4,11 @@
 //! delete), retry of a failed job, stalled jobs (by worker heartbeat, as
 //! `get_stalled_jobs` does), deletion of old finished jobs, and (Postpone's own) pausing
 //! and resuming queues.
+//!
+//! The reads of a dashboard over a busy table (`postpone-web`) are here too, each bounded
+//! by an index or a cap whatever the table's size ([`crate::store::inspect`]): pages of
+//! jobs by keyset, queues at a glance, workers, a job's events, event counts since an id,
+//! periodic ticks and held locks.
 
 use std::sync::Arc;
 
@@ -13,6 +18,10 @@ use crate::store::{DeleteOldJobsParams, StalledJobsParams, Store};
 use crate::{Error, Result};
 
 pub use crate::store::{CountBy, FailedAttempt, JobCounts, JobFilter, QueuePause, Rescue};
+pub use crate::store::{
+    EstimatedCounts, EventCount, EventTally, EventType, JobEvent, JobPage, JobPageParams,
+    OldestRunnable, PageCursor, PeriodicDefer, QueueState, WorkerRow,
+};
 
 /// How long a worker may go without heartbeat before its jobs count as stalled
 /// (Procrastinate's `stalled_worker_timeout` default, in seconds).
@@ -238,4 +247,107 @@ impl JobManager {
             })
             .await
     }
+
+    /// One page of jobs, newest first, by keyset (no OFFSET), reading at most
+    /// `params.scan_limit` rows: see [`JobPageParams`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a limit below 1; a database error.
+    pub async fn list_jobs_page(&self, params: &JobPageParams) -> Result<JobPage> {
+        positive("page size", params.limit)?;
+        positive("scan limit", params.scan_limit)?;
+        self.store.list_jobs_page(params).await
+    }
+
+    /// Every queue with a job or a pause, by name: waiting and running jobs counted in one
+    /// pass over at most `count_cap` open jobs of all queues (exact below it, lower bounds
+    /// flagged `open_capped` at it), the oldest runnable job and its age, the pause.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a cap below 1; a database error.
+    pub async fn queue_overview(&self, count_cap: i64) -> Result<Vec<QueueState>> {
+        positive("count cap", count_cap)?;
+        self.store.queue_overview(count_cap).await
+    }
+
+    /// Jobs per queue and status, counted while the jobs table has at most `sample_pages`
+    /// pages (8 kB each), estimated from a sample of about that many pages beyond.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a page count below 1; a database error.
+    pub async fn estimate_job_counts(&self, sample_pages: i64) -> Result<EstimatedCounts> {
+        positive("sample size", sample_pages)?;
+        self.store.estimate_job_counts(sample_pages).await
+    }
+
+    /// The registered workers (Postpone's and Procrastinate's), by id, with their
+    /// heartbeat's age and how many jobs each runs.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn list_workers(&self) -> Result<Vec<WorkerRow>> {
+        self.store.list_workers().await
+    }
+
+    /// A job's events (`procrastinate_events`), oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a limit below 1; a database error.
+    pub async fn list_events(&self, job_id: i64, limit: i64) -> Result<Vec<JobEvent>> {
+        positive("event limit", limit)?;
+        self.store.list_events(job_id, limit).await
+    }
+
+    /// The newest event's id, where counting [`Self::events_since`] may start.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn last_event_id(&self) -> Result<Option<i64>> {
+        self.store.last_event_id().await
+    }
+
+    /// The first `limit` events after id `after_id`, counted per minute and type: call
+    /// again after [`EventTally::last_id`] for the next ones.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a limit below 1; a database error.
+    pub async fn events_since(&self, after_id: i64, limit: i64) -> Result<EventTally> {
+        positive("event limit", limit)?;
+        self.store.events_since(after_id, limit).await
+    }
+
+    /// The last deferred tick of each periodic schedule, by task and periodic id.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn list_periodic_defers(&self) -> Result<Vec<PeriodicDefer>> {
+        self.store.list_periodic_defers().await
+    }
+
+    /// The locks in use: running jobs that hold a lock, by lock, at most `limit`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a limit below 1; a database error.
+    pub async fn list_locked_jobs(&self, limit: i64) -> Result<Vec<Job>> {
+        positive("lock limit", limit)?;
+        self.store.list_locked_jobs(limit).await
+    }
+
+    /// The timeout a job's defer call set (`postpone_job_timeouts`), if any.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn get_job_timeout(&self, job_id: i64) -> Result<Option<std::time::Duration>> {
+        self.store.get_job_timeout(job_id).await
+    }
+}
+
+/// Refuses a limit below 1.
+fn positive(what: &str, n: i64) -> Result<()> {
+    if n < 1 {
+        return Err(Error::InvalidInput(format!(
+            "{what} is {n}: give 1 or more"
+        )));
+    }
+    Ok(())
 }

@@ -6,6 +6,7 @@
 mod bench;
 #[cfg(feature = "dev-tools")]
 mod chaos;
+mod dashboard;
 mod defer;
 #[cfg(feature = "dev-tools")]
 mod demo;
@@ -48,6 +49,7 @@ pub(crate) async fn run(command: Command, context: Context) -> anyhow::Result<Ex
         Command::Chaos(flags) => chaos::run(flags, context).await,
         #[cfg(feature = "dev-tools")]
         Command::ChaosWorker(flags) => chaos::worker(flags, context).await,
+        Command::Dashboard(flags) => dashboard::run(flags, context).await,
         Command::Shell(flags) => shell::run(flags, context).await,
     }
 }

@@ -16,6 +16,7 @@
 //! need the database without breaking anyone (`docs/adr/0010-sealed-store.md`). Test your
 //! tasks with [`memory::MemoryStore`].
 
+pub mod inspect;
 pub mod memory;
 pub mod params;
 pub mod postgres;
@@ -28,6 +29,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use inspect::{
+    EstimatedCounts, EventCount, EventTally, JobPage, JobPageParams, OldestRunnable, PageCursor,
+    PeriodicDefer, QueueState, WorkerRow,
+};
+pub use memory::{EventType, JobEvent};
 pub use params::{
     AttemptError, CountBy, DeferJobParams, DeleteOldJobsParams, FailedAttempt, FetchJobsParams,
     FinishJobParams, HandedBack, JobCounts, JobFilter, QueuePause, Rescue, RescueDecide,
@@ -145,6 +151,33 @@ pub trait Store: sealed::Sealed + Any + Send + Sync + fmt::Debug {
     /// # Errors
     /// A setting the store cannot honour.
     fn with_session(&self, settings: &SessionSettings) -> Result<Arc<dyn Store>>;
+
+    /// One page of jobs by keyset (see [`JobPageParams`]): newest first, never more than
+    /// `scan_limit` rows read.
+    async fn list_jobs_page(&self, params: &JobPageParams) -> Result<JobPage>;
+    /// Every queue that has a job or is paused, by name: its todo and doing jobs, counted
+    /// in one pass over at most `count_cap` open jobs of all queues (lower bounds when the
+    /// pass reaches the cap; which jobs it counted then is unspecified), its oldest runnable
+    /// job, its pause.
+    async fn queue_overview(&self, count_cap: i64) -> Result<Vec<QueueState>>;
+    /// Jobs per queue and status: counted when the jobs table has at most `sample_pages`
+    /// pages, else estimated from a sample of about that many pages (the memory store
+    /// always counts).
+    async fn estimate_job_counts(&self, sample_pages: i64) -> Result<EstimatedCounts>;
+    /// The registered workers, by id, with their heartbeat's age and running jobs.
+    async fn list_workers(&self) -> Result<Vec<WorkerRow>>;
+    /// A job's events, oldest first, at most `limit`.
+    async fn list_events(&self, job_id: i64, limit: i64) -> Result<Vec<JobEvent>>;
+    /// The newest event's id.
+    async fn last_event_id(&self) -> Result<Option<i64>>;
+    /// The first `limit` events after id `after_id`, counted per minute and type.
+    async fn events_since(&self, after_id: i64, limit: i64) -> Result<EventTally>;
+    /// The last deferred tick of each periodic schedule, by task and periodic id.
+    async fn list_periodic_defers(&self) -> Result<Vec<PeriodicDefer>>;
+    /// Running jobs that hold a lock, by lock, at most `limit`.
+    async fn list_locked_jobs(&self, limit: i64) -> Result<Vec<Job>>;
+    /// The timeout a job's defer call set, if any.
+    async fn get_job_timeout(&self, job_id: i64) -> Result<Option<std::time::Duration>>;
 
     /// Applies this build's pending schema migrations in `scope` (`postpone schema
     /// apply`); the memory store's tables are always current.

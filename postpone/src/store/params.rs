@@ -261,6 +261,10 @@ pub struct HandedBack {
 pub struct SessionSettings {
     /// Commit without waiting for the WAL flush (`synchronous_commit = off`).
     pub asynchronous_commit: bool,
+    /// No JIT compilation (`jit = off`): for reads over large tables whose cost estimates
+    /// pass `jit_above_cost` while they run in milliseconds (the dashboard's), where
+    /// compiling would take hundreds.
+    pub jit_off: bool,
 }
 
 impl SessionSettings {
@@ -268,6 +272,13 @@ impl SessionSettings {
     #[must_use]
     pub fn with_asynchronous_commit(mut self, on: bool) -> Self {
         self.asynchronous_commit = on;
+        self
+    }
+
+    /// Sets [`Self::jit_off`].
+    #[must_use]
+    pub fn with_jit_off(mut self, off: bool) -> Self {
+        self.jit_off = off;
         self
     }
 }

@@ -7,6 +7,7 @@
 mod defer;
 mod harness;
 mod harness_tests;
+mod inspect;
 mod interop;
 mod interop_worker;
 mod job_errors;

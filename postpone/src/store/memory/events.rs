@@ -34,6 +34,20 @@ pub enum EventType {
 }
 
 impl EventType {
+    /// Every event type, in the enum's order.
+    pub const ALL: [Self; 10] = [
+        Self::Deferred,
+        Self::Started,
+        Self::DeferredForRetry,
+        Self::Failed,
+        Self::Succeeded,
+        Self::Cancelled,
+        Self::AbortRequested,
+        Self::Aborted,
+        Self::Scheduled,
+        Self::Retried,
+    ];
+
     /// The name PostgreSQL uses.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -65,6 +79,17 @@ impl EventType {
             (S::Failed, S::Todo) => Some(Self::Retried),
             _ => None,
         }
+    }
+}
+
+impl std::str::FromStr for EventType {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|event| event.as_str() == s)
+            .ok_or_else(|| crate::Error::InvalidInput(format!("unknown event type {s:?}")))
     }
 }
 

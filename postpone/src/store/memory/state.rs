@@ -42,8 +42,9 @@ pub(super) struct State {
     pub(super) last_job_id: i64,
     pub(super) last_event_id: i64,
     pub(super) last_worker_id: i64,
-    /// `procrastinate_periodic_defers`: (task name, periodic id, tick timestamp).
-    pub(super) periodic_defers: BTreeSet<(String, String, i64)>,
+    /// `procrastinate_periodic_defers`: (task name, periodic id, tick timestamp) to the
+    /// job it deferred.
+    pub(super) periodic_defers: BTreeMap<(String, String, i64), Option<i64>>,
     /// `postpone_worker_starts`: worker id to its start watermark.
     pub(super) starts: BTreeMap<i64, StartMark>,
     /// `postpone_rescues`, oldest first.

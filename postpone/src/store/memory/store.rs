@@ -9,15 +9,18 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::MemoryStore;
+use super::inspect::check_limit;
 use super::state::{Sets, State, apply_retry, count_name, older_than, refused};
 use crate::job::{Job, JobStatus, RetryDecision};
 use crate::protocol::Notification;
 use crate::schema::{ApplyReport, ApplyScope};
 use crate::store::rescue;
 use crate::store::{
-    CountBy, DeferJobParams, DeleteOldJobsParams, FailedAttempt, FetchJobsParams, FinishJobParams,
-    HandedBack, JobCounts, JobFilter, QueuePause, Rescue, RescueDecide, RescueParams, RescueReport,
-    RetryJob, SessionSettings, StalledJobsParams, StartMark, Store, Subscription,
+    CountBy, DeferJobParams, DeleteOldJobsParams, EstimatedCounts, EventTally, FailedAttempt,
+    FetchJobsParams, FinishJobParams, HandedBack, JobCounts, JobEvent, JobFilter, JobPage,
+    JobPageParams, PeriodicDefer, QueuePause, QueueState, Rescue, RescueDecide, RescueParams,
+    RescueReport, RetryJob, SessionSettings, StalledJobsParams, StartMark, Store, Subscription,
+    WorkerRow,
 };
 use crate::{Error, Result};
 
@@ -50,15 +53,17 @@ impl Store for MemoryStore {
                 periodic_id.to_owned(),
                 defer_timestamp,
             );
-            if state.periodic_defers.contains(&tick) {
+            if state.periodic_defers.contains_key(&tick) {
                 return Ok(None); // another worker deferred this tick
             }
             // A failed insert (queueing lock taken) records no tick, as the rollback does.
             let ids = state.insert_jobs(std::slice::from_ref(job), self.now())?;
-            state.periodic_defers.retain(|(task, periodic, timestamp)| {
-                !(task == &tick.0 && periodic == &tick.1 && *timestamp < defer_timestamp)
-            });
-            state.periodic_defers.insert(tick);
+            state
+                .periodic_defers
+                .retain(|(task, periodic, timestamp), _| {
+                    !(task == &tick.0 && periodic == &tick.1 && *timestamp < defer_timestamp)
+                });
+            state.periodic_defers.insert(tick, ids.first().copied());
             ids.first().copied()
         };
         if let Some(id) = id {
@@ -597,6 +602,58 @@ impl Store for MemoryStore {
                 paused_at: *paused_at,
             })
             .collect())
+    }
+
+    async fn list_jobs_page(&self, params: &JobPageParams) -> Result<JobPage> {
+        check_limit(params.limit)?;
+        check_limit(params.scan_limit)?;
+        Ok(self.inspect_list_jobs_page(params))
+    }
+
+    async fn queue_overview(&self, count_cap: i64) -> Result<Vec<QueueState>> {
+        check_limit(count_cap)?;
+        Ok(self.inspect_queue_overview(count_cap))
+    }
+
+    async fn estimate_job_counts(&self, _sample_pages: i64) -> Result<EstimatedCounts> {
+        // Memory is never large: always counted.
+        Ok(EstimatedCounts {
+            exact: true,
+            counts: self
+                .count_jobs(CountBy::Queue, &JobFilter::default())
+                .await?,
+        })
+    }
+
+    async fn list_workers(&self) -> Result<Vec<WorkerRow>> {
+        Ok(self.inspect_list_workers())
+    }
+
+    async fn list_events(&self, job_id: i64, limit: i64) -> Result<Vec<JobEvent>> {
+        check_limit(limit)?;
+        Ok(self.inspect_list_events(job_id, limit))
+    }
+
+    async fn last_event_id(&self) -> Result<Option<i64>> {
+        Ok(self.state().events.iter().map(|e| e.id).max())
+    }
+
+    async fn events_since(&self, after_id: i64, limit: i64) -> Result<EventTally> {
+        check_limit(limit)?;
+        Ok(self.inspect_events_since(after_id, limit))
+    }
+
+    async fn list_periodic_defers(&self) -> Result<Vec<PeriodicDefer>> {
+        Ok(self.inspect_list_periodic_defers())
+    }
+
+    async fn list_locked_jobs(&self, limit: i64) -> Result<Vec<Job>> {
+        check_limit(limit)?;
+        Ok(self.inspect_list_locked_jobs(limit))
+    }
+
+    async fn get_job_timeout(&self, job_id: i64) -> Result<Option<std::time::Duration>> {
+        Ok(self.state().timeouts.get(&job_id).copied())
     }
 
     async fn listen(&self, queues: Option<&[String]>) -> Result<Option<Subscription>> {

@@ -7,6 +7,7 @@
 //! `procrastinate_*` relation becomes [`Error::SchemaMissing`], a claim by a worker whose
 //! row is gone becomes [`Error::WorkerNotRegistered`].
 
+mod inspect;
 mod listen;
 pub mod queries;
 mod rows;
@@ -25,10 +26,11 @@ pub use tx::Transaction;
 
 use super::rescue;
 use super::{
-    AttemptError, CountBy, DeferJobParams, DeleteOldJobsParams, FailedAttempt, FetchJobsParams,
-    FinishJobParams, HandedBack, JobCounts, JobFilter, QueuePause, Rescue, RescueDecide,
+    AttemptError, CountBy, DeferJobParams, DeleteOldJobsParams, EstimatedCounts, EventTally,
+    FailedAttempt, FetchJobsParams, FinishJobParams, HandedBack, JobCounts, JobEvent, JobFilter,
+    JobPage, JobPageParams, PeriodicDefer, QueuePause, QueueState, Rescue, RescueDecide,
     RescueParams, RescueReport, RetryJob, SessionSettings, StalledJobsParams, StartMark, Store,
-    Subscription,
+    Subscription, WorkerRow,
 };
 use crate::connect::ConnectConfig;
 use crate::job::{Job, JobStatus, RetryDecision};
@@ -916,6 +918,46 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn list_jobs_page(&self, params: &JobPageParams) -> Result<JobPage> {
+        self.inspect_list_jobs_page(params).await
+    }
+
+    async fn queue_overview(&self, count_cap: i64) -> Result<Vec<QueueState>> {
+        self.inspect_queue_overview(count_cap).await
+    }
+
+    async fn estimate_job_counts(&self, sample_pages: i64) -> Result<EstimatedCounts> {
+        self.inspect_estimate_job_counts(sample_pages).await
+    }
+
+    async fn list_workers(&self) -> Result<Vec<WorkerRow>> {
+        self.inspect_list_workers().await
+    }
+
+    async fn list_events(&self, job_id: i64, limit: i64) -> Result<Vec<JobEvent>> {
+        self.inspect_list_events(job_id, limit).await
+    }
+
+    async fn last_event_id(&self) -> Result<Option<i64>> {
+        self.inspect_last_event_id().await
+    }
+
+    async fn events_since(&self, after_id: i64, limit: i64) -> Result<EventTally> {
+        self.inspect_events_since(after_id, limit).await
+    }
+
+    async fn list_periodic_defers(&self) -> Result<Vec<PeriodicDefer>> {
+        self.inspect_list_periodic_defers().await
+    }
+
+    async fn list_locked_jobs(&self, limit: i64) -> Result<Vec<Job>> {
+        self.inspect_list_locked_jobs(limit).await
+    }
+
+    async fn get_job_timeout(&self, job_id: i64) -> Result<Option<std::time::Duration>> {
+        self.inspect_get_job_timeout(job_id).await
+    }
+
     async fn listen(&self, queues: Option<&[String]>) -> Result<Option<Subscription>> {
         if self.connect.poll_only() {
             return Ok(None);
@@ -935,6 +977,9 @@ impl Store for PgStore {
         let mut connect = self.connect.clone();
         if settings.asynchronous_commit {
             connect = connect.with_session_setting("synchronous_commit", "off");
+        }
+        if settings.jit_off {
+            connect = connect.with_session_setting("jit", "off");
         }
         Ok(Arc::new(Self::new(connect, SESSION_POOL_SIZE)?))
     }

@@ -87,6 +87,31 @@ pub const RESUME_QUEUE: &str = include_str!("queries/resume_queue.sql");
 /// The paused queues.
 pub const LIST_QUEUE_PAUSES: &str = include_str!("queries/list_queue_pauses.sql");
 
+/// One page of jobs, newest first, below a cursor, within a scan window (the dashboard).
+pub const LIST_JOBS_PAGE: &str = include_str!("queries/list_jobs_page.sql");
+/// One page of jobs, oldest first, above a cursor, within a scan window (the dashboard).
+pub const LIST_JOBS_PAGE_NEWER: &str = include_str!("queries/list_jobs_page_newer.sql");
+/// Per queue: capped todo and doing counts, the oldest runnable job, the pause.
+pub const QUEUE_OVERVIEW: &str = include_str!("queries/queue_overview.sql");
+/// The jobs table's size in pages.
+pub const JOB_TABLE_SIZE: &str = include_str!("queries/job_table_size.sql");
+/// Jobs per queue and status in a sample of the table's pages.
+pub const COUNT_JOBS_SAMPLED: &str = include_str!("queries/count_jobs_sampled.sql");
+/// The registered workers with their heartbeat's age and running jobs.
+pub const LIST_WORKERS: &str = include_str!("queries/list_workers.sql");
+/// A job's events.
+pub const LIST_EVENTS: &str = include_str!("queries/list_events.sql");
+/// The newest event's id.
+pub const LAST_EVENT_ID: &str = include_str!("queries/last_event_id.sql");
+/// Events after an id, counted per minute and type.
+pub const EVENTS_SINCE: &str = include_str!("queries/events_since.sql");
+/// The last deferred tick of each periodic schedule.
+pub const LIST_PERIODIC_DEFERS: &str = include_str!("queries/list_periodic_defers.sql");
+/// Running jobs holding a lock.
+pub const LIST_LOCKED_JOBS: &str = include_str!("queries/list_locked_jobs.sql");
+/// A job's own timeout.
+pub const GET_JOB_TIMEOUT: &str = include_str!("queries/get_job_timeout.sql");
+
 /// `LISTEN "<channel>"`: the one statement whose text depends on input, because
 /// LISTEN takes an identifier, not a parameter (Procrastinate's `listen_queue`).
 /// The channel is quoted as an identifier, inner quotes doubled.
