@@ -153,10 +153,15 @@ async fn act(state: &DashboardState, id: i64, action: Action) -> Result<Outcome,
             if before != JobStatus::Failed {
                 return Ok(nothing(before, "only failed jobs are retried here"));
             }
-            match manager.retry_job_by_id(id, RetryDecision::default()).await {
-                Ok(()) => true,
-                // Another user or worker got there first: say what it is now.
-                Err(Error::Database(_) | Error::InvalidJobStatus { .. }) => false,
+            // Still failed when the database retries it, or nothing is done: another
+            // user's retry (and a worker's claim) in between never makes it run twice.
+            match manager.retry_failed_job(id, RetryDecision::default()).await {
+                Ok(done) => done,
+                Err(Error::AlreadyEnqueued { queueing_lock }) => {
+                    return Ok(Outcome::Nothing(format!(
+                        "nothing done: job {id} stays failed: a waiting job holds its queueing lock {queueing_lock:?}"
+                    )));
+                }
                 Err(error) => return Err(error),
             }
         }

@@ -198,6 +198,21 @@ impl JobManager {
         self.store.retry_job(id, &retry).await
     }
 
+    /// Puts a `failed` job back in `todo`, as [`Self::retry_job_by_id`] does, but only if it
+    /// is still failed when the database does it: false, with nothing changed, when another
+    /// person retried it first (and a worker may be running it). What a dashboard button
+    /// wants; never runs a job twice.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad queue name, [`Error::AlreadyEnqueued`] when its
+    /// queueing lock is taken, or a database error.
+    pub async fn retry_failed_job(&self, id: i64, retry: RetryDecision) -> Result<bool> {
+        if let Some(queue) = &retry.queue {
+            check_queue_name(queue)?;
+        }
+        self.store.retry_failed_job(id, &retry).await
+    }
+
     /// Running jobs whose worker has not sent a heartbeat for `seconds_since_heartbeat`
     /// (or was pruned): Procrastinate's `get_stalled_jobs`.
     ///

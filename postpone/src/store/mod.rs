@@ -77,6 +77,9 @@ pub trait Store: sealed::Sealed + Any + Send + Sync + fmt::Debug {
     async fn cancel_job(&self, id: i64, abort: bool, delete: bool) -> Result<Option<i64>>;
     /// `procrastinate_retry_job_v2`.
     async fn retry_job(&self, id: i64, retry: &RetryDecision) -> Result<()>;
+    /// `procrastinate_retry_job_v2` for a job that is `failed` when it runs (its row locked
+    /// first); false, with nothing changed, when it is not (any longer).
+    async fn retry_failed_job(&self, id: i64, retry: &RetryDecision) -> Result<bool>;
     /// Running jobs of stalled (or pruned) workers.
     async fn list_stalled_jobs(&self, params: &StalledJobsParams) -> Result<Vec<Job>>;
     /// Deletes old finished jobs; how many.

@@ -812,3 +812,114 @@ async fn delete_old_jobs_honours_age_statuses_and_queue() {
     // Unfinished and recent jobs are never deleted.
     assert_eq!(remaining().await, ["succeeded-new", "todo-old"]);
 }
+
+/// What a dashboard's retry button does: only a job still failed goes back, so two people
+/// retrying at once (and a worker claiming the job in between) never run it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_failed_job_retries_only_a_job_still_failed() {
+    let db = schema_db().await;
+    let client = db.client().await;
+    let app = app(&db);
+    let manager = app.job_manager();
+    let worker = register_worker(&client).await;
+    let id = app.defer(Record { n: 1 }).await.expect("defer");
+    assert_eq!(fetch(&client, "default", worker).await, id);
+    // Doing: not failed, nothing done.
+    assert!(
+        !manager
+            .retry_failed_job(id, RetryDecision::default())
+            .await
+            .expect("retry")
+    );
+    assert_eq!(
+        manager.get_job_status(id).await.expect("status"),
+        JobStatus::Doing
+    );
+    finish(&client, id, "failed").await;
+    // Two at once: exactly one retries it.
+    let (a, b) = tokio::join!(
+        manager.retry_failed_job(id, RetryDecision::default()),
+        manager.retry_failed_job(id, RetryDecision::default()),
+    );
+    let retried = [a.expect("retry a"), b.expect("retry b")];
+    assert_eq!(retried.iter().filter(|r| **r).count(), 1, "{retried:?}");
+    let job = manager.get_job(id).await.expect("job");
+    assert_eq!((job.status, job.attempts), (JobStatus::Todo, 2));
+    // Claimed again: a late retry finds it doing and leaves it.
+    assert_eq!(fetch(&client, "default", worker).await, id);
+    assert!(
+        !manager
+            .retry_failed_job(id, RetryDecision::default())
+            .await
+            .expect("retry")
+    );
+    assert_eq!(
+        manager.get_job_status(id).await.expect("status"),
+        JobStatus::Doing
+    );
+    assert_eq!(
+        event_types(&client, id).await,
+        [
+            "deferred",
+            "started",
+            "failed",
+            "scheduled",
+            "retried",
+            "started"
+        ]
+    );
+    // No such job: nothing done, no error.
+    assert!(
+        !manager
+            .retry_failed_job(id + 1000, RetryDecision::default())
+            .await
+            .expect("retry")
+    );
+}
+
+#[tokio::test]
+async fn the_memory_store_retries_only_a_job_still_failed_too() {
+    use postpone::store::{FetchJobsParams, FinishJobParams};
+    let app = App::builder()
+        .store(std::sync::Arc::new(postpone::MemoryStore::new()))
+        .task::<Record>()
+        .build()
+        .expect("app");
+    let store = app.store();
+    let manager = app.job_manager();
+    let id = app.defer(Record { n: 1 }).await.expect("defer");
+    let worker = store.register_worker().await.expect("register");
+    store
+        .fetch_jobs(&FetchJobsParams::new(None, worker, 1))
+        .await
+        .expect("fetch");
+    assert!(
+        !manager
+            .retry_failed_job(id, RetryDecision::default())
+            .await
+            .expect("retry")
+    );
+    store
+        .finish_jobs(&[FinishJobParams {
+            id,
+            status: JobStatus::Failed,
+            delete_job: false,
+            error: None,
+        }])
+        .await
+        .expect("finish");
+    assert!(
+        manager
+            .retry_failed_job(id, RetryDecision::default())
+            .await
+            .expect("retry")
+    );
+    assert!(
+        !manager
+            .retry_failed_job(id, RetryDecision::default())
+            .await
+            .expect("retry")
+    );
+    let job = manager.get_job(id).await.expect("job");
+    assert_eq!((job.status, job.attempts), (JobStatus::Todo, 2));
+}

@@ -194,7 +194,6 @@ impl Store for MemoryStore {
     async fn retry_job(&self, id: i64, params: &RetryDecision) -> Result<()> {
         let now = self.now();
         let mut state = self.state();
-        // Same steps as procrastinate_retry_job_v2.
         let Some(job) = state
             .jobs
             .get(&id)
@@ -204,37 +203,17 @@ impl Store for MemoryStore {
                 "Job was not found or has an invalid status to retry (job id: {id})"
             )));
         };
-        if job.status == JobStatus::Doing && job.abort_requested {
-            let sets = Sets {
-                status: true,
-                abort_requested: false,
-            };
-            state.update(id, sets, now, |job| job.status = JobStatus::Failed);
-            return Ok(());
+        let status = job.status;
+        retry_one(&mut state, id, status, params, now)
+    }
+
+    async fn retry_failed_job(&self, id: i64, params: &RetryDecision) -> Result<bool> {
+        let now = self.now();
+        let mut state = self.state();
+        if state.jobs.get(&id).map(|j| j.status) != Some(JobStatus::Failed) {
+            return Ok(false);
         }
-        if job.abort_requested {
-            return Err(refused(
-                "new row for relation \"procrastinate_jobs\" violates check constraint \"check_not_todo_abort_requested\"",
-            ));
-        }
-        if let Some(queueing_lock) = &job.queueing_lock {
-            if state.queueing_lock_taken(queueing_lock, Some(id)) {
-                return Err(Error::AlreadyEnqueued {
-                    queueing_lock: queueing_lock.clone(),
-                });
-            }
-        }
-        let sets = Sets {
-            status: true,
-            abort_requested: false,
-        };
-        state.update(id, sets, now, |job| {
-            job.status = JobStatus::Todo;
-            job.attempts = job.attempts.saturating_add(1);
-            job.scheduled_at = Some(params.retry_at.unwrap_or(now));
-            apply_retry(job, params);
-        });
-        Ok(())
+        retry_one(&mut state, id, JobStatus::Failed, params, now).map(|()| true)
     }
 
     async fn list_stalled_jobs(&self, params: &StalledJobsParams) -> Result<Vec<Job>> {
@@ -680,4 +659,51 @@ impl Store for MemoryStore {
     async fn check_schema(&self) -> Result<String> {
         Ok(crate::schema::newest_version(crate::schema::migrations()))
     }
+}
+
+/// procrastinate_retry_job_v2's steps for job `id`, found with `status` (doing or failed)
+/// under the state's lock.
+fn retry_one(
+    state: &mut State,
+    id: i64,
+    status: JobStatus,
+    params: &RetryDecision,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let Some(job) = state.jobs.get(&id) else {
+        return Err(refused(format!(
+            "Job was not found or has an invalid status to retry (job id: {id})"
+        )));
+    };
+    if status == JobStatus::Doing && job.abort_requested {
+        let sets = Sets {
+            status: true,
+            abort_requested: false,
+        };
+        state.update(id, sets, now, |job| job.status = JobStatus::Failed);
+        return Ok(());
+    }
+    if job.abort_requested {
+        return Err(refused(
+            "new row for relation \"procrastinate_jobs\" violates check constraint \"check_not_todo_abort_requested\"",
+        ));
+    }
+    if let Some(queueing_lock) = &job.queueing_lock {
+        if state.queueing_lock_taken(queueing_lock, Some(id)) {
+            return Err(Error::AlreadyEnqueued {
+                queueing_lock: queueing_lock.clone(),
+            });
+        }
+    }
+    let sets = Sets {
+        status: true,
+        abort_requested: false,
+    };
+    state.update(id, sets, now, |job| {
+        job.status = JobStatus::Todo;
+        job.attempts = job.attempts.saturating_add(1);
+        job.scheduled_at = Some(params.retry_at.unwrap_or(now));
+        apply_retry(job, params);
+    });
+    Ok(())
 }

@@ -624,6 +624,22 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn retry_failed_job(&self, id: i64, params: &RetryDecision) -> Result<bool> {
+        let rows = self
+            .query(
+                queries::RETRY_FAILED_JOB,
+                &[
+                    &id,
+                    &params.retry_at,
+                    &params.priority,
+                    &params.queue,
+                    &params.lock,
+                ],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
     async fn list_stalled_jobs(&self, params: &StalledJobsParams) -> Result<Vec<Job>> {
         let rows = self
             .query(

@@ -41,6 +41,8 @@ pub const LIST_LOCKS: &str = include_str!("queries/list_locks.sql");
 pub const CANCEL_JOB: &str = include_str!("queries/cancel_job.sql");
 /// Retries a doing or failed job.
 pub const RETRY_JOB: &str = include_str!("queries/retry_job.sql");
+/// Retries a job only if it is failed when the statement runs.
+pub const RETRY_FAILED_JOB: &str = include_str!("queries/retry_failed_job.sql");
 /// Lists jobs of stalled workers.
 pub const SELECT_STALLED_JOBS_BY_HEARTBEAT: &str =
     include_str!("queries/select_stalled_jobs_by_heartbeat.sql");
