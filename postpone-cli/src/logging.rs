@@ -110,8 +110,13 @@ mod otlp {
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
             .build();
+        // Only the spans' own fields: the source location, thread and busy/idle times
+        // the bridge adds by default cost more than the rest of a job's span (W3T).
         let layer = tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("postpone"))
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
             .with_filter(LevelFilter::INFO);
         Some((layer, provider))
     }
