@@ -637,19 +637,19 @@ async fn fill_for_screenshots(db: &Db) -> i64 {
             "emails",
             "emails.send_welcome",
             json!({"to": "grace@example.com"}),
-            6,
+            3,
         ),
         (
             "images",
             "images.make_thumbnail",
             json!({"image_id": 8831, "size": 512}),
-            11,
+            4,
         ),
         (
             "billing",
             "billing.charge_card",
             json!({"invoice": "INV-2050", "amount_cents": 1500}),
-            3,
+            2,
         ),
     ] {
         for _ in 0..n {
