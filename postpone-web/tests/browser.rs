@@ -507,6 +507,41 @@ async fn read_only_renders_no_action() -> anyhow::Result<()> {
     dashboard.close().await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_is_typed_once_and_its_cookie_carries_pages_and_actions() -> anyhow::Result<()> {
+    let db = Db::new().await;
+    let id = db.failed_job().await;
+    let dashboard = Dashboard::open(db, DashboardConfig::new().with_token("s3cret")).await?;
+    let session = &dashboard.session;
+    dashboard.goto(&format!("/jobs/{id}")).await?;
+    ensure!(response_status(session).await? == 401);
+    let field = session.wait_for("#token").await?;
+    field.send_keys("wrong").await?;
+    session.click("button[type=submit]").await?;
+    session
+        .wait_for_text("[data-testid=flash]", "wrong token")
+        .await?;
+
+    let field = session.wait_for("#token").await?;
+    field.clear().await?;
+    field.send_keys("s3cret").await?;
+    session.click("button[type=submit]").await?;
+    // The login leads to the overview; the cookie opens the other pages.
+    session.wait_for("[data-testid=queues]").await?;
+    dashboard.goto(&format!("/jobs/{id}")).await?;
+    act(
+        session,
+        "retry",
+        &format!("job {id} retried: it is todo again"),
+    )
+    .await?;
+    let status = dashboard.db.status(id).await;
+    ensure!(status == JobStatus::Todo, "job {id} is {status}");
+    let cookie = js(session, "return document.cookie").await?;
+    ensure!(cookie == "", "the session cookie is HttpOnly: {cookie}");
+    dashboard.close().await
+}
+
 /// The periodic task of the screenshots.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct DailyReport {
