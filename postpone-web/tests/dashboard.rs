@@ -5,126 +5,16 @@
 //! Run with: `cargo test -p postpone-web` (a server is found or started; without one the
 //! tests fail, they never skip).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use common::Db;
 use http_body_util::BodyExt;
-use postpone::store::{AttemptError, DeferJobParams, FetchJobsParams, FinishJobParams};
-use postpone::{App, JobStatus};
+use postpone::JobStatus;
 use postpone_web::DashboardConfig;
 use tower::ServiceExt;
-
-/// A fresh database with the schema, dropped at the end of the test.
-struct Db {
-    name: String,
-    app: App,
-}
-
-impl Db {
-    async fn new() -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let server = postpone_testkit::server()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let name = format!(
-            "postpone_webtest_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        server
-            .drop_database(&name)
-            .await
-            .expect("drop old database");
-        server
-            .create_database(&name, None)
-            .await
-            .expect("create database");
-        let app = App::builder()
-            .database_url(&server.url(&name))
-            .expect("url")
-            .build()
-            .expect("app");
-        app.apply_schema(postpone::ApplyScope::All)
-            .await
-            .expect("schema");
-        Self { name, app }
-    }
-
-    fn router(&self, config: DashboardConfig) -> Router {
-        postpone_web::router(&self.app, config)
-    }
-
-    async fn defer(&self, queue: &str, args: serde_json::Value) -> i64 {
-        let job = DeferJobParams {
-            queue_name: queue.to_owned(),
-            ..DeferJobParams::resolve("tests.task".to_owned(), args, Default::default())
-                .expect("job")
-        };
-        self.app.store().defer_jobs(&[job]).await.expect("defer")[0]
-    }
-
-    /// Claims the next job of `queue` for a new worker.
-    async fn claim(&self, queue: &str) -> (i64, i64) {
-        let store = self.app.store();
-        let worker = store.register_worker().await.expect("register");
-        let queues = [queue.to_owned()];
-        let jobs = store
-            .fetch_jobs(&FetchJobsParams::new(Some(&queues), worker, 1))
-            .await
-            .expect("fetch");
-        (jobs[0].id, worker)
-    }
-
-    /// A failed job with a recorded error.
-    async fn failed_job(&self) -> i64 {
-        self.defer("default", serde_json::json!({"n": 1})).await;
-        let (id, worker) = self.claim("default").await;
-        self.app
-            .store()
-            .finish_jobs(&[FinishJobParams {
-                id,
-                status: JobStatus::Failed,
-                delete_job: false,
-                error: Some(AttemptError {
-                    attempt: 1,
-                    worker_id: Some(worker),
-                    kind: "Boom".to_owned(),
-                    message: "the <b>disk</b> is full".to_owned(),
-                }),
-            }])
-            .await
-            .expect("finish");
-        id
-    }
-
-    async fn status(&self, id: i64) -> JobStatus {
-        self.app
-            .job_manager()
-            .get_job_status(id)
-            .await
-            .expect("status")
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                if let Ok(server) = postpone_testkit::server().await {
-                    let _ = server.drop_database(&name).await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 async fn send(router: &Router, request: Request<Body>) -> (StatusCode, String) {
     let response = router.clone().oneshot(request).await.expect("response");
@@ -529,19 +419,8 @@ async fn it_mounts_under_a_prefix_and_serves_over_http() {
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("<base href=\"/dash/\">"), "{html}");
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(postpone_web::serve_on(
-        listener,
-        postpone_web::DashboardSource::from(&db.app),
-        DashboardConfig::new(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let served = db.serve(DashboardConfig::new()).await;
+    let addr = served.base.trim_start_matches("http://").to_owned();
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     stream
@@ -551,8 +430,7 @@ async fn it_mounts_under_a_prefix_and_serves_over_http() {
     let mut response = String::new();
     stream.read_to_string(&mut response).await.expect("read");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let _ = stop.send(());
-    server.await.expect("join").expect("served and stopped");
+    served.stop().await.expect("served and stopped");
 }
 
 #[test]
