@@ -54,3 +54,9 @@ mod http;
 
 pub use families::Metrics;
 pub use http::{Error, bind, serve};
+
+/// The guide `docs/observability.md`, compiled here so that its examples are tested.
+pub mod guide {
+    #[doc = include_str!("../../docs/observability.md")]
+    pub mod observability {}
+}
