@@ -71,8 +71,9 @@ use tracing_subscriber::Layer as _;
 mod otlp {
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing::Level;
     use tracing_subscriber::Layer;
-    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::filter::filter_fn;
 
     fn set(name: &str) -> bool {
         std::env::var(name).is_ok_and(|v| !v.trim().is_empty())
@@ -111,13 +112,22 @@ mod otlp {
             .with_batch_exporter(exporter)
             .build();
         // Only the spans' own fields: the source location, thread and busy/idle times
-        // the bridge adds by default cost more than the rest of a job's span (W3T).
+        // the bridge adds by default cost more than the rest of a job's span (W3T). Spans
+        // from `info`, events (span events in the trace) from `warn`: a worker's info logs
+        // (one per job) would otherwise cost every job a trip through the layers.
         let layer = tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("postpone"))
             .with_location(false)
             .with_threads(false)
             .with_tracked_inactivity(false)
-            .with_filter(LevelFilter::INFO);
+            .with_filter(filter_fn(|metadata| {
+                let most = if metadata.is_span() {
+                    Level::INFO
+                } else {
+                    Level::WARN
+                };
+                *metadata.level() <= most
+            }));
         Some((layer, provider))
     }
 }

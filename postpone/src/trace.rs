@@ -27,8 +27,8 @@ use crate::job::Job;
 pub(crate) fn job_span(job: &Job, worker_id: i64) -> tracing::Span {
     let span = tracing::info_span!(
         "postpone.job",
-        task = %job.task_name,
-        queue = %job.queue_name,
+        task = job.task_name.as_str(),
+        queue = job.queue_name.as_str(),
         job_id = job.id,
         attempt = job.attempts + 1,
         worker_id,
