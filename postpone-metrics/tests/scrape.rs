@@ -32,46 +32,15 @@ impl Task for Work {
     }
 }
 
-/// A fresh database with the schema, dropped when the guard goes.
-struct Db {
-    name: String,
-    url: String,
-}
-
-impl Db {
-    async fn new() -> Self {
-        let server = postpone_testkit::server()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let name = format!("postpone_metrics_{}", std::process::id());
-        let _ = server.drop_database(&name).await;
-        server
-            .create_database(&name, None)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        Self {
-            url: server.url(&name),
-            name,
-        }
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            runtime.block_on(async {
-                if let Ok(server) = postpone_testkit::server().await {
-                    let _ = server.drop_database(&name).await;
-                }
-            });
-        })
-        .join();
-    }
+/// A fresh database, dropped when the guard goes.
+async fn fresh_database() -> postpone_testkit::FreshDatabase {
+    let server = postpone_testkit::server()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    server
+        .fresh_database("postpone_metrics")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `GET /metrics` over a plain TCP connection: status line, content type, body.
@@ -135,10 +104,10 @@ fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_is_counted_and_the_scrape_parses() {
-    let db = Db::new().await;
+    let db = fresh_database().await;
     let metrics = Arc::new(Metrics::new());
     let app = App::builder()
-        .database_url(&db.url)
+        .database_url(db.url())
         .expect("url")
         .task::<Work>()
         .subscribe(metrics.clone())

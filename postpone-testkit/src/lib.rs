@@ -112,6 +112,46 @@ enum Base {
     KeyValue(String),
 }
 
+/// A database of one test ([`Server::fresh_database`]), dropped with this guard, on a thread
+/// of its own so that the drop works inside a runtime as outside one.
+#[derive(Debug)]
+pub struct FreshDatabase {
+    name: String,
+    url: String,
+    server: &'static Server,
+}
+
+impl FreshDatabase {
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its connection string.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for FreshDatabase {
+    fn drop(&mut self) {
+        let (server, name) = (self.server, self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime
+                .block_on(server.drop_database(&name))
+                .map_err(|e| e.to_string())
+        })
+        .join();
+        if let Ok(Err(error)) = dropped {
+            eprintln!("could not drop test database {}: {error}", self.name);
+        }
+    }
+}
+
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The base may hold a password: show only the description.
@@ -200,6 +240,24 @@ impl Server {
             }
         });
         Ok(client)
+    }
+
+    /// A fresh, empty database named `<prefix>_<pid>_<n>` (a stale one of that name is
+    /// dropped first), dropped again when the returned guard goes.
+    ///
+    /// # Errors
+    /// An invalid prefix, or the server refused to create it.
+    pub async fn fresh_database(&'static self, prefix: &str) -> Result<FreshDatabase, Error> {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("{prefix}_{}_{n}", std::process::id());
+        self.drop_database(&name).await?;
+        self.create_database(&name, None).await?;
+        Ok(FreshDatabase {
+            url: self.url(&name),
+            name,
+            server: self,
+        })
     }
 
     /// Creates database `name`, cloned from `template` when given.

@@ -5,7 +5,6 @@
 // Each test binary uses only some of these.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -21,9 +20,10 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A fresh database with the schema, dropped at the end of the test.
 pub struct Db {
-    name: String,
     /// An app on it (its store, manager, workers).
     pub app: App,
+    // Last: dropped after the app's pool.
+    database: postpone_testkit::FreshDatabase,
 }
 
 impl Db {
@@ -34,31 +34,19 @@ impl Db {
 
     /// A database and an app built by `build` (tasks, periodic schedules) on it.
     pub async fn with_app(build: impl FnOnce(AppBuilder) -> AppBuilder) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let server = postpone_testkit::server()
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let name = format!(
-            "postpone_webtest_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        server
-            .drop_database(&name)
+        let database = server
+            .fresh_database("postpone_webtest")
             .await
-            .expect("drop old database");
-        server
-            .create_database(&name, None)
-            .await
-            .expect("create database");
-        let builder = App::builder()
-            .database_url(&server.url(&name))
-            .expect("url");
+            .unwrap_or_else(|e| panic!("{e}"));
+        let builder = App::builder().database_url(database.url()).expect("url");
         let app = build(builder).build().expect("app");
         app.apply_schema(postpone::ApplyScope::All)
             .await
             .expect("schema");
-        Self { name, app }
+        Self { app, database }
     }
 
     /// The dashboard's router on this database.
@@ -177,24 +165,6 @@ impl Db {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                if let Ok(server) = postpone_testkit::server().await {
-                    let _ = server.drop_database(&name).await;
-                }
-            });
-        })
-        .join();
     }
 }
 

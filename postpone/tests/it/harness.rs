@@ -545,3 +545,58 @@ impl Listener {
         }
     }
 }
+
+// Tasks that end every way an attempt can: `errors.*` (job_errors.rs, telemetry.rs).
+
+/// Fails with kind `Boom` on its first attempt, then succeeds; one retry.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct BoomOnce;
+
+impl postpone::Task for BoomOnce {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "errors.boom_once".into()
+    }
+    fn config() -> postpone::TaskConfig {
+        postpone::TaskConfig::default().with_retry(postpone::retry::RetryStrategy::max_attempts(2))
+    }
+    async fn run(self, ctx: JobContext) -> Result<(), postpone::task::TaskError> {
+        if ctx.job().attempts == 0 {
+            return Err(postpone::task::TaskError::new(
+                "Boom",
+                "the first attempt blows up",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Panics.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Panics;
+
+impl postpone::Task for Panics {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "errors.panics".into()
+    }
+    async fn run(self, _ctx: JobContext) -> Result<(), postpone::task::TaskError> {
+        panic!("the task panicked on purpose")
+    }
+}
+
+/// Logs `start`, then waits until aborted, or past its 50-ms timeout.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Waits {
+    pub timeout: bool,
+}
+
+impl postpone::Task for Waits {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "errors.waits".into()
+    }
+    async fn run(self, ctx: JobContext) -> Result<(), postpone::task::TaskError> {
+        Log::of(&ctx).push("start".to_owned());
+        loop {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}

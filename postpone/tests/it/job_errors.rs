@@ -6,65 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postpone::manager::DeleteOldJobsOptions;
-use postpone::retry::RetryStrategy;
 use postpone::store::FailedAttempt;
-use postpone::task::{JobContext, TaskConfig, TaskError};
-use postpone::{App, JobStatus, MemoryStore, Task};
-use serde::{Deserialize, Serialize};
+use postpone::{App, JobStatus, MemoryStore};
 
-use crate::harness::{Log, polling_worker, schema_db, wait_for, wait_status};
+use crate::harness::{
+    BoomOnce, Log, Panics, Waits, polling_worker, schema_db, wait_for, wait_status,
+};
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// Fails with kind `Boom` on its first attempt, then succeeds; one retry.
-#[derive(Serialize, Deserialize)]
-struct BoomOnce;
-
-impl Task for BoomOnce {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "errors.boom_once".into()
-    }
-    fn config() -> TaskConfig {
-        TaskConfig::default().with_retry(RetryStrategy::max_attempts(2))
-    }
-    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
-        if ctx.job().attempts == 0 {
-            return Err(TaskError::new("Boom", "the first attempt blows up"));
-        }
-        Ok(())
-    }
-}
-
-/// Panics.
-#[derive(Serialize, Deserialize)]
-struct Panics;
-
-impl Task for Panics {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "errors.panics".into()
-    }
-    async fn run(self, _ctx: JobContext) -> Result<(), TaskError> {
-        panic!("the task panicked on purpose")
-    }
-}
-
-/// Logs `start`, then waits until aborted, or past its 50-ms timeout.
-#[derive(Serialize, Deserialize)]
-struct Waits {
-    timeout: bool,
-}
-
-impl Task for Waits {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "errors.waits".into()
-    }
-    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
-        Log::of(&ctx).push("start".to_owned());
-        loop {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-}
 
 fn app(builder: postpone::AppBuilder) -> App {
     builder

@@ -5,13 +5,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use postpone::retry::RetryStrategy;
-use postpone::task::{JobContext, TaskConfig, TaskError};
 use postpone::telemetry::{BatchKind, Event, Outcome, RescueAction, Subscriber};
-use postpone::{App, JobStatus, MemoryStore, Task};
-use serde::{Deserialize, Serialize};
+use postpone::{App, JobStatus, MemoryStore};
 
-use crate::harness::{Log, polling_worker, schema_db, wait_for, wait_for_listener, wait_status};
+use crate::harness::{
+    BoomOnce, Log, Panics, Waits, polling_worker, schema_db, wait_for, wait_for_listener,
+    wait_status,
+};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -114,55 +114,9 @@ impl Subscriber for Recorder {
     }
 }
 
-/// Fails with kind `Boom` on its first attempt, then succeeds; one retry.
-#[derive(Serialize, Deserialize)]
-struct FlakyOnce;
-
-impl Task for FlakyOnce {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "telemetry.flaky_once".into()
-    }
-    fn config() -> TaskConfig {
-        TaskConfig::default().with_retry(RetryStrategy::max_attempts(2))
-    }
-    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
-        if ctx.job().attempts == 0 {
-            return Err(TaskError::new("Boom", "the first attempt blows up"));
-        }
-        Ok(())
-    }
-}
-
-/// Panics.
-#[derive(Serialize, Deserialize)]
-struct Panics;
-
-impl Task for Panics {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "telemetry.panics".into()
-    }
-    async fn run(self, _ctx: JobContext) -> Result<(), TaskError> {
-        panic!("on purpose")
-    }
-}
-
-/// Logs `start`, then waits until aborted.
-#[derive(Serialize, Deserialize)]
-struct Waits;
-
-impl Task for Waits {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "telemetry.waits".into()
-    }
-    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
-        Log::of(&ctx).push("start".to_owned());
-        std::future::pending().await
-    }
-}
-
 fn app(builder: postpone::AppBuilder, recorder: &Arc<Recorder>) -> App {
     builder
-        .task::<FlakyOnce>()
+        .task::<BoomOnce>()
         .task::<Panics>()
         .task::<Waits>()
         .subscribe(recorder.clone())
@@ -174,7 +128,7 @@ fn app(builder: postpone::AppBuilder, recorder: &Arc<Recorder>) -> App {
 /// event the subscriber saw.
 async fn every_outcome_is_seen(app: &App, recorder: &Recorder) {
     let manager = app.job_manager();
-    let flaky = app.defer(FlakyOnce).await.expect("defer");
+    let flaky = app.defer(BoomOnce).await.expect("defer");
     let panics = app.defer(Panics).await.expect("defer");
     let log = Arc::new(Log::default());
     let handle = app
@@ -184,7 +138,7 @@ async fn every_outcome_is_seen(app: &App, recorder: &Recorder) {
     let worker_id = handle.worker_id();
     wait_status(&manager, flaky, JobStatus::Succeeded).await;
     wait_status(&manager, panics, JobStatus::Failed).await;
-    let waits = app.defer(Waits).await.expect("defer");
+    let waits = app.defer(Waits { timeout: false }).await.expect("defer");
     wait_for("the job to start", DEADLINE, || async {
         log.events().contains(&"start".to_owned())
     })
@@ -317,8 +271,8 @@ async fn a_rescue_is_seen_with_the_dead_workers_job() {
         App::builder().database_url(&db.url).expect("url"),
         &recorder,
     );
-    let started = app.defer(FlakyOnce).await.expect("defer");
-    let never_started = app.defer(FlakyOnce).await.expect("defer");
+    let started = app.defer(BoomOnce).await.expect("defer");
+    let never_started = app.defer(BoomOnce).await.expect("defer");
     // A dead worker (no heartbeat for an hour) that held two jobs: its start watermark
     // covers the first only.
     db.client()
@@ -410,7 +364,7 @@ async fn a_lost_notification_link_is_seen_when_it_comes_back() {
     let back = seen.iter().position(|s| *s == Seen::Reconnected);
     assert!(lost.is_some() && lost < back, "{seen:#?}");
     // And it works again: a new job is claimed at once.
-    let id = app.defer(FlakyOnce).await.expect("defer");
+    let id = app.defer(BoomOnce).await.expect("defer");
     wait_status(&app.job_manager(), id, JobStatus::Succeeded).await;
     handle.stop();
     handle.join().await.expect("the worker stops");
