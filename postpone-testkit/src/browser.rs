@@ -31,6 +31,7 @@ use crate::Error;
 use crate::cluster::{free_port, make_dir};
 use crate::pgbouncer::is_root;
 use crate::python::workspace_root;
+use crate::watchdog;
 
 mod session;
 
@@ -178,7 +179,11 @@ impl Browser {
                     "cannot run {CHROMEDRIVER}: {e} (reinstall: {HOW_TO_INSTALL})"
                 ))
             })?;
-        let watchdog = match spawn_watchdog(&dir, process.id()) {
+        let watchdog = match watchdog::spawn(
+            "postpone-chromium-watchdog",
+            watchdog::Target::Group(process.id()),
+            &dir,
+        ) {
             Ok(watchdog) => watchdog,
             Err(e) => {
                 kill_group(process.id());
@@ -454,30 +459,6 @@ fn kill_group(pgid: u32) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-}
-
-/// Spawns the detached watchdog killing process group `pgid` and removing `dir` once this
-/// process has exited.
-fn spawn_watchdog(dir: &Path, pgid: u32) -> std::io::Result<Child> {
-    // dash's kill takes a negative pid for a group, but no `--`.
-    const SCRIPT: &str = r#"owner=$1; pgid=$2; dir=$3
-while kill -0 "$owner" 2>/dev/null; do sleep 1; done
-kill -TERM -"$pgid" 2>/dev/null
-for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 -"$pgid" 2>/dev/null || break; sleep 0.2; done
-kill -KILL -"$pgid" 2>/dev/null
-rm -rf "$dir""#;
-    Command::new("sh")
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg("postpone-chromium-watchdog")
-        .arg(std::process::id().to_string())
-        .arg(pgid.to_string())
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
 }
 
 /// The first line of an error's message (WebDriver errors carry a stack trace below).

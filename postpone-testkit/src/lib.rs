@@ -30,6 +30,7 @@ mod cluster;
 mod discover;
 mod pgbouncer;
 mod python;
+mod watchdog;
 
 use std::fmt;
 

@@ -21,6 +21,7 @@ use tokio_postgres::config::Host;
 
 use crate::cluster::{free_port, make_dir, run};
 use crate::discover::kv_quote;
+use crate::watchdog;
 use crate::{Error, Server};
 
 /// How PgBouncer hands server sessions to clients.
@@ -160,7 +161,11 @@ impl PgBouncer {
         let mut process = command
             .spawn()
             .map_err(|e| fail(format!("cannot run {}: {e}", binary.display())))?;
-        let watchdog = match spawn_watchdog(&dir, process.id()) {
+        let watchdog = match watchdog::spawn(
+            "postpone-pgbouncer-watchdog",
+            watchdog::Target::Process(process.id()),
+            &dir,
+        ) {
             Ok(watchdog) => watchdog,
             Err(error) => {
                 let _ = process.kill();
@@ -378,25 +383,4 @@ fn postgres_ids() -> Result<(u32, u32), String> {
         .ok_or_else(|| {
             "running as root and there is no `postgres` OS user to run pgbouncer as (PgBouncer refuses root): create it, or run as a non-root user".to_owned()
         })
-}
-
-/// Spawns the detached watchdog stopping `pid` and removing `dir` once this process has
-/// exited.
-fn spawn_watchdog(dir: &Path, pid: u32) -> std::io::Result<Child> {
-    const SCRIPT: &str = r#"owner=$1; pid=$2; dir=$3
-while kill -0 "$owner" 2>/dev/null; do sleep 1; done
-kill "$pid" 2>/dev/null
-rm -rf "$dir""#;
-    Command::new("sh")
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg("postpone-pgbouncer-watchdog")
-        .arg(std::process::id().to_string())
-        .arg(pid.to_string())
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
 }

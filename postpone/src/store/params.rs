@@ -107,6 +107,29 @@ pub struct JobFilter {
     pub limit: Option<i64>,
 }
 
+impl JobFilter {
+    /// Whether `job` passes every field that is set (the limit aside): the memory store's
+    /// reading of `list_jobs.sql`'s conditions.
+    pub(crate) fn matches(&self, job: &Job) -> bool {
+        self.id.is_none_or(|id| job.id == id)
+            && self
+                .queue_name
+                .as_ref()
+                .is_none_or(|q| &job.queue_name == q)
+            && self.task_name.as_ref().is_none_or(|t| &job.task_name == t)
+            && self.status.is_none_or(|s| job.status == s)
+            && self
+                .lock
+                .as_ref()
+                .is_none_or(|l| job.lock.as_ref() == Some(l))
+            && self
+                .queueing_lock
+                .as_ref()
+                .is_none_or(|l| job.queueing_lock.as_ref() == Some(l))
+            && self.worker_id.is_none_or(|w| job.worker_id == Some(w))
+    }
+}
+
 /// Which running jobs count as stalled (`select_stalled_jobs_by_heartbeat`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StalledJobsParams {

@@ -84,24 +84,7 @@ impl Store for MemoryStore {
             Some(limit) => usize::try_from(limit).unwrap_or(usize::MAX),
             None => usize::MAX,
         };
-        let matches = |j: &&Job| {
-            filter.id.is_none_or(|id| j.id == id)
-                && filter
-                    .queue_name
-                    .as_ref()
-                    .is_none_or(|q| &j.queue_name == q)
-                && filter.task_name.as_ref().is_none_or(|t| &j.task_name == t)
-                && filter.status.is_none_or(|s| j.status == s)
-                && filter
-                    .lock
-                    .as_ref()
-                    .is_none_or(|l| j.lock.as_ref() == Some(l))
-                && filter
-                    .queueing_lock
-                    .as_ref()
-                    .is_none_or(|l| j.queueing_lock.as_ref() == Some(l))
-                && filter.worker_id.is_none_or(|w| j.worker_id == Some(w))
-        };
+        let matches = |j: &&Job| filter.matches(j);
         Ok(self
             .state()
             .jobs
