@@ -133,17 +133,26 @@ fn confirm(
     views::page(base, state, "Confirm", "", &body).into_response()
 }
 
+/// Job `id`'s status, or the outcome that says it is gone.
+async fn status_of(
+    manager: &postpone::JobManager,
+    id: i64,
+) -> Result<Result<JobStatus, Outcome>, Error> {
+    match manager.get_job(id).await {
+        Ok(job) => Ok(Ok(job.status)),
+        Err(Error::JobNotFound { .. }) => Ok(Err(Outcome::NotFound(format!(
+            "nothing done: there is no job {id}"
+        )))),
+        Err(error) => Err(error),
+    }
+}
+
 /// Does `action` to job `id`, saying what happened.
 async fn act(state: &DashboardState, id: i64, action: Action) -> Result<Outcome, Error> {
     let manager = &state.manager;
-    let before = match manager.get_job(id).await {
-        Ok(job) => job.status,
-        Err(Error::JobNotFound { .. }) => {
-            return Ok(Outcome::NotFound(format!(
-                "nothing done: there is no job {id}"
-            )));
-        }
-        Err(error) => return Err(error),
+    let before = match status_of(manager, id).await? {
+        Ok(status) => status,
+        Err(gone) => return Ok(gone),
     };
     let nothing = |status: JobStatus, rule: &str| {
         Outcome::Nothing(format!("nothing done: job {id} is {status}: {rule}"))
@@ -170,14 +179,9 @@ async fn act(state: &DashboardState, id: i64, action: Action) -> Result<Outcome,
         Action::Delete => manager.cancel_job_by_id(id, false, true).await?,
     };
     if !done {
-        let now = match manager.get_job(id).await {
-            Ok(job) => job.status,
-            Err(Error::JobNotFound { .. }) => {
-                return Ok(Outcome::NotFound(format!(
-                    "nothing done: there is no job {id}"
-                )));
-            }
-            Err(error) => return Err(error),
+        let now = match status_of(manager, id).await? {
+            Ok(status) => status,
+            Err(gone) => return Ok(gone),
         };
         let rule = match action {
             Action::Retry => "only failed jobs are retried here",
@@ -224,14 +228,7 @@ pub(crate) async fn job(
         );
     };
     let Ok(id) = id.parse::<i64>() else {
-        return views::message(
-            &base,
-            &state,
-            StatusCode::NOT_FOUND,
-            "Job not found",
-            &[format!("nothing done: no job {id:?}")],
-            Some(("jobs", "Jobs")),
-        );
+        return views::job_not_found(&base, &state, format!("nothing done: no job {id:?}"));
     };
     let href = format!("jobs/{id}/{}", action.verb());
     if !form.confirmed {

@@ -379,26 +379,20 @@ pub(crate) async fn job(
     Path(id): Path<String>,
 ) -> Response {
     let Ok(id) = id.parse::<i64>() else {
-        return views::message(
+        return views::job_not_found(
             &base,
             &state,
-            StatusCode::NOT_FOUND,
-            "Job not found",
-            &[format!("no job {id:?}: a job id is a number")],
-            Some(("jobs", "Jobs")),
+            format!("no job {id:?}: a job id is a number"),
         );
     };
     let manager = &state.manager;
     let job = match manager.get_job(id).await {
         Ok(job) => job,
         Err(Error::JobNotFound { .. }) => {
-            return views::message(
+            return views::job_not_found(
                 &base,
                 &state,
-                StatusCode::NOT_FOUND,
-                "Job not found",
-                &[format!("no job {id}: it never existed, or was deleted")],
-                Some(("jobs", "Jobs")),
+                format!("no job {id}: it never existed, or was deleted"),
             );
         }
         Err(error) => return failure(&base, &state, &error),

@@ -73,6 +73,18 @@ pub(crate) fn page(base: &Base, state: &State, title: &str, active: &str, body: 
 }
 
 /// A page that says one thing: an error, or what an action did.
+/// The 404 page of a job: why it is not there, and a link to the list.
+pub(crate) fn job_not_found(base: &Base, state: &State, why: String) -> Response {
+    message(
+        base,
+        state,
+        StatusCode::NOT_FOUND,
+        "Job not found",
+        &[why],
+        Some(("jobs", "Jobs")),
+    )
+}
+
 pub(crate) fn message(
     base: &Base,
     state: &State,
