@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::{Next, Service, Start};
 use crate::context::AbortReason;
 use crate::store::Store;
-use crate::worker::WorkerState;
+use crate::worker::{Emitter, WorkerState};
 
 /// The aborter service.
 #[derive(Debug)]
@@ -19,15 +19,22 @@ pub(crate) struct Aborter {
     store: Arc<dyn Store>,
     state: WorkerState,
     interval: Duration,
+    emitter: Emitter,
 }
 
 impl Aborter {
     /// Polls the abort requests of the jobs `state` holds every `interval`.
-    pub(crate) fn new(store: Arc<dyn Store>, state: WorkerState, interval: Duration) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        state: WorkerState,
+        interval: Duration,
+        emitter: Emitter,
+    ) -> Self {
         Self {
             store,
             state,
             interval,
+            emitter,
         }
     }
 }
@@ -50,7 +57,10 @@ impl Service for Aborter {
                         }
                     }
                 }
-                Err(error) => tracing::warn!(%error, "polling abort requests failed"),
+                Err(error) => {
+                    self.emitter.database_error("abort_poll", &error);
+                    tracing::warn!(%error, "polling abort requests failed");
+                }
             }
         }
         Next::After(self.interval)
@@ -62,7 +72,8 @@ mod tests {
     use super::*;
     use crate::store::memory::MemoryStore;
     use crate::store::{DeferJobParams, FetchJobsParams};
-    use crate::worker::WorkerStats;
+    use crate::telemetry::Telemetry;
+    use crate::worker::{Registration, WorkerStats};
 
     #[tokio::test]
     async fn a_pass_aborts_the_held_jobs_whose_abort_was_requested() {
@@ -79,9 +90,11 @@ mod tests {
             trace_context: None,
         };
         store.defer_jobs(&[job.clone(), job]).await.expect("defer");
-        let worker = store.register_worker().await.expect("register");
+        let registration = Registration::register(store.clone())
+            .await
+            .expect("register");
         let jobs = store
-            .fetch_jobs(&FetchJobsParams::new(None, worker, 2))
+            .fetch_jobs(&FetchJobsParams::new(None, registration.id(), 2))
             .await
             .expect("fetch");
         let state = WorkerState::new(Arc::new(WorkerStats::default()));
@@ -92,7 +105,8 @@ mod tests {
             .await
             .expect("abort");
 
-        let mut aborter = Aborter::new(store, state.clone(), Duration::from_secs(5));
+        let emitter = Emitter::new(Telemetry::default(), registration);
+        let mut aborter = Aborter::new(store, state.clone(), Duration::from_secs(5), emitter);
         assert_eq!(
             aborter.run_once().await,
             Next::After(Duration::from_secs(5))

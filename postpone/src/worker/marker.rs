@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Registration;
 use super::backoff::Backoff;
+use super::emit::Emitter;
 use super::state::WorkerState;
 use crate::store::Store;
 
@@ -21,6 +22,7 @@ pub(crate) struct Marker {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) state: WorkerState,
     pub(crate) registration: Registration,
+    pub(crate) emitter: Emitter,
 }
 
 impl Marker {
@@ -42,6 +44,7 @@ impl Marker {
                     self.state.mark_written(mark);
                 }
                 Err(error) => {
+                    self.emitter.database_error("mark_started", &error);
                     let wait = backoff.next();
                     tracing::warn!(%error, ?wait, "cannot write the start watermark yet; retrying");
                     tokio::select! {

@@ -234,6 +234,7 @@ async fn run(
         store.clone(),
         state.clone(),
         config.abort_job_polling_interval,
+        emitter.clone(),
     );
     services.start(aborter).await;
     if config.periodic {
@@ -243,6 +244,7 @@ async fn run(
         store: store.clone(),
         state: state.clone(),
         registration: registration.clone(),
+        emitter: emitter.clone(),
     };
     services.spawn(|stop| marker.run(stop));
     if subscription.is_some() {
