@@ -1035,3 +1035,87 @@ fn poll_only_workers_through_pgbouncer_heal_and_stop() {
     assert!(out.stderr.contains("--asynchronous-commit"), "{out:?}");
     assert_eq!(db.workers(), 0);
 }
+
+/// `GET /metrics` of `address`: the samples, parsed by `prometheus-parse`, by name and
+/// labels (`name{k="v",...}`, labels sorted).
+fn scrape(address: &str) -> BTreeMap<String, f64> {
+    use std::io::Write as _;
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to /metrics");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let lines = body.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("the exposition format parses");
+    scrape
+        .samples
+        .into_iter()
+        .filter_map(|sample| {
+            let value = match sample.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => return None,
+            };
+            let mut labels: Vec<String> = sample
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v:?}"))
+                .collect();
+            labels.sort();
+            Some((format!("{}{{{}}}", sample.metric, labels.join(",")), value))
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_are_served_during_a_drain_and_parse() {
+    let db = TestDb::new();
+    let address = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        probe.local_addr().expect("address").to_string()
+    };
+    db.sql(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args)
+         SELECT 'default', 'tests.sleep', json_build_object('label', 'm' || i, 'millis', 2)
+           FROM generate_series(1, 200) AS i",
+    );
+    let mut worker = db.worker(
+        &["worker", "--concurrency", "4", "--metrics-addr", &address],
+        &[],
+    );
+    let finished =
+        r#"postpone_jobs_finished_total{outcome="succeeded",queue="default",task="tests.sleep"}"#;
+    let mut last = 0.0;
+    wait_until("200 jobs counted as succeeded on /metrics", || {
+        // Not serving yet while the worker starts.
+        if std::net::TcpStream::connect(&address).is_err() {
+            return false;
+        }
+        let samples = scrape(&address);
+        let done = samples.get(finished).copied().unwrap_or_default();
+        assert!(done >= last, "the count went down: {last} then {done}");
+        last = done;
+        done == 200.0
+    });
+    let samples = scrape(&address);
+    assert_eq!(
+        samples.get(r#"postpone_jobs_started_total{queue="default",task="tests.sleep"}"#),
+        Some(&200.0),
+        "{samples:#?}"
+    );
+    assert_eq!(
+        samples.get(r#"postpone_jobs_claimed_total{queue="default"}"#),
+        Some(&200.0)
+    );
+    assert_eq!(samples.get("postpone_jobs_running{}"), Some(&0.0));
+    assert_eq!(
+        db.count("SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'"),
+        200
+    );
+    worker.signal("TERM");
+    assert_eq!(worker.wait_exit(), 0, "{}", worker.stderr());
+}
