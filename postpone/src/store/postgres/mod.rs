@@ -493,6 +493,17 @@ async fn retry_jobs_on(
     .await
 }
 
+/// `$1` to `$5` of `retry_job` and `retry_failed_job`: the job, then the decision.
+fn retry_args<'a>(id: &'a i64, retry: &'a RetryDecision) -> [&'a (dyn ToSql + Sync); 5] {
+    [
+        id,
+        &retry.retry_at,
+        &retry.priority,
+        &retry.queue,
+        &retry.lock,
+    ]
+}
+
 fn status_text(status: Option<JobStatus>) -> Option<&'static str> {
     status.map(JobStatus::as_str)
 }
@@ -610,32 +621,14 @@ impl Store for PgStore {
     }
 
     async fn retry_job(&self, id: i64, params: &RetryDecision) -> Result<()> {
-        self.execute(
-            queries::RETRY_JOB,
-            &[
-                &id,
-                &params.retry_at,
-                &params.priority,
-                &params.queue,
-                &params.lock,
-            ],
-        )
-        .await?;
+        self.execute(queries::RETRY_JOB, &retry_args(&id, params))
+            .await?;
         Ok(())
     }
 
     async fn retry_failed_job(&self, id: i64, params: &RetryDecision) -> Result<bool> {
         let rows = self
-            .query(
-                queries::RETRY_FAILED_JOB,
-                &[
-                    &id,
-                    &params.retry_at,
-                    &params.priority,
-                    &params.queue,
-                    &params.lock,
-                ],
-            )
+            .query(queries::RETRY_FAILED_JOB, &retry_args(&id, params))
             .await?;
         Ok(!rows.is_empty())
     }
