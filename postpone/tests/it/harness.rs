@@ -600,3 +600,24 @@ impl postpone::Task for Waits {
         }
     }
 }
+
+/// Defers a [`Waits`] job, waits until it runs (a new `start` in `log`), has a person
+/// abort it, and waits until it is `aborted`; its id.
+pub async fn abort_while_running(app: &postpone::App, log: &Log) -> i64 {
+    let manager = app.job_manager();
+    let starts = |log: &Log| log.events().iter().filter(|e| *e == "start").count();
+    let before = starts(log);
+    let id = app.defer(Waits { timeout: false }).await.expect("defer");
+    wait_for("the job to start", Duration::from_secs(20), || async {
+        starts(log) > before
+    })
+    .await;
+    assert!(
+        manager
+            .cancel_job_by_id(id, true, false)
+            .await
+            .expect("abort")
+    );
+    wait_status(&manager, id, postpone::JobStatus::Aborted).await;
+    id
+}

@@ -10,10 +10,9 @@ use postpone::store::FailedAttempt;
 use postpone::{App, JobStatus, MemoryStore};
 
 use crate::harness::{
-    BoomOnce, Log, Panics, Waits, polling_worker, schema_db, wait_for, wait_status,
+    BoomOnce, Log, Panics, Waits, abort_while_running, polling_worker, schema_db, wait_status,
 };
 
-const DEADLINE: Duration = Duration::from_secs(20);
 
 fn app(builder: postpone::AppBuilder) -> App {
     builder
@@ -62,19 +61,7 @@ async fn every_failure(app: &App) -> Vec<(i64, Vec<String>)> {
         wait_status(&manager, id, status).await;
     }
     // A person aborts a running job.
-    let aborted = app.defer(Waits { timeout: false }).await.expect("defer");
-    wait_for("the job to start", DEADLINE, || async {
-        manager.get_job_status(aborted).await.expect("status") == JobStatus::Doing
-            && log.events().len() >= 2
-    })
-    .await;
-    assert!(
-        manager
-            .cancel_job_by_id(aborted, true, false)
-            .await
-            .expect("abort")
-    );
-    wait_status(&manager, aborted, JobStatus::Aborted).await;
+    let aborted = abort_while_running(app, &log).await;
     handle.stop();
     handle.join().await.expect("the worker stops");
     let ids = [boom, panics, timed, unknown, aborted];

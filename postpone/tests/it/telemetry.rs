@@ -9,8 +9,8 @@ use postpone::telemetry::{BatchKind, Event, Outcome, RescueAction, Subscriber};
 use postpone::{App, JobStatus, MemoryStore};
 
 use crate::harness::{
-    BoomOnce, Log, Panics, Waits, polling_worker, schema_db, wait_for, wait_for_listener,
-    wait_status,
+    BoomOnce, Log, Panics, Waits, abort_while_running, polling_worker, schema_db, wait_for,
+    wait_for_listener, wait_status,
 };
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -138,18 +138,7 @@ async fn every_outcome_is_seen(app: &App, recorder: &Recorder) {
     let worker_id = handle.worker_id();
     wait_status(&manager, flaky, JobStatus::Succeeded).await;
     wait_status(&manager, panics, JobStatus::Failed).await;
-    let waits = app.defer(Waits { timeout: false }).await.expect("defer");
-    wait_for("the job to start", DEADLINE, || async {
-        log.events().contains(&"start".to_owned())
-    })
-    .await;
-    assert!(
-        manager
-            .cancel_job_by_id(waits, true, false)
-            .await
-            .expect("abort")
-    );
-    wait_status(&manager, waits, JobStatus::Aborted).await;
+    let waits = abort_while_running(app, &log).await;
     handle.stop();
     handle.join().await.expect("the worker stops");
 
