@@ -13,7 +13,6 @@ use crate::harness::{
     BoomOnce, Log, Panics, Waits, abort_while_running, polling_worker, schema_db, wait_status,
 };
 
-
 fn app(builder: postpone::AppBuilder) -> App {
     builder
         .task::<BoomOnce>()
