@@ -11,15 +11,13 @@
 #[path = "it/harness.rs"]
 mod harness;
 
-use std::sync::Arc;
-
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use postpone::{App, JobStatus};
 use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
 
-use crate::harness::{Log, Record, polling_worker, record, schema_db, wait_status};
+use crate::harness::{Record, record, schema_db, work_until};
 
 /// Spans exported in memory, through the tracing bridge.
 fn tracing_to_memory() -> (
@@ -74,16 +72,11 @@ async fn a_jobs_span_links_to_the_span_that_deferred_it() {
     // Outside the user's spans: the defer span is a trace of its own.
     let untraced = app.defer(record("untraced")).await.expect("defer");
 
-    let log = Arc::new(Log::default());
-    let handle = app
-        .start_worker(polling_worker(&log))
-        .await
-        .expect("worker");
-    let manager = app.job_manager();
-    wait_status(&manager, id, JobStatus::Succeeded).await;
-    wait_status(&manager, untraced, JobStatus::Succeeded).await;
-    handle.stop();
-    handle.join().await.expect("the worker stops");
+    work_until(
+        &app,
+        &[(id, JobStatus::Succeeded), (untraced, JobStatus::Succeeded)],
+    )
+    .await;
     provider.force_flush().expect("flush");
     let spans = exporter.get_finished_spans().expect("spans");
 
@@ -195,14 +188,7 @@ async fn without_a_tracer_nothing_is_kept_and_a_malformed_context_is_ignored() {
         )
         .await
         .expect("a malformed trace context");
-    let log = Arc::new(Log::default());
-    let handle = app
-        .start_worker(polling_worker(&log))
-        .await
-        .expect("worker");
-    wait_status(&app.job_manager(), id, JobStatus::Succeeded).await;
-    handle.stop();
-    handle.join().await.expect("the worker stops");
+    work_until(&app, &[(id, JobStatus::Succeeded)]).await;
     provider.force_flush().expect("flush");
     let spans = exporter.get_finished_spans().expect("spans");
     let run = named(&spans, "postpone.job")

@@ -398,6 +398,53 @@ pub async fn wait_for_listener(db: &TestDb) {
     .await;
 }
 
+/// Runs a [`polling_worker`] until each job has its status, then stops it; what its
+/// tasks logged.
+pub async fn work_until(
+    app: &postpone::App,
+    jobs: &[(i64, postpone::JobStatus)],
+) -> std::sync::Arc<Log> {
+    let log = std::sync::Arc::new(Log::default());
+    let handle = app
+        .start_worker(polling_worker(&log))
+        .await
+        .expect("worker starts");
+    let manager = app.job_manager();
+    for &(id, status) in jobs {
+        wait_status(&manager, id, status).await;
+    }
+    handle.stop();
+    handle.join().await.expect("the worker stops");
+    log
+}
+
+/// A dead worker `worker` (no heartbeat for an hour) holding `jobs` as `doing`; with
+/// `mark`, its start watermark (priority, job id): the held jobs at or before it may have
+/// started, the others never did.
+pub async fn dead_worker_holds(db: &TestDb, worker: i64, jobs: &[i64], mark: Option<(i32, i64)>) {
+    let ids = jobs
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut sql = format!(
+        "INSERT INTO procrastinate_workers (id, last_heartbeat) OVERRIDING SYSTEM VALUE
+              VALUES ({worker}, now() - interval '1 hour');
+         UPDATE procrastinate_jobs SET status = 'doing', worker_id = {worker} WHERE id IN ({ids});"
+    );
+    if let Some((priority, job_id)) = mark {
+        sql.push_str(&format!(
+            "INSERT INTO postpone_worker_starts (worker_id, priority, job_id)
+                  VALUES ({worker}, {priority}, {job_id});"
+        ));
+    }
+    db.client()
+        .await
+        .batch_execute(&sql)
+        .await
+        .expect("a dead worker's jobs");
+}
+
 /// Waits until job `id` has `status` (20 s at most).
 pub async fn wait_status(
     manager: &postpone::manager::JobManager,

@@ -10,7 +10,8 @@ use postpone::store::FailedAttempt;
 use postpone::{App, JobStatus, MemoryStore};
 
 use crate::harness::{
-    BoomOnce, Log, Panics, Waits, abort_while_running, polling_worker, schema_db, wait_status,
+    BoomOnce, Log, Panics, Waits, abort_while_running, dead_worker_holds, polling_worker,
+    schema_db, wait_status, work_until,
 };
 
 fn app(builder: postpone::AppBuilder) -> App {
@@ -139,25 +140,10 @@ async fn a_rescued_attempt_says_its_worker_stopped() {
     let db = schema_db().await;
     let app = app(App::builder().database_url(&db.url).expect("url"));
     let id = app.defer(BoomOnce).await.expect("defer");
-    // A dead worker (no heartbeat for an hour, no start watermark: it may have started).
-    db.client()
-        .await
-        .batch_execute(&format!(
-            "INSERT INTO procrastinate_workers (id, last_heartbeat) OVERRIDING SYSTEM VALUE
-                  VALUES (4242, now() - interval '1 hour');
-             UPDATE procrastinate_jobs SET status = 'doing', worker_id = 4242 WHERE id = {id};"
-        ))
-        .await
-        .expect("a dead worker's job");
-    let log = Arc::new(Log::default());
-    let handle = app
-        .start_worker(polling_worker(&log))
-        .await
-        .expect("worker");
+    // A dead worker (no start watermark: the job may have started).
+    dead_worker_holds(&db, 4242, &[id], None).await;
+    work_until(&app, &[(id, JobStatus::Succeeded)]).await;
     let manager = app.job_manager();
-    wait_status(&manager, id, JobStatus::Succeeded).await;
-    handle.stop();
-    handle.join().await.expect("the worker stops");
     let errors = manager.list_job_errors(&[id]).await.expect("errors");
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!((errors[0].attempt, errors[0].kind.as_str()), (1, "Stalled"));

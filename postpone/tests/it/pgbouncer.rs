@@ -20,7 +20,8 @@ use postpone_testkit::{PgBouncer, PoolMode};
 use serde::{Deserialize, Serialize};
 
 use crate::harness::{
-    Log, Record, TestDb, polling_worker, record, schema_db, wait_for, wait_status,
+    Log, Record, TestDb, dead_worker_holds, polling_worker, record, schema_db, wait_for,
+    wait_status, work_until,
 };
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -255,20 +256,8 @@ async fn poll_only_rescues_and_defers_periodic_jobs_through_transaction_pooling(
         .await
         .expect("defer");
     let waiting = app.defer(record("waiting")).await.expect("defer");
-    let client = db.client().await;
-    client
-        .batch_execute(&format!(
-            "INSERT INTO procrastinate_workers (id, last_heartbeat) OVERRIDING SYSTEM VALUE
-                  VALUES (1001, now() - interval '1 hour'), (1002, now() - interval '1 hour');
-             INSERT INTO postpone_worker_starts (worker_id, priority, job_id)
-                  VALUES (1002, 2147483647, 0);
-             UPDATE procrastinate_jobs SET status = 'doing', worker_id = 1001
-              WHERE id = {started};
-             UPDATE procrastinate_jobs SET status = 'doing', worker_id = 1002
-              WHERE id = {waiting};"
-        ))
-        .await
-        .expect("set up the dead workers");
+    dead_worker_holds(&db, 1001, &[started], None).await;
+    dead_worker_holds(&db, 1002, &[waiting], Some((i32::MAX, 0))).await;
     let log = Arc::new(Log::default());
     let handle = app
         .start_worker(polling_worker(&log))
@@ -322,16 +311,9 @@ async fn a_worker_that_would_listen_through_transaction_pooling_refuses_to_start
         "nothing registered"
     );
     // Without LISTEN (the worker option alone) it runs, polling.
-    let log = Arc::new(Log::default());
     let poll_only = app_through(bouncer, &db, true);
     let id = poll_only.defer(record("polled")).await.expect("defer");
-    let handle = poll_only
-        .start_worker(polling_worker(&log))
-        .await
-        .expect("worker starts");
-    wait_status(&poll_only.job_manager(), id, JobStatus::Succeeded).await;
-    handle.stop();
-    handle.join().await.expect("the worker stops");
+    work_until(&poll_only, &[(id, JobStatus::Succeeded)]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,8 +9,8 @@ use postpone::telemetry::{BatchKind, Event, Outcome, RescueAction, Subscriber};
 use postpone::{App, JobStatus, MemoryStore};
 
 use crate::harness::{
-    BoomOnce, Log, Panics, Waits, abort_while_running, polling_worker, schema_db, wait_for,
-    wait_for_listener, wait_status,
+    BoomOnce, Log, Panics, Waits, abort_while_running, dead_worker_holds, polling_worker,
+    schema_db, wait_for, wait_for_listener, wait_status, work_until,
 };
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -262,30 +262,16 @@ async fn a_rescue_is_seen_with_the_dead_workers_job() {
     );
     let started = app.defer(BoomOnce).await.expect("defer");
     let never_started = app.defer(BoomOnce).await.expect("defer");
-    // A dead worker (no heartbeat for an hour) that held two jobs: its start watermark
-    // covers the first only.
-    db.client()
-        .await
-        .batch_execute(&format!(
-            "INSERT INTO procrastinate_workers (id, last_heartbeat) OVERRIDING SYSTEM VALUE
-                  VALUES (4242, now() - interval '1 hour');
-             UPDATE procrastinate_jobs SET status = 'doing', worker_id = 4242
-              WHERE id IN ({started}, {never_started});
-             INSERT INTO postpone_worker_starts (worker_id, priority, job_id)
-                  VALUES (4242, 0, {started});"
-        ))
-        .await
-        .expect("a dead worker's jobs");
-    let log = Arc::new(Log::default());
-    let handle = app
-        .start_worker(polling_worker(&log))
-        .await
-        .expect("worker");
-    let manager = app.job_manager();
-    wait_status(&manager, started, JobStatus::Succeeded).await;
-    wait_status(&manager, never_started, JobStatus::Succeeded).await;
-    handle.stop();
-    handle.join().await.expect("the worker stops");
+    // A dead worker that held two jobs: its start watermark covers the first only.
+    dead_worker_holds(&db, 4242, &[started, never_started], Some((0, started))).await;
+    work_until(
+        &app,
+        &[
+            (started, JobStatus::Succeeded),
+            (never_started, JobStatus::Succeeded),
+        ],
+    )
+    .await;
     let mut rescued: Vec<Seen> = recorder
         .seen()
         .into_iter()
