@@ -279,37 +279,21 @@ fn pager(query: &JobsQuery, page: &JobPage) -> Markup {
     let last = page.jobs.last().map(|j| j.id);
     let full = i64::try_from(page.jobs.len()).unwrap_or(i64::MAX) >= params.limit;
     let window_full = page.window_full(params);
+    // The link onward in the page's direction: past its last job when full; past the
+    // window it scanned when that was full; else none (nothing further).
+    let further = |end: Option<i64>| {
+        if full {
+            end
+        } else if window_full {
+            page.scan_edge
+        } else {
+            None
+        }
+    };
     let (older, newer) = match params.cursor {
-        PageCursor::Newest => {
-            let older = if full {
-                last
-            } else if window_full {
-                page.scan_edge
-            } else {
-                None
-            };
-            (older, None)
-        }
-        PageCursor::Before(before) => {
-            let older = if full {
-                last
-            } else if window_full {
-                page.scan_edge
-            } else {
-                None
-            };
-            (older, Some(first.map_or(before - 1, |f| f)))
-        }
-        PageCursor::After(after) => {
-            let newer = if full {
-                first
-            } else if window_full {
-                page.scan_edge
-            } else {
-                None
-            };
-            (Some(last.map_or(after + 1, |l| l)), newer)
-        }
+        PageCursor::Newest => (further(last), None),
+        PageCursor::Before(before) => (further(last), Some(first.unwrap_or(before - 1))),
+        PageCursor::After(after) => (Some(last.unwrap_or(after + 1)), further(first)),
     };
     html! {
         p.pager {
