@@ -148,7 +148,7 @@ impl Executor {
     /// Runs one attempt: what to write, the error when it did not succeed, and whether it
     /// ran (false: aborted while it waited).
     async fn run(&self, job: Job) -> (Write, Option<TaskError>, bool) {
-        let (abort, waited_local) = self.state.started(job.id);
+        let (abort, claimed) = self.state.started(job.id);
         if abort.is_aborted() {
             // Aborted while it waited in the local queue: it does not run.
             tracing::warn!(job_id = job.id, task = %job.task_name, "job aborted before it started");
@@ -158,7 +158,7 @@ impl Executor {
         self.emitter.emit(|worker_id| Event::Started {
             worker_id,
             job: &job,
-            waited_local,
+            waited_local: claimed.map(|at| at.elapsed()).unwrap_or_default(),
             since_scheduled: job
                 .scheduled_at
                 .and_then(|at| (chrono::Utc::now() - at).to_std().ok()),

@@ -161,9 +161,9 @@ impl WorkerState {
         }
     }
 
-    /// A job starts: its abort signal (the one it had while waiting, if any), and how
-    /// long it waited since its claim.
-    pub(crate) fn started(&self, id: i64) -> (AbortSignal, Duration) {
+    /// A job starts: its abort signal (the one it had while waiting, if any), and when its
+    /// claim returned (`None` for a job started without one).
+    pub(crate) fn started(&self, id: i64) -> (AbortSignal, Option<Instant>) {
         let mut held = self.held();
         let job = held.entry(id).or_insert_with(|| Held {
             signal: AbortSignal::default(),
@@ -171,8 +171,7 @@ impl WorkerState {
             claimed: None,
         });
         job.started = true;
-        let waited = job.claimed.map(|at| at.elapsed()).unwrap_or_default();
-        (job.signal.clone(), waited)
+        (job.signal.clone(), job.claimed)
     }
 
     /// A job's outcome is decided and goes to the completer: no longer held; its lock (if
