@@ -72,8 +72,9 @@ mod otlp {
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_sdk::trace::SdkTracerProvider;
     use tracing::Level;
+    use tracing::subscriber::Interest;
     use tracing_subscriber::Layer;
-    use tracing_subscriber::filter::filter_fn;
+    use tracing_subscriber::layer::{Context, Filter};
 
     fn set(name: &str) -> bool {
         std::env::var(name).is_ok_and(|v| !v.trim().is_empty())
@@ -111,23 +112,56 @@ mod otlp {
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
             .build();
-        // Only the spans' own fields: the source location, thread and busy/idle times
-        // the bridge adds by default cost more than the rest of a job's span (W3T). Spans
-        // from `info`, events (span events in the trace) from `warn`: a worker's info logs
-        // (one per job) would otherwise cost every job a trip through the layers.
+        // Only the spans' own fields: the source location, target, thread and busy/idle
+        // times the bridge adds by default cost more than the rest of a job's span (W3T).
+        // No OpenTelemetry context is attached on each poll of a span: spans inside a job
+        // find their parent through tracing's own current span, and `Span::context()`
+        // (tracing-opentelemetry's `OpenTelemetrySpanExt`) still gives a task its job's
+        // context to propagate; attaching it cost every poll of every job a clock read and
+        // a thread-local push.
         let layer = tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("postpone"))
             .with_location(false)
+            .with_target(false)
             .with_threads(false)
             .with_tracked_inactivity(false)
-            .with_filter(filter_fn(|metadata| {
-                let most = if metadata.is_span() {
-                    Level::INFO
-                } else {
-                    Level::WARN
-                };
-                *metadata.level() <= most
-            }));
+            .with_context_activation(false)
+            .with_filter(SpansAndWarnings);
         Some((layer, provider))
+    }
+
+    /// Spans from `info`, events (span events in the trace) from `warn`: a worker's info
+    /// logs (one per job) would otherwise cost every job a trip through the layers. The
+    /// answer depends on the callsite alone, so tracing caches it per callsite and asks
+    /// no filter again for each event.
+    struct SpansAndWarnings;
+
+    impl SpansAndWarnings {
+        fn wants(metadata: &tracing::Metadata<'_>) -> bool {
+            let most = if metadata.is_span() {
+                Level::INFO
+            } else {
+                Level::WARN
+            };
+            *metadata.level() <= most
+        }
+    }
+
+    impl<S> Filter<S> for SpansAndWarnings {
+        fn enabled(&self, metadata: &tracing::Metadata<'_>, _: &Context<'_, S>) -> bool {
+            Self::wants(metadata)
+        }
+
+        fn callsite_enabled(&self, metadata: &'static tracing::Metadata<'static>) -> Interest {
+            if Self::wants(metadata) {
+                Interest::always()
+            } else {
+                Interest::never()
+            }
+        }
+
+        fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+            Some(tracing::level_filters::LevelFilter::INFO)
+        }
     }
 }
