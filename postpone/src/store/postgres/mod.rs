@@ -10,6 +10,7 @@
 mod inspect;
 mod listen;
 pub mod queries;
+mod results;
 mod rows;
 mod tx;
 
@@ -28,9 +29,9 @@ use super::rescue;
 use super::{
     AttemptError, CountBy, DeferJobParams, DeleteOldJobsParams, EstimatedCounts, EventTally,
     FailedAttempt, FetchJobsParams, FinishJobParams, HandedBack, JobCounts, JobEvent, JobFilter,
-    JobPage, JobPageParams, PeriodicDefer, QueuePause, QueueState, Rescue, RescueDecide,
-    RescueParams, RescueReport, RetryJob, SessionSettings, StalledJobsParams, StartMark, Store,
-    Subscription, WorkerRow,
+    JobPage, JobPageParams, JobResultRow, PeriodicDefer, QueuePause, QueueState, Rescue,
+    RescueDecide, RescueParams, RescueReport, RetryJob, SessionSettings, StalledJobsParams,
+    StartMark, Store, Subscription, WorkerRow,
 };
 use crate::connect::ConnectConfig;
 use crate::job::{Job, JobStatus, RetryDecision};
@@ -384,12 +385,13 @@ impl<'a> ErrorColumns<'a> {
     }
 }
 
-/// The columns of `finish_jobs`, one array each, then the errors.
+/// The columns of `finish_jobs`, one array each, then the errors, then the results.
 struct FinishColumns<'a> {
     ids: Vec<i64>,
     statuses: Vec<&'static str>,
     deletes: Vec<bool>,
     errors: ErrorColumns<'a>,
+    results: results::ResultColumns<'a>,
 }
 
 impl<'a> FinishColumns<'a> {
@@ -406,12 +408,14 @@ impl<'a> FinishColumns<'a> {
             statuses: jobs.iter().map(|j| j.status.as_str()).collect(),
             deletes: jobs.iter().map(|j| j.delete_job).collect(),
             errors,
+            results: results::ResultColumns::new(jobs),
         }
     }
 
     fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&self.ids, &self.statuses, &self.deletes];
         params.extend(self.errors.params());
+        params.extend(self.results.params());
         params
     }
 }
@@ -822,12 +826,14 @@ impl Store for PgStore {
                 status: JobStatus::Aborted,
                 delete_job: false,
                 error: None,
+                result: None,
             })
             .chain(plan.fail.iter().map(|(id, error)| FinishJobParams {
                 id: *id,
                 status: JobStatus::Failed,
                 delete_job: false,
                 error: Some(error.clone()),
+                result: None,
             }))
             .collect();
         if !aborted.is_empty() {
@@ -965,6 +971,14 @@ impl Store for PgStore {
 
     async fn get_job_timeout(&self, job_id: i64) -> Result<Option<std::time::Duration>> {
         self.inspect_get_job_timeout(job_id).await
+    }
+
+    async fn get_job_result(&self, job_id: i64) -> Result<Option<JobResultRow>> {
+        self.results_get_job_result(job_id).await
+    }
+
+    async fn listen_job_finished(&self, job_id: i64) -> Result<Option<Subscription>> {
+        self.results_listen_job_finished(job_id).await
     }
 
     async fn listen(&self, queues: Option<&[String]>) -> Result<Option<Subscription>> {

@@ -82,6 +82,10 @@ pub const PRUNE_RESCUED_WORKERS: &str = include_str!("queries/prune_rescued_work
 pub const LIST_RESCUES: &str = include_str!("queries/list_rescues.sql");
 /// The recorded errors of jobs' attempts.
 pub const LIST_JOB_ERRORS: &str = include_str!("queries/list_job_errors.sql");
+/// The stored result of a job.
+pub const GET_JOB_RESULT: &str = include_str!("queries/get_job_result.sql");
+/// Records that someone waits for a job's end.
+pub const WAIT_FOR_JOB: &str = include_str!("queries/wait_for_job.sql");
 /// Pauses a queue and notifies the workers.
 pub const PAUSE_QUEUE: &str = include_str!("queries/pause_queue.sql");
 /// Resumes a queue and notifies the workers.
