@@ -534,3 +534,48 @@ async fn a_poll_only_app_waits_by_polling() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waited_job_the_delete_policy_removes_is_reported_gone() {
+    let (db, app) = pg_app().await;
+    let gate = Arc::new(Gate::default());
+    let config = WorkerConfig {
+        additional_context: Some(gate.clone()),
+        delete_jobs: DeleteJobs::Successful,
+        ..WorkerConfig::default()
+    };
+    let worker = app.start_worker(config).await.expect("worker");
+    let handle = app
+        .defer_and_track(Gated)
+        .await
+        .expect("defer")
+        .with_poll_interval(Duration::from_millis(20))
+        .expect("interval");
+    let waiting = {
+        let handle = handle.clone();
+        tokio::spawn(async move { handle.wait(Duration::from_secs(60)).await })
+    };
+    wait_for(
+        "the wait to be registered",
+        Duration::from_secs(20),
+        || async { db.count("SELECT count(*) FROM postpone_job_waiters").await == 1 },
+    )
+    .await;
+    gate.0.send_replace(true);
+    // The finish deletes the job (its waiter row and result with it) in one statement.
+    let error = waiting.await.expect("joined").expect_err("the job is gone");
+    assert!(
+        matches!(error, Error::JobNotFound { id } if id == handle.id()),
+        "{error:?}"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM postpone_job_waiters").await,
+        0
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM postpone_job_results").await,
+        0
+    );
+    worker.stop();
+    worker.join().await.expect("the worker stops");
+}
