@@ -49,6 +49,8 @@ pub mod guide {
     pub mod worker {}
     #[doc = include_str!("../../docs/retries.md")]
     pub mod retries {}
+    #[doc = include_str!("../../docs/results.md")]
+    pub mod results {}
     #[doc = include_str!("../../docs/locks.md")]
     pub mod locks {}
     #[doc = include_str!("../../docs/periodic.md")]
