@@ -22,11 +22,9 @@ END;
 $postpone_bench$;
 
 -- The worker's batch finish (the completer's finish_jobs: the jobs, then the errors of
--- their attempts and the results of the successful ones, none in a drain of no-op jobs);
--- returns the finished ids.
+-- their attempts, none in a drain of no-op jobs); returns the finished ids.
 CREATE FUNCTION postpone_bench_finish(bigint[], text[], boolean[],
-                                      bigint[], int4[], bigint[], text[], text[],
-                                      bigint[], int4[], bigint[], text[])
+                                      bigint[], int4[], bigint[], text[], text[])
     RETURNS SETOF bigint
     LANGUAGE plpgsql
 AS $postpone_bench$
@@ -129,8 +127,7 @@ BEGIN
         n := cardinality(ids);
         PERFORM postpone_bench_finish(ids, array_fill('succeeded'::text, ARRAY[n]),
                                       array_fill(false, ARRAY[n]),
-                                      '{}', '{}', '{}', '{}', '{}',
-                                      '{}', '{}', '{}', '{}');
+                                      '{}', '{}', '{}', '{}', '{}');
         COMMIT;
     END LOOP;
 END;

@@ -392,12 +392,7 @@ impl Store for MemoryStore {
     async fn finish_jobs(&self, jobs: &[FinishJobParams]) -> Result<Vec<i64>> {
         let now = self.now();
         let written = self.state().finish(jobs, now);
-        let ends: Vec<(i64, JobStatus)> = jobs
-            .iter()
-            .filter(|j| !j.delete_job && written.contains(&j.id))
-            .map(|j| (j.id, j.status))
-            .collect();
-        self.announce_finished(&ends);
+        self.announce_finished(&written);
         Ok(written)
     }
 

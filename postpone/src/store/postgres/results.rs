@@ -10,7 +10,8 @@ use crate::protocol::JOB_FINISHED_CHANNEL;
 use crate::store::{AttemptResult, FinishJobParams, JobResultRow, Subscription};
 
 /// The results of successful attempts, one array per column of `postpone_job_results`:
-/// the last parameters of `finish_jobs` (`$9` to `$12`), empty when no job returned one.
+/// the last parameters of `finish_jobs_with_results` (`$9` to `$12`), sent only when a job
+/// has a result to keep.
 #[derive(Default)]
 pub(super) struct ResultColumns<'a> {
     job_ids: Vec<i64>,
@@ -32,6 +33,11 @@ impl<'a> ResultColumns<'a> {
             }
         }
         columns
+    }
+
+    /// Whether no job has a result to keep.
+    pub(super) fn is_empty(&self) -> bool {
+        self.job_ids.is_empty()
     }
 
     fn push(&mut self, job_id: i64, result: &'a AttemptResult) {
