@@ -20,8 +20,8 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
-use crate::BenchNoop;
 use crate::flags::BenchWorkerFlags;
+use crate::{BenchNoop, BenchResult};
 
 /// `postpone bench-worker`, a worker process of `postpone bench` driven over stdin and
 /// stdout (see the module docs); the bench sets `DATABASE_URL` for it, and `--poll-only`
@@ -39,6 +39,7 @@ pub async fn worker(
         .context("bench-worker needs --database-url or DATABASE_URL")?;
     let mut builder = App::builder()
         .task::<BenchNoop>()
+        .task::<BenchResult>()
         .connect(ConnectConfig::parse(url)?.with_poll_only(poll_only));
     if flags.telemetry {
         builder = builder.subscribe(std::sync::Arc::new(postpone_metrics::Metrics::new()));

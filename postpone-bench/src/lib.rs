@@ -94,6 +94,34 @@ impl Task for BenchNoop {
     }
 }
 
+/// R1's task: returns a small struct, stored with its job (`postpone_job_results`).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct BenchResult {
+    i: u64,
+}
+
+/// What [`BenchResult`] returns: about 50 bytes of JSON.
+#[derive(Debug, Serialize)]
+struct BenchOutput<'a> {
+    i: u64,
+    doubled: u64,
+    label: &'a str,
+}
+
+impl Task for BenchResult {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "postpone.bench.result".into()
+    }
+
+    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
+        ctx.set_result(&BenchOutput {
+            i: self.i,
+            doubled: self.i.wrapping_mul(2),
+            label: "bench",
+        })
+    }
+}
+
 /// W4's task: sends the instant it started, as its first act, to the bench.
 #[derive(Debug, Serialize, Deserialize)]
 struct BenchLatency {
@@ -146,8 +174,8 @@ struct Params {
 }
 
 /// The workloads, in the order they run (each ceiling right after its workload).
-const WORKLOADS: [&str; 13] = [
-    "W1", "W1S", "W2", "W2S", "W3", "W3T", "W3S", "W3L", "W4", "W4S", "MEM", "IDLE", "FLEET",
+const WORKLOADS: [&str; 14] = [
+    "W1", "W1S", "W2", "W2S", "W3", "W3T", "R1", "W3S", "W3L", "W4", "W4S", "MEM", "IDLE", "FLEET",
 ];
 
 impl Params {
@@ -562,6 +590,8 @@ enum Case {
         name: String,
         memory: bool,
         telemetry: bool,
+        /// Every job's task returns a small struct, stored (R1).
+        results: bool,
     },
     W4,
     W4S,
@@ -676,9 +706,20 @@ impl Runner {
                         ),
                         memory: false,
                         telemetry,
+                        results: false,
                     }
                 })
                 .collect(),
+            "R1" => vec![Case::Drain {
+                processes: 1,
+                concurrency: p.w3_concurrency,
+                jobs: p.w3_jobs,
+                prefill: 0,
+                name: format!("R1_drain_1x{}_results", p.w3_concurrency),
+                memory: false,
+                telemetry: false,
+                results: true,
+            }],
             "W3L" => vec![Case::Drain {
                 processes: 1,
                 concurrency: p.w3_concurrency,
@@ -687,6 +728,7 @@ impl Runner {
                 name: format!("W3_drain_1x{}_large", p.w3_concurrency),
                 memory: false,
                 telemetry: false,
+                results: false,
             }],
             "W4" => vec![Case::W4],
             "W4S" => vec![Case::W4S],
@@ -698,6 +740,7 @@ impl Runner {
                 name: format!("memory_drain_1x{}", p.memory_concurrency),
                 memory: true,
                 telemetry: false,
+                results: false,
             }],
             "IDLE" => vec![Case::Idle],
             "FLEET" => vec![
@@ -754,6 +797,7 @@ impl Runner {
                 name,
                 memory,
                 telemetry,
+                results,
             } => {
                 drain(
                     &connect,
@@ -767,6 +811,7 @@ impl Runner {
                         memory: *memory,
                         analyze: self.params.analyze,
                         telemetry: *telemetry,
+                        results: *results,
                     },
                 )
                 .await

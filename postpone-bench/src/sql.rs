@@ -22,6 +22,8 @@ pub(crate) const BACKEND_PIDS: &str = include_str!("sql/backend_pids.sql");
 pub(crate) const BACKEND_PID: &str = include_str!("sql/backend_pid.sql");
 /// After a drain: succeeded and other jobs.
 pub(crate) const DRAIN_OUTCOMES: &str = include_str!("sql/drain_outcomes.sql");
+/// After R1: the results stored.
+pub(crate) const COUNT_RESULTS: &str = include_str!("sql/count_results.sql");
 /// Triggers switched off for some ceilings.
 pub(crate) const DISABLE_NOTIFY_TRIGGER: &str = include_str!("sql/disable_notify_trigger.sql");
 pub(crate) const DISABLE_USER_TRIGGERS: &str = include_str!("sql/disable_user_triggers.sql");

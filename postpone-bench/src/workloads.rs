@@ -14,11 +14,15 @@ use tokio::sync::mpsc;
 
 use crate::child::{Progress, WorkerProcess};
 use crate::otlp_sink::OtlpSink;
-use crate::{BenchLatency, BenchNoop, FILL_BATCH, Figure, LatencySink, Params, STALL, procfs, sql};
+use crate::{
+    BenchLatency, BenchNoop, BenchResult, FILL_BATCH, Figure, LatencySink, Params, STALL, procfs,
+    sql,
+};
 
 pub(crate) fn app(connect: &ConnectConfig, pool_size: Option<usize>) -> anyhow::Result<App> {
     let mut builder = App::builder()
         .task::<BenchNoop>()
+        .task::<BenchResult>()
         .task::<BenchLatency>()
         .connect(connect.clone());
     if let Some(size) = pool_size {
@@ -99,6 +103,8 @@ pub(crate) struct DrainCase<'a> {
     pub(crate) analyze: bool,
     /// Metrics counted and spans exported to a stand-in OTLP receiver (W3T).
     pub(crate) telemetry: bool,
+    /// Every job's task returns a small struct, stored with its outcome (R1).
+    pub(crate) results: bool,
 }
 
 /// Inserts `count` succeeded jobs with their deferred/started/succeeded events, set-wise
@@ -121,13 +127,24 @@ pub(crate) async fn prefill(client: &tokio_postgres::Client, count: usize) -> an
 
 /// Defers `jobs` no-op jobs in batches (untimed set-up).
 pub(crate) async fn fill(app: &App, jobs: usize) -> anyhow::Result<()> {
+    fill_with(app, jobs, false).await
+}
+
+/// Defers `jobs` jobs in batches (untimed set-up): no-op ones, or with `results` ones
+/// whose task returns a small struct.
+async fn fill_with(app: &App, jobs: usize, results: bool) -> anyhow::Result<()> {
     let mut deferred = 0;
     while deferred < jobs {
         let end = jobs.min(deferred + FILL_BATCH);
-        deferred += app
-            .batch_defer((deferred..end).map(|i| app.configure(BenchNoop { i: i as u64 })))
-            .await?
-            .len();
+        let batch = (deferred..end).map(|i| {
+            let i = i as u64;
+            if results {
+                app.configure(BenchResult { i })
+            } else {
+                app.configure(BenchNoop { i })
+            }
+        });
+        deferred += app.batch_defer(batch).await?.len();
     }
     Ok(())
 }
@@ -171,7 +188,7 @@ pub(crate) async fn drain(
         prefill(&client, case.prefill).await?;
     }
     let app = app(connect, None)?;
-    fill(&app, case.jobs).await?;
+    fill_with(&app, case.jobs, case.results).await?;
     drop(app);
     if case.analyze {
         client.batch_execute(sql::ANALYZE_JOBS).await?;
@@ -228,6 +245,16 @@ pub(crate) async fn drain(
             "{}: {succeeded} jobs succeeded and {other} did not, expected {expected} succeeded",
             case.name
         );
+    }
+    if case.results {
+        let stored: i64 = client.query_one(sql::COUNT_RESULTS, &[]).await?.get(0);
+        if stored != case.jobs as i64 {
+            bail!(
+                "{}: {stored} results stored, expected {}",
+                case.name,
+                case.jobs
+            );
+        }
     }
 
     let per_job_us = |d: Duration| d.as_secs_f64() * 1e6 / case.jobs as f64;

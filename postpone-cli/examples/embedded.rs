@@ -20,9 +20,10 @@ impl Task for Add {
         "tests.add".into()
     }
 
-    async fn run(self, _ctx: JobContext) -> Result<(), TaskError> {
+    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
         println!("{} + {} = {}", self.a, self.b, self.a + self.b);
-        Ok(())
+        // Stored with the job: `postpone jobs result ID` prints it.
+        ctx.set_result(&(self.a + self.b))
     }
 }
 

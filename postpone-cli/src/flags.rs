@@ -323,13 +323,16 @@ pub enum JobsCommand {
     /// One job: its fields and arguments, why each attempt that did not succeed ended, and
     /// its rescues.
     Show(JobsShowFlags),
+    /// What a job's task returned (its stored result), as pretty JSON; exits 1 when the
+    /// job does not exist, has not ended, ended without success, or stored no result.
+    Result(JobsShowFlags),
     /// Running jobs whose worker stopped sending heartbeats.
     Stalled(JobsStalledFlags),
     /// Delete jobs that finished more than --hours ago (succeeded, plus what --include-* says).
     DeleteOld(JobsDeleteOldFlags),
 }
 
-/// `postpone jobs show ID`
+/// `postpone jobs show ID`, `postpone jobs result ID`
 #[derive(Debug, Args)]
 pub struct JobsShowFlags {
     /// The job's id.

@@ -506,6 +506,57 @@ fn jobs_show_says_why_an_attempt_failed() {
         .assert_one_line_error(&["job 999999 not found"]);
 }
 
+/// `jobs result ID` prints what a job's task returned (the embedded binary's `tests.add`
+/// stores its sum), `jobs show` shows it too; a job without one (not ended, failed, no
+/// result set) and an id that does not exist are one line each, exit 1.
+#[test]
+fn jobs_result_prints_what_the_task_returned() {
+    let db = TestDb::with_schema();
+    let out = db.embedded(&["--json", "defer", "tests.add", r#"{"a": 40, "b": 2}"#]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let add = out.json()["id"].as_i64().expect("a job id");
+    let waiting = db.defer(&["nope.task"]);
+    let out = db.postpone(&["jobs", "result", &add.to_string()]);
+    out.assert_one_line_error(&[&format!(
+        "job {add} has no result yet: its status is todo; try again once it has ended"
+    )]);
+    let out = db.embedded(&["worker", "--one-shot"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = db.postpone(&["jobs", "result", &add.to_string()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "42\n");
+    let out = db.postpone(&["--json", "jobs", "result", &add.to_string()]);
+    let json = out.json();
+    assert_eq!(json["result"], 42, "{json}");
+    assert_eq!(json["job_id"].as_i64(), Some(add));
+    assert_eq!(json["attempt"], 1);
+    let out = db.postpone(&["jobs", "show", &add.to_string()]);
+    assert!(out.stdout.contains("result (attempt 1): 42"), "{out:?}");
+    let out = db.postpone(&["--json", "jobs", "show", &add.to_string()]);
+    assert_eq!(out.json()["result"], 42, "{out:?}");
+    // The unknown task failed: its error is the reason.
+    db.postpone(&["jobs", "result", &waiting.to_string()])
+        .assert_one_line_error(&[&format!(
+            "job {waiting} has no result: it ended failed (attempt 1: TaskNotFound: no task named \"nope.task\""
+        )]);
+    let out = db.postpone(&["jobs", "show", &waiting.to_string()]);
+    assert!(out.stdout.contains("result: none stored"), "{out:?}");
+    // Succeeded without a stored result (ended by hand here, as by a Python worker).
+    let python = db.defer(&["python.task"]);
+    db.sql(&format!(
+        "UPDATE procrastinate_jobs SET status = 'succeeded' WHERE id = {python}"
+    ));
+    db.postpone(&["jobs", "result", &python.to_string()])
+        .assert_one_line_error(&[&format!(
+            "job {python} succeeded but stored no result: its task set none"
+        )]);
+    db.postpone(&["jobs", "result", "999999"])
+        .assert_one_line_error(&["job 999999 not found"]);
+    let out = db.postpone(&["jobs", "result", "x"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("invalid value 'x'"), "{out:?}");
+}
+
 #[test]
 fn ignore_already_enqueued_on_a_queueing_lock_collision() {
     let db = TestDb::with_schema();

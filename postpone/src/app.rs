@@ -28,6 +28,9 @@ use crate::{Error, Result};
 /// Connections kept by an app's pool unless told otherwise.
 pub const POOL_SIZE_DEFAULT: usize = 10;
 
+/// The largest [`AppBuilder::result_size_limit`]: PostgreSQL keeps at most 1 GiB in a value.
+const RESULT_SIZE_LIMIT_MAX: usize = 1 << 30;
+
 /// A task queue application: its tasks, and the store its jobs live in.
 #[derive(Clone)]
 pub struct App {
@@ -44,6 +47,10 @@ struct AppInner {
     periodic: Vec<Periodic>,
     periodic_max_delay: Duration,
     telemetry: Telemetry,
+    /// The longest result a task may set, in bytes of JSON.
+    result_size_limit: usize,
+    /// The link announcing job ends, shared by the app's waiting handles while one waits.
+    finish_link: crate::result::SharedFinishLink,
 }
 
 impl fmt::Debug for App {
@@ -57,6 +64,18 @@ impl fmt::Debug for App {
 }
 
 impl App {
+    /// The longest result a task may set, in bytes of JSON
+    /// ([`AppBuilder::result_size_limit`]).
+    #[must_use]
+    pub fn result_size_limit(&self) -> usize {
+        self.inner.result_size_limit
+    }
+
+    /// The link announcing job ends that this app's waiting handles share.
+    pub(crate) fn finish_link(&self) -> &crate::result::SharedFinishLink {
+        &self.inner.finish_link
+    }
+
     /// Starts building an app.
     #[must_use]
     pub fn builder() -> AppBuilder {
@@ -157,6 +176,7 @@ pub struct AppBuilder {
     connect: Option<ConnectConfig>,
     pool_size: Option<usize>,
     poll_only: Option<bool>,
+    result_size_limit: Option<usize>,
     store: Option<Arc<dyn Store>>,
     subscribers: Vec<Arc<dyn Subscriber>>,
 }
@@ -233,6 +253,16 @@ impl AppBuilder {
         self
     }
 
+    /// The longest result a task may set ([`JobContext::set_result`](crate::task::JobContext::set_result)),
+    /// in bytes of JSON (default [`RESULT_SIZE_LIMIT_DEFAULT`](crate::result::RESULT_SIZE_LIMIT_DEFAULT),
+    /// 1 MiB): a longer one fails its attempt with the error kind `ResultTooLarge`.
+    /// Checked by [`Self::build`]: not 0, at most 1 GiB (PostgreSQL's limit for a value).
+    #[must_use]
+    pub fn result_size_limit(mut self, bytes: usize) -> Self {
+        self.result_size_limit = Some(bytes);
+        self
+    }
+
     /// Hands every event of this app's workers (claims, starts, outcomes, batches written,
     /// rescues, reconnections, database errors) to `subscriber`, after the ones added
     /// before: see [`crate::telemetry`].
@@ -284,6 +314,14 @@ impl AppBuilder {
             task_names.push(entry.name.clone());
         }
         task_names.sort();
+        let result_size_limit = self
+            .result_size_limit
+            .unwrap_or(crate::result::RESULT_SIZE_LIMIT_DEFAULT);
+        if result_size_limit == 0 || result_size_limit > RESULT_SIZE_LIMIT_MAX {
+            return Err(Error::InvalidInput(format!(
+                "result_size_limit of {result_size_limit} bytes is out of range: give 1 to {RESULT_SIZE_LIMIT_MAX} bytes (PostgreSQL keeps at most 1 GiB in a value)"
+            )));
+        }
         let periodic = crate::periodic::check_registrations(periodic, &tasks)?;
         let store: Arc<dyn Store> = match (self.store, self.connect) {
             (Some(_), Some(connect)) => {
@@ -313,6 +351,8 @@ impl AppBuilder {
                 periodic,
                 periodic_max_delay: self.periodic_max_delay.unwrap_or(MAX_DELAY_DEFAULT),
                 telemetry: Telemetry::new(self.subscribers),
+                result_size_limit,
+                finish_link: crate::result::SharedFinishLink::default(),
             }),
         };
         // Each registration must make a valid job (queue, lock and kwargs included).

@@ -7,13 +7,14 @@
 
 use std::any::Any;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::job::Job;
+use crate::task::TaskError;
 
 /// Why a job is asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,6 +70,8 @@ pub struct JobContext {
     start_timestamp: DateTime<Utc>,
     additional_context: Option<Arc<dyn Any + Send + Sync>>,
     abort: AbortSignal,
+    /// What [`JobContext::set_result`] left for the worker, shared by the attempt's clones.
+    result: Arc<Mutex<Option<Result<String, TaskError>>>>,
 }
 
 impl JobContext {
@@ -89,6 +92,7 @@ impl JobContext {
             start_timestamp: Utc::now(),
             additional_context,
             abort,
+            result: Arc::default(),
         }
     }
 
@@ -143,6 +147,47 @@ impl JobContext {
     /// Completes when the job is asked to stop.
     pub async fn aborted(&self) {
         self.abort.aborted().await;
+    }
+
+    /// Sets what this attempt returns: `value` is serialised to JSON now, and stored
+    /// (`postpone_job_results`) with the job's `succeeded` outcome, in the same statement;
+    /// read it with [`App::job_result`] or a [`JobHandle`](crate::JobHandle). A later call
+    /// replaces an earlier one; an attempt that fails stores nothing. See
+    /// `docs/results.md`.
+    ///
+    /// ```
+    /// use postpone::task::{JobContext, TaskError};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct Add { a: i64, b: i64 }
+    /// # impl postpone::Task for Add {
+    /// async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
+    ///     ctx.set_result(&(self.a + self.b))
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// A [`TaskError`] of kind [`RESULT_NOT_SERIALIZABLE`](crate::result::RESULT_NOT_SERIALIZABLE)
+    /// when serde refuses the value (a map with non-string keys, say), or of kind
+    /// [`RESULT_TOO_LARGE`](crate::result::RESULT_TOO_LARGE) when its JSON is longer than
+    /// the app's [`result_size_limit`](crate::AppBuilder::result_size_limit). The attempt
+    /// fails with that error (and follows the task's retry policy) even when the task
+    /// ignores it and returns `Ok`.
+    pub fn set_result<R: serde::Serialize + ?Sized>(&self, value: &R) -> Result<(), TaskError> {
+        let encoded = crate::result::encode(self.job.id, value, self.app.result_size_limit());
+        let returned = match &encoded {
+            Ok(_) => Ok(()),
+            Err(error) => Err(TaskError::new(error.kind().to_owned(), error.message())),
+        };
+        *self.result.lock().unwrap_or_else(PoisonError::into_inner) = Some(encoded);
+        returned
+    }
+
+    /// What [`Self::set_result`] left (the worker's, after the attempt).
+    pub(crate) fn take_result(&self) -> Option<Result<String, TaskError>> {
+        self.result
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 }
 

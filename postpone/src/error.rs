@@ -44,6 +44,31 @@ pub enum Error {
         /// The job id.
         id: i64,
     },
+    /// A job's stored result does not fit the type it was read as.
+    #[error(
+        "the result of job {id} does not fit {wanted}: {message}; read it as the type its task returns (or as serde_json::Value)"
+    )]
+    InvalidResult {
+        /// The job id.
+        id: i64,
+        /// The type asked for.
+        wanted: &'static str,
+        /// What serde said, naming the field.
+        message: String,
+    },
+    /// A job did not end within the time it was waited for (`JobHandle::wait`); it may
+    /// still end later.
+    #[error(
+        "job {id} did not end within {waited:?} (its status then: {status}); wait longer, or look at it with `postpone jobs show {id}`"
+    )]
+    WaitTimedOut {
+        /// The job id.
+        id: i64,
+        /// How long it was waited for.
+        waited: std::time::Duration,
+        /// Its status when the wait gave up.
+        status: String,
+    },
     /// The job exists but is not in a status that allows the operation.
     #[error("job {id} cannot be {action}: its status is {status}")]
     InvalidJobStatus {

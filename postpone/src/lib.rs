@@ -14,6 +14,7 @@ pub mod manager;
 pub mod middleware;
 pub mod periodic;
 pub mod protocol;
+pub mod result;
 pub mod retry;
 pub mod schema;
 pub mod store;
@@ -30,6 +31,7 @@ pub use error::{DbError, Error, Result};
 pub use job::{Job, JobOptions, JobStatus, RetryDecision};
 pub use manager::{JobFilter, JobManager};
 pub use periodic::Periodic;
+pub use result::{JobHandle, JobOutcome};
 pub use schema::ApplyScope;
 pub use store::memory::MemoryStore;
 pub use task::{Task, TaskConfig};
@@ -47,6 +49,8 @@ pub mod guide {
     pub mod worker {}
     #[doc = include_str!("../../docs/retries.md")]
     pub mod retries {}
+    #[doc = include_str!("../../docs/results.md")]
+    pub mod results {}
     #[doc = include_str!("../../docs/locks.md")]
     pub mod locks {}
     #[doc = include_str!("../../docs/periodic.md")]

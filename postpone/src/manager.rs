@@ -17,7 +17,9 @@ use crate::protocol::check_queue_name;
 use crate::store::{DeleteOldJobsParams, StalledJobsParams, Store};
 use crate::{Error, Result};
 
-pub use crate::store::{CountBy, FailedAttempt, JobCounts, JobFilter, QueuePause, Rescue};
+pub use crate::store::{
+    CountBy, FailedAttempt, JobCounts, JobFilter, JobResultRow, QueuePause, Rescue,
+};
 pub use crate::store::{
     EstimatedCounts, EventCount, EventTally, EventType, JobEvent, JobPage, JobPageParams,
     OldestRunnable, PageCursor, PeriodicDefer, QueueState, WorkerRow,
@@ -98,6 +100,16 @@ impl JobManager {
     /// A database error.
     pub async fn list_job_errors(&self, job_ids: &[i64]) -> Result<Vec<FailedAttempt>> {
         self.store.list_job_errors(job_ids).await
+    }
+
+    /// What the job's successful attempt returned (`postpone_job_results`), as stored:
+    /// `None` when it has not succeeded, set no result, ran on a Python worker, or is gone.
+    /// Typed: [`App::job_result`](crate::App::job_result).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn get_job_result(&self, id: i64) -> Result<Option<JobResultRow>> {
+        self.store.get_job_result(id).await
     }
 
     /// Jobs counted per queue, task or lock, and per status.

@@ -14,6 +14,11 @@ pub const ANY_QUEUE_CHANNEL: &str = "procrastinate_any_queue_v1";
 /// listens to it besides Procrastinate's channels.
 pub const PAUSES_CHANNEL: &str = "postpone_queue_pauses_v1";
 
+/// Postpone's own channel (Python never listens to it): the `finish_jobs` statement that
+/// writes the end of a job someone waits for (`postpone_job_waiters`, schema migration
+/// 0007) notifies it with [`Notification::JobFinished`]; only waiting handles listen.
+pub const JOB_FINISHED_CHANNEL: &str = "postpone_job_finished_v1";
+
 /// The queue used when a task names none (Procrastinate's `DEFAULT_QUEUE`).
 pub const DEFAULT_QUEUE: &str = "default";
 
@@ -54,6 +59,12 @@ pub enum Notification {
     /// A queue was paused or resumed (Postpone's own, on [`PAUSES_CHANNEL`]): read the
     /// paused queues again.
     QueuePausesChanged,
+    /// A job someone waits for has its end written (Postpone's own, on
+    /// [`JOB_FINISHED_CHANNEL`]): read it.
+    JobFinished {
+        /// Its id.
+        job_id: i64,
+    },
 }
 
 impl Notification {
@@ -116,6 +127,10 @@ mod tests {
         assert_eq!(
             Notification::parse(r#"{"type": "queue_pauses_changed"}"#),
             Some(Notification::QueuePausesChanged)
+        );
+        assert_eq!(
+            Notification::parse(r#"{"type": "job_finished", "job_id": 7}"#),
+            Some(Notification::JobFinished { job_id: 7 })
         );
         // The payload the pause and resume statements send.
         let sql = include_str!("store/postgres/queries/pause_queue.sql");

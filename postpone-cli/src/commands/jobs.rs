@@ -1,13 +1,15 @@
 //! The job manager on the command line (Procrastinate's `procrastinate shell` commands and
 //! `JobManager`): `jobs list | stalled | delete-old`, `queues`, `tasks`, `locks`, `retry`,
-//! `cancel`, `abort`.
+//! `cancel`, `abort`; and `jobs show | result` for one job.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::bail;
 use postpone::RetryDecision;
-use postpone::manager::{CountBy, DeleteOldJobsOptions, FailedAttempt, JobManager, Rescue};
+use postpone::manager::{
+    CountBy, DeleteOldJobsOptions, FailedAttempt, JobManager, JobResultRow, Rescue,
+};
 use postpone::{Job, JobFilter, JobStatus};
 use serde_json::json;
 
@@ -22,6 +24,7 @@ pub(crate) async fn run(command: JobsCommand, context: Context) -> anyhow::Resul
     match command {
         JobsCommand::List(flags) => list(flags, context).await,
         JobsCommand::Show(flags) => show(flags.id, context).await,
+        JobsCommand::Result(flags) => result(flags.id, context).await,
         JobsCommand::Stalled(flags) => stalled(flags, context).await,
         JobsCommand::DeleteOld(flags) => delete_old(flags, context).await,
     }
@@ -53,23 +56,112 @@ async fn list(flags: JobsListFlags, context: Context) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// `jobs show ID`: the job, its failed attempts' errors and its rescues.
+/// `jobs show ID`: the job, its failed attempts' errors, its rescues and its result.
 async fn show(id: i64, context: Context) -> anyhow::Result<ExitCode> {
     let (app, format) = context.app()?;
-    let manager = app.job_manager();
-    let job = manager.get_job(id).await?;
-    let errors = manager.list_job_errors(&[id]).await?;
-    let rescues = manager.list_rescues(&[id]).await?;
+    let details = JobDetails::load(&app.job_manager(), id).await?;
     if format.is_json() {
-        output::print_json(&job_json(&job, &errors, &rescues)?)?;
+        output::print_json(&details.json()?)?;
     } else {
-        output::print(&job_text(&job, &errors, &rescues))?;
+        output::print(&details.text())?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// `jobs result ID`: the job's stored result, as pretty JSON (`--json`: the stored row,
+/// its value under `result`); an error line and exit 1 when there is none to print.
+async fn result(id: i64, context: Context) -> anyhow::Result<ExitCode> {
+    let (app, format) = context.app()?;
+    let manager = app.job_manager();
+    let job = manager.get_job(id).await?;
+    match job.status {
+        JobStatus::Succeeded => {}
+        JobStatus::Todo | JobStatus::Doing | JobStatus::Aborting => bail!(
+            "job {id} has no result yet: its status is {}; try again once it has ended (postpone jobs show {id})",
+            job.status
+        ),
+        status => {
+            let error = manager.list_job_errors(&[id]).await?.pop();
+            match error {
+                Some(error) => bail!(
+                    "job {id} has no result: it ended {status} (attempt {}: {}: {})",
+                    error.attempt,
+                    error.kind,
+                    error.message
+                ),
+                None => bail!("job {id} has no result: it ended {status}"),
+            }
+        }
+    }
+    let Some(row) = manager.get_job_result(id).await? else {
+        bail!(
+            "job {id} succeeded but stored no result: its task set none (JobContext::set_result), or a Python worker ran it (Python return values are not stored)"
+        );
+    };
+    let value = row.value()?;
+    if format.is_json() {
+        let mut json = serde_json::to_value(&row)?;
+        json["result"] = value;
+        if let Some(object) = json.as_object_mut() {
+            object.remove("json");
+        }
+        output::print_json(&json)?;
+    } else {
+        output::print(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One job and what is kept beside it: `jobs show` and the shell's `show_job`.
+pub(crate) struct JobDetails {
+    job: Job,
+    errors: Vec<FailedAttempt>,
+    rescues: Vec<Rescue>,
+    result: Option<JobResultRow>,
+}
+
+impl JobDetails {
+    /// Reads job `id` and its errors, rescues and result.
+    pub(crate) async fn load(manager: &JobManager, id: i64) -> postpone::Result<Self> {
+        let job = manager.get_job(id).await?;
+        let errors = manager.list_job_errors(&[id]).await?;
+        let rescues = manager.list_rescues(&[id]).await?;
+        let result = manager.get_job_result(id).await?;
+        Ok(Self {
+            job,
+            errors,
+            rescues,
+            result,
+        })
+    }
+
+    /// As `jobs show --json` prints it: its row, `errors`, `rescues` and `result` (the
+    /// value, or null).
+    pub(crate) fn json(&self) -> anyhow::Result<serde_json::Value> {
+        let mut value = job_json(&self.job, &self.errors, &self.rescues)?;
+        value["result"] = match &self.result {
+            Some(row) => row.value()?,
+            None => serde_json::Value::Null,
+        };
+        Ok(value)
+    }
+
+    /// For a person: [`job_text`], then the result.
+    pub(crate) fn text(&self) -> String {
+        let mut text = job_text(&self.job, &self.errors, &self.rescues);
+        match &self.result {
+            Some(row) => text.push_str(&format!(
+                "\nresult (attempt {}): {}\n",
+                row.attempt, row.json
+            )),
+            None => text.push_str("\nresult: none stored\n"),
+        }
+        text
+    }
+}
+
 /// A job as `jobs show --json` prints it: its row, `errors` and `rescues`.
-pub(crate) fn job_json(
+fn job_json(
     job: &Job,
     errors: &[FailedAttempt],
     rescues: &[Rescue],
@@ -82,7 +174,7 @@ pub(crate) fn job_json(
 
 /// A job for a person: its fields, then why each attempt that did not succeed ended, then
 /// its rescues.
-pub(crate) fn job_text(job: &Job, errors: &[FailedAttempt], rescues: &[Rescue]) -> String {
+fn job_text(job: &Job, errors: &[FailedAttempt], rescues: &[Rescue]) -> String {
     let time =
         |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut text = String::new();

@@ -462,13 +462,11 @@ impl Shell {
                 }
             }
             Parsed::ShowJob(id) => {
-                let job = self.manager.get_job(id).await?;
-                let errors = self.manager.list_job_errors(&[id]).await?;
-                let rescues = self.manager.list_rescues(&[id]).await?;
+                let details = super::jobs::JobDetails::load(&self.manager, id).await?;
                 if self.format.is_json() {
-                    output::print_json(&super::jobs::job_json(&job, &errors, &rescues)?)?;
+                    output::print_json(&details.json()?)?;
                 } else {
-                    output::print(&super::jobs::job_text(&job, &errors, &rescues))?;
+                    output::print(&details.text())?;
                 }
             }
             Parsed::Retry(id) => {

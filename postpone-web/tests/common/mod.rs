@@ -115,6 +115,7 @@ impl Db {
                     kind: kind.to_owned(),
                     message: message.to_owned(),
                 }),
+                result: None,
             }])
             .await
             .expect("finish");

@@ -35,9 +35,10 @@ pub use inspect::{
 };
 pub use memory::{EventType, JobEvent};
 pub use params::{
-    AttemptError, CountBy, DeferJobParams, DeleteOldJobsParams, FailedAttempt, FetchJobsParams,
-    FinishJobParams, HandedBack, JobCounts, JobFilter, QueuePause, Rescue, RescueDecide,
-    RescueParams, RescueReport, RetryJob, SessionSettings, StalledJobsParams, StartMark,
+    AttemptError, AttemptResult, CountBy, DeferJobParams, DeleteOldJobsParams, FailedAttempt,
+    FetchJobsParams, FinishJobParams, HandedBack, JobCounts, JobFilter, JobResultRow, QueuePause,
+    Rescue, RescueDecide, RescueParams, RescueReport, RetryJob, SessionSettings, StalledJobsParams,
+    StartMark,
 };
 pub use subscription::Subscription;
 pub(crate) use subscription::SubscriptionSender;
@@ -102,8 +103,10 @@ pub trait Store: sealed::Sealed + Any + Send + Sync + fmt::Debug {
     /// Raises a worker's start watermark to `mark` (never lowers it): the jobs it holds at
     /// or before `mark` in start order may start.
     async fn mark_started(&self, worker_id: i64, mark: StartMark) -> Result<()>;
-    /// Finishes jobs, and records the errors of their attempts that did not succeed, in
-    /// one statement; the ids written (jobs no longer todo/doing are left out).
+    /// Finishes jobs, and records the errors of their attempts that did not succeed and
+    /// the results of those that succeeded, in one statement; the ids written (jobs no
+    /// longer todo/doing are left out). The jobs among them that someone waits for
+    /// ([`Self::wait_for_job`]) are announced.
     async fn finish_jobs(&self, jobs: &[FinishJobParams]) -> Result<Vec<i64>>;
     /// Sends doing jobs back to todo (or to failed when abort was requested), and records
     /// their attempts' errors, in one statement; ids written.
@@ -128,6 +131,23 @@ pub trait Store: sealed::Sealed + Any + Send + Sync + fmt::Debug {
     async fn list_rescues(&self, job_ids: &[i64]) -> Result<Vec<Rescue>>;
     /// The recorded errors of these jobs' attempts, by job, oldest first.
     async fn list_job_errors(&self, job_ids: &[i64]) -> Result<Vec<FailedAttempt>>;
+
+    /// The stored result of a job (`postpone_job_results`): none when it has not
+    /// succeeded, returned nothing, was run by a Python worker, or is gone.
+    async fn get_job_result(&self, job_id: i64) -> Result<Option<JobResultRow>>;
+    /// Starts receiving [`Notification::JobFinished`](crate::protocol::Notification::JobFinished)
+    /// for the jobs someone waits for ([`Self::wait_for_job`]) when their end is written.
+    /// `None` when this store gives no notifications (poll-only mode): waiters poll. One
+    /// link serves every waiting handle of an app.
+    ///
+    /// # Errors
+    /// As [`Self::listen`].
+    async fn listen_job_finished(&self) -> Result<Option<Subscription>>;
+    /// Records that someone waits for job `job_id`'s end (`postpone_job_waiters`), until
+    /// [`Self::finish_jobs`] writes it and announces it. Listen first, then record, then
+    /// read the job: an end written after this call returns is announced. Nothing for a
+    /// job that is gone; the memory store announces every end and records nothing.
+    async fn wait_for_job(&self, job_id: i64) -> Result<()>;
 
     /// Pauses a queue: no worker of this store claims its jobs until it is resumed; the
     /// workers are told. False when it was paused already.

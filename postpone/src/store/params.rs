@@ -206,6 +206,9 @@ pub struct FinishJobParams {
     pub delete_job: bool,
     /// Why the attempt did not succeed, recorded with the outcome (not for a deleted job).
     pub error: Option<AttemptError>,
+    /// What the attempt returned, recorded with a `Succeeded` outcome (not for a deleted
+    /// job): `postpone_job_results`.
+    pub result: Option<AttemptResult>,
 }
 
 /// A retry to write: the job, what its strategy decided, and why the attempt failed.
@@ -244,6 +247,76 @@ impl AttemptError {
             kind: kind.to_owned(),
             message: message.to_owned(),
         }
+    }
+}
+
+/// What one successful attempt returned, as the outcome's statement records it in
+/// `postpone_job_results`: the task's value, serialised to JSON by the worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptResult {
+    /// The attempt's number: 1 for the first.
+    pub attempt: i32,
+    /// The worker that ran it.
+    pub worker_id: Option<i64>,
+    /// The value, as JSON text.
+    pub json: String,
+}
+
+impl AttemptResult {
+    /// The result of `job`'s current attempt (its number from the job's `attempts`).
+    #[must_use]
+    pub fn of(job: &crate::job::Job, json: String) -> Self {
+        Self {
+            attempt: job.attempts.saturating_add(1),
+            worker_id: job.worker_id,
+            json,
+        }
+    }
+}
+
+/// A job's stored result (`postpone_job_results`): what its successful attempt returned.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JobResultRow {
+    /// The job.
+    pub job_id: i64,
+    /// The attempt that returned it: 1 for the first.
+    pub attempt: i32,
+    /// The worker that ran it.
+    pub worker_id: Option<i64>,
+    /// The value, as JSON text (parse it with [`Self::value`] or [`Self::decode`]).
+    pub json: String,
+    /// When its outcome was written.
+    pub finished_at: DateTime<Utc>,
+}
+
+impl JobResultRow {
+    /// The value as a JSON tree.
+    ///
+    /// # Errors
+    /// [`Error::InvalidResult`] when the stored text is not JSON (written by hand).
+    pub fn value(&self) -> Result<serde_json::Value> {
+        self.decode()
+    }
+
+    /// The value as a `T`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidResult`] when it does not fit `T` (the message names the field).
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        let mut de = serde_json::Deserializer::from_str(&self.json);
+        serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            Error::InvalidResult {
+                id: self.job_id,
+                message: if path == "." {
+                    inner.to_string()
+                } else {
+                    format!("field `{path}`: {inner}")
+                },
+                wanted: std::any::type_name::<T>(),
+            }
+        })
     }
 }
 

@@ -22,7 +22,7 @@ use super::shutdown::Shutdown;
 use super::state::WorkerState;
 use crate::Result;
 use crate::job::{Job, JobStatus, RetryDecision};
-use crate::store::{AttemptError, FinishJobParams, RetryJob, Store};
+use crate::store::{AttemptError, AttemptResult, FinishJobParams, RetryJob, Store};
 use crate::telemetry::{BatchKind, Event, Outcome};
 
 /// Most outcomes written by one statement.
@@ -60,6 +60,9 @@ pub(crate) struct Completion {
     pub(crate) write: Write,
     /// Why the attempt did not succeed, written with its outcome.
     pub(crate) error: Option<AttemptError>,
+    /// What the attempt returned, when it succeeded and set a result: written with its
+    /// outcome.
+    pub(crate) result: Option<AttemptResult>,
 }
 
 /// The completer's handles.
@@ -179,6 +182,7 @@ impl Completer {
                     status: *status,
                     delete_job: *delete_job,
                     error: c.error.clone(),
+                    result: c.result.clone(),
                 }),
                 Write::Retry(decision) => retries.push(RetryJob {
                     id: c.job.id,
@@ -229,6 +233,7 @@ impl Completer {
                     delete_job: false,
                 },
                 error: completion.error.clone(),
+                result: None,
             };
             match self.write_batch(std::slice::from_ref(&failed)).await {
                 Ok(written) => return written,

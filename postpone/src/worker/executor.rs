@@ -22,7 +22,7 @@ use crate::app::App;
 use crate::context::{AbortReason, JobContext};
 use crate::job::{Job, JobStatus};
 use crate::middleware::{self, Middleware};
-use crate::store::AttemptError;
+use crate::store::{AttemptError, AttemptResult};
 use crate::task::TaskError;
 use crate::telemetry::Event;
 
@@ -32,7 +32,8 @@ const ABORTED: &str = "JobAborted";
 /// How an attempt ended.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    Succeeded,
+    /// With the JSON of the result the task set, if it set one.
+    Succeeded(Option<String>),
     Failed(TaskError),
     Aborted(AbortReason),
 }
@@ -91,10 +92,10 @@ impl Executor {
         let this = self.clone();
         self.jobs.spawn(async move {
             let started = Instant::now();
-            let (write, error, ran) = this.run(job.clone()).await;
+            let (write, error, result, ran) = this.run(job.clone()).await;
             // Every attempt that ran counts, whatever its end (an unknown task too): the
             // prefetch is sized by how fast slots free.
-            this.complete(job, write, error, ran.then(|| started.elapsed()))
+            this.complete(job, write, error, result, ran.then(|| started.elapsed()))
                 .await;
             drop(permit);
         });
@@ -108,17 +109,19 @@ impl Executor {
             tracing::warn!(job_id = job.id, task = %job.task_name, "job aborted before it started");
             let write = this.finish(JobStatus::Aborted);
             let error = TaskError::new(ABORTED, "aborted before it started");
-            this.complete(job, write, Some(error), None).await;
+            this.complete(job, write, Some(error), None, None).await;
         });
     }
 
-    /// Hands an outcome, and the error of an attempt that did not succeed, to the
-    /// completer. `ran`: how long the attempt ran (`None`: it never started).
+    /// Hands an outcome, and the error of an attempt that did not succeed or the result
+    /// of one that did, to the completer. `ran`: how long the attempt ran (`None`: it
+    /// never started).
     async fn complete(
         &self,
         job: Job,
         write: Write,
         error: Option<TaskError>,
+        result: Option<String>,
         ran: Option<std::time::Duration>,
     ) {
         let id = job.id;
@@ -131,10 +134,16 @@ impl Executor {
             error_kind: error.as_ref().map(TaskError::kind),
         });
         let error = error.map(|e| AttemptError::of(&job, e.kind(), e.message()));
+        let result = result.map(|json| AttemptResult::of(&job, json));
         // Back-pressure: when the completer is behind, the slot stays taken.
         if self
             .completions
-            .send(Completion { job, write, error })
+            .send(Completion {
+                job,
+                write,
+                error,
+                result,
+            })
             .await
             .is_err()
         {
@@ -145,15 +154,15 @@ impl Executor {
         }
     }
 
-    /// Runs one attempt: what to write, the error when it did not succeed, and whether it
-    /// ran (false: aborted while it waited).
-    async fn run(&self, job: Job) -> (Write, Option<TaskError>, bool) {
+    /// Runs one attempt: what to write, the error when it did not succeed, the result's
+    /// JSON when it did and set one, and whether it ran (false: aborted while it waited).
+    async fn run(&self, job: Job) -> (Write, Option<TaskError>, Option<String>, bool) {
         let (abort, claimed) = self.state.started(job.id);
         if abort.is_aborted() {
             // Aborted while it waited in the local queue: it does not run.
             tracing::warn!(job_id = job.id, task = %job.task_name, "job aborted before it started");
             let error = TaskError::new(ABORTED, "aborted before it started");
-            return (self.finish(JobStatus::Aborted), Some(error), false);
+            return (self.finish(JobStatus::Aborted), Some(error), None, false);
         }
         self.emitter.emit(|worker_id| Event::Started {
             worker_id,
@@ -174,7 +183,7 @@ impl Executor {
                 ),
             );
             tracing::error!(job_id = job.id, task = %job.task_name, %error, "job failed: unknown task");
-            return (self.finish(JobStatus::Failed), Some(error), true);
+            return (self.finish(JobStatus::Failed), Some(error), None, true);
         };
         let ctx = JobContext::new(
             self.app.clone(),
@@ -202,7 +211,12 @@ impl Executor {
         };
         let outcome = tokio::select! {
             joined = &mut handle => match joined {
-                Ok(Ok(())) => Outcome::Succeeded,
+                // A result set but refused (too large, not serialisable) fails the attempt.
+                Ok(Ok(())) => match ctx.take_result() {
+                    None => Outcome::Succeeded(None),
+                    Some(Ok(json)) => Outcome::Succeeded(Some(json)),
+                    Some(Err(error)) => Outcome::Failed(error),
+                },
                 Ok(Err(error)) => Outcome::Failed(error),
                 Err(join) => Outcome::Failed(TaskError::new("Panic", panic_message(join))),
             },
@@ -226,18 +240,18 @@ impl Executor {
         };
         let elapsed = started.elapsed();
         let ended = match outcome {
-            Outcome::Succeeded => {
+            Outcome::Succeeded(result) => {
                 tracing::info!(job_id = job.id, task = %job.task_name, ?elapsed, "job succeeded");
-                (self.finish(JobStatus::Succeeded), None, true)
+                (self.finish(JobStatus::Succeeded), None, result, true)
             }
             Outcome::Failed(error) => match entry.config.retry.decide(&job, &error) {
                 Some(decision) => {
                     tracing::warn!(job_id = job.id, task = %job.task_name, %error, retry_at = ?decision.retry_at, "job failed, will retry");
-                    (Write::Retry(decision), Some(error), true)
+                    (Write::Retry(decision), Some(error), None, true)
                 }
                 None => {
                     tracing::error!(job_id = job.id, task = %job.task_name, %error, "job failed");
-                    (self.finish(JobStatus::Failed), Some(error), true)
+                    (self.finish(JobStatus::Failed), Some(error), None, true)
                 }
             },
             Outcome::Aborted(reason) => {
@@ -248,11 +262,11 @@ impl Executor {
                 match retry {
                     Some(decision) => {
                         tracing::warn!(job_id = job.id, task = %job.task_name, "job aborted by shutdown, will retry");
-                        (Write::Retry(decision), Some(error), true)
+                        (Write::Retry(decision), Some(error), None, true)
                     }
                     None => {
                         tracing::warn!(job_id = job.id, task = %job.task_name, ?reason, "job aborted");
-                        (self.finish(JobStatus::Aborted), Some(error), true)
+                        (self.finish(JobStatus::Aborted), Some(error), None, true)
                     }
                 }
             }

@@ -106,6 +106,8 @@ impl Notifier {
                 self.state.pauses_changed();
                 self.wake.notify_one();
             }
+            // For waiting handles; a worker does not listen to their channel.
+            Notification::JobFinished { .. } => {}
         }
     }
 }

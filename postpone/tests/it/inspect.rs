@@ -70,6 +70,7 @@ async fn scenario(app: &App) -> Vec<String> {
             status: JobStatus::Failed,
             delete_job: false,
             error: None,
+            result: None,
         }])
         .await
         .expect("finish");

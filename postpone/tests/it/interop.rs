@@ -658,3 +658,48 @@ async fn a_python_worker_ignores_a_paused_queue() {
         postpone::JobStatus::Succeeded
     );
 }
+
+/// Results are Postpone's: a Rust handle waiting on jobs a Python worker runs sees their
+/// ends (by polling: Procrastinate's finish announces nothing) but no result, and no
+/// recorded error for a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handle_waiting_on_a_python_run_job_sees_its_end_without_a_result() {
+    let (db, _client, app) = setup().await;
+    let poll = std::time::Duration::from_millis(50);
+    let ok = app
+        .defer_and_track(rec(1, "python"))
+        .await
+        .expect("defer")
+        .with_poll_interval(poll)
+        .expect("interval");
+    let failed = app
+        .defer_and_track(Fail { n: 2 })
+        .await
+        .expect("defer")
+        .with_poll_interval(poll)
+        .expect("interval");
+    let waits = [ok.clone(), failed.clone()].map(|handle| {
+        tokio::spawn(async move { handle.wait(std::time::Duration::from_secs(60)).await })
+    });
+    // Both waits are registered before the Python worker runs the jobs.
+    crate::harness::wait_for(
+        "the waits to be registered",
+        std::time::Duration::from_secs(20),
+        || async { db.count("SELECT count(*) FROM postpone_job_waiters").await == 2 },
+    )
+    .await;
+    run_python_worker(&db).await;
+    let [ok_wait, failed_wait] = waits;
+    let outcome = ok_wait.await.expect("joined").expect("the job ended");
+    assert_eq!(outcome.status, postpone::JobStatus::Succeeded);
+    assert_eq!(outcome.result::<Value>().expect("decode"), None);
+    let outcome = failed_wait.await.expect("joined").expect("the job ended");
+    assert_eq!(outcome.status, postpone::JobStatus::Failed);
+    assert_eq!(outcome.error, None);
+    assert_eq!(app.job_result::<Value>(ok.id()).await.expect("read"), None);
+    // Procrastinate's finish does not know the waiter rows: they stay until the jobs go.
+    assert_eq!(
+        db.count("SELECT count(*) FROM postpone_job_waiters").await,
+        2
+    );
+}

@@ -19,6 +19,7 @@ mod pauses;
 mod periodic;
 mod pgbouncer;
 mod reliability;
+mod results;
 mod schema;
 mod set_wise_events;
 mod telemetry;

@@ -905,6 +905,7 @@ async fn the_memory_store_retries_only_a_job_still_failed_too() {
             status: JobStatus::Failed,
             delete_job: false,
             error: None,
+            result: None,
         }])
         .await
         .expect("finish");

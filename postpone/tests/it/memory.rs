@@ -544,6 +544,7 @@ async fn lock_order(backend: &Backend) -> Vec<String> {
                 status: JobStatus::Succeeded,
                 delete_job: false,
                 error: None,
+                result: None,
             })
             .collect();
         let written = store.finish_jobs(&finish).await.expect("finish");
@@ -969,6 +970,7 @@ async fn stalled(backend: &Backend) -> Vec<String> {
             status: JobStatus::Succeeded,
             delete_job: false,
             error: None,
+            result: None,
         })
         .collect();
     seen.push(format!(
@@ -1294,6 +1296,7 @@ async fn batch_writes(backend: &Backend) -> Vec<String> {
         status,
         delete_job,
         error,
+        result: None,
     };
     let mut finished = store
         .finish_jobs(&[

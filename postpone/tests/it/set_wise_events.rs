@@ -104,6 +104,7 @@ async fn scenario(db: &TestDb) -> Seen {
 
     let finish = |id, status| FinishJobParams {
         error: None,
+        result: None,
         id,
         status,
         delete_job: false,

@@ -132,6 +132,9 @@ struct Shared {
     inserted: Notify,
     /// Open subscriptions ([`crate::store::Store::listen`]) and their queues (`None`: all).
     subscribers: Mutex<Vec<(Option<Vec<String>>, SubscriptionSender)>>,
+    /// Open subscriptions of waiting handles
+    /// ([`crate::store::Store::listen_job_finished`]).
+    finish_watchers: Mutex<Vec<SubscriptionSender>>,
     /// Tells this store's clones from other stores apart in `Debug`.
     instance: u64,
 }
@@ -220,6 +223,33 @@ impl MemoryStore {
                 .is_none_or(|queues| queues.iter().any(|q| q == queue));
             !listens || sender.send(Ok(notification))
         });
+    }
+
+    /// A new subscription to the ends of jobs ([`Notification::JobFinished`]).
+    fn watch_finished(&self) -> Subscription {
+        let (sender, subscription) = Subscription::channel();
+        self.finish_watchers().push(sender);
+        subscription
+    }
+
+    fn finish_watchers(&self) -> MutexGuard<'_, Vec<SubscriptionSender>> {
+        self.shared
+            .finish_watchers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Announces the ends of jobs to the waiting handles (as `finish_jobs.sql` notifies
+    /// `postpone_job_finished_v1`), forgetting the closed subscriptions. The memory store
+    /// announces every end it writes (no waiter rows to consult).
+    fn announce_finished(&self, ends: &[i64]) {
+        let mut watchers = self.finish_watchers();
+        if watchers.is_empty() {
+            return;
+        }
+        for &job_id in ends {
+            watchers.retain(|sender| sender.send(Ok(Notification::JobFinished { job_id })));
+        }
     }
 
     /// Sends `notification` to every subscription (as `postpone_queue_pauses_v1`, which

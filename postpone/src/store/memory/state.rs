@@ -8,8 +8,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::events::{EventType, JobEvent};
 use crate::job::{Job, JobStatus, RetryDecision};
 use crate::store::{
-    AttemptError, CountBy, DeferJobParams, FailedAttempt, FinishJobParams, HandedBack, Rescue,
-    RetryJob, StartMark,
+    AttemptError, CountBy, DeferJobParams, FailedAttempt, FinishJobParams, HandedBack,
+    JobResultRow, Rescue, RetryJob, StartMark,
 };
 use crate::{DbError, Error, Result};
 
@@ -51,6 +51,8 @@ pub(super) struct State {
     pub(super) rescues: Vec<Rescue>,
     /// `postpone_job_errors`, oldest first.
     pub(super) errors: Vec<FailedAttempt>,
+    /// `postpone_job_results`: what successful attempts returned.
+    pub(super) results: BTreeMap<i64, JobResultRow>,
     /// `postpone_job_timeouts`: the timeouts defer calls set.
     pub(super) timeouts: BTreeMap<i64, std::time::Duration>,
     /// `postpone_job_traces`: the trace contexts of the spans that deferred jobs.
@@ -111,6 +113,7 @@ impl State {
         self.events.retain(|e| e.job_id != id);
         self.rescues.retain(|r| r.job_id != id);
         self.errors.retain(|e| e.job_id != id);
+        self.results.remove(&id);
         self.timeouts.remove(&id);
         self.traces.remove(&id);
     }
@@ -144,6 +147,17 @@ impl State {
                     job.abort_requested = false;
                 });
                 self.record_error(finish.id, finish.error.as_ref(), now);
+                if let (Some(result), JobStatus::Succeeded) = (&finish.result, finish.status) {
+                    self.results
+                        .entry(finish.id)
+                        .or_insert_with(|| JobResultRow {
+                            job_id: finish.id,
+                            attempt: result.attempt,
+                            worker_id: result.worker_id,
+                            json: result.json.clone(),
+                            finished_at: now,
+                        });
+                }
                 updated.push(finish.id);
             }
         }

@@ -18,9 +18,9 @@ use crate::store::rescue;
 use crate::store::{
     CountBy, DeferJobParams, DeleteOldJobsParams, EstimatedCounts, EventTally, FailedAttempt,
     FetchJobsParams, FinishJobParams, HandedBack, JobCounts, JobEvent, JobFilter, JobPage,
-    JobPageParams, PeriodicDefer, QueuePause, QueueState, Rescue, RescueDecide, RescueParams,
-    RescueReport, RetryJob, SessionSettings, StalledJobsParams, StartMark, Store, Subscription,
-    WorkerRow,
+    JobPageParams, JobResultRow, PeriodicDefer, QueuePause, QueueState, Rescue, RescueDecide,
+    RescueParams, RescueReport, RetryJob, SessionSettings, StalledJobsParams, StartMark, Store,
+    Subscription, WorkerRow,
 };
 use crate::{Error, Result};
 
@@ -253,6 +253,8 @@ impl Store for MemoryStore {
         state.events.retain(|e| !doomed_set.contains(&e.job_id));
         // ON DELETE CASCADE of Postpone's tables.
         state.rescues.retain(|r| !doomed_set.contains(&r.job_id));
+        state.errors.retain(|e| !doomed_set.contains(&e.job_id));
+        state.results.retain(|id, _| !doomed_set.contains(id));
         state.timeouts.retain(|id, _| !doomed_set.contains(id));
         state.traces.retain(|id, _| !doomed_set.contains(id));
         Ok(doomed.len() as u64)
@@ -389,7 +391,9 @@ impl Store for MemoryStore {
 
     async fn finish_jobs(&self, jobs: &[FinishJobParams]) -> Result<Vec<i64>> {
         let now = self.now();
-        Ok(self.state().finish(jobs, now))
+        let written = self.state().finish(jobs, now);
+        self.announce_finished(&written);
+        Ok(written)
     }
 
     async fn retry_jobs(&self, jobs: &[RetryJob]) -> Result<Vec<i64>> {
@@ -458,6 +462,7 @@ impl Store for MemoryStore {
                 status: JobStatus::Aborted,
                 delete_job: false,
                 error: None,
+                result: None,
             })
             .collect();
         ends.extend(plan.fail.iter().map(|(id, error)| FinishJobParams {
@@ -465,6 +470,7 @@ impl Store for MemoryStore {
             status: JobStatus::Failed,
             delete_job: false,
             error: Some(error.clone()),
+            result: None,
         }));
         let written = state.finish(&ends, now);
         report.failed.extend(
@@ -514,6 +520,19 @@ impl Store for MemoryStore {
             .filter(|r| job_ids.contains(&r.job_id))
             .cloned()
             .collect())
+    }
+
+    async fn get_job_result(&self, job_id: i64) -> Result<Option<JobResultRow>> {
+        Ok(self.state().results.get(&job_id).cloned())
+    }
+
+    async fn listen_job_finished(&self) -> Result<Option<Subscription>> {
+        Ok(Some(self.watch_finished()))
+    }
+
+    async fn wait_for_job(&self, _job_id: i64) -> Result<()> {
+        // Every end is announced: nothing to record.
+        Ok(())
     }
 
     async fn list_job_errors(&self, job_ids: &[i64]) -> Result<Vec<FailedAttempt>> {

@@ -34,6 +34,17 @@ static PROBES: AtomicU64 = AtomicU64::new(0);
 /// the any-queue channel) and on [`PAUSES_CHANNEL`], and returns the subscription fed by
 /// that connection.
 pub(super) async fn listen(store: &PgStore, queues: Option<&[String]>) -> Result<Subscription> {
+    let mut channels: Vec<String> = match queues {
+        None => vec![ANY_QUEUE_CHANNEL.to_owned()],
+        Some(queues) => queues.iter().map(|q| queue_channel(q)).collect(),
+    };
+    channels.push(PAUSES_CHANNEL.to_owned());
+    listen_on(store, &channels).await
+}
+
+/// Connects, proves notifications arrive, LISTENs on `channels`, and returns the
+/// subscription fed by that connection.
+pub(super) async fn listen_on(store: &PgStore, channels: &[String]) -> Result<Subscription> {
     let connect = store.connect_config();
     let (client, mut connection) = connect.open().await?;
     let (sender, subscription) = Subscription::channel();
@@ -115,11 +126,6 @@ pub(super) async fn listen(store: &PgStore, queues: Option<&[String]>) -> Result
         }
     }
 
-    let mut channels: Vec<String> = match queues {
-        None => vec![ANY_QUEUE_CHANNEL.to_owned()],
-        Some(queues) => queues.iter().map(|q| queue_channel(q)).collect(),
-    };
-    channels.push(PAUSES_CHANNEL.to_owned());
     let mut statements: String = channels.iter().map(|c| queries::listen(c) + ";").collect();
     statements.push_str(&(queries::unlisten(&probe_channel) + ";"));
     client.batch_execute(&statements).await.map_err(database)?;

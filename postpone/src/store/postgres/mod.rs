@@ -10,6 +10,7 @@
 mod inspect;
 mod listen;
 pub mod queries;
+mod results;
 mod rows;
 mod tx;
 
@@ -28,9 +29,9 @@ use super::rescue;
 use super::{
     AttemptError, CountBy, DeferJobParams, DeleteOldJobsParams, EstimatedCounts, EventTally,
     FailedAttempt, FetchJobsParams, FinishJobParams, HandedBack, JobCounts, JobEvent, JobFilter,
-    JobPage, JobPageParams, PeriodicDefer, QueuePause, QueueState, Rescue, RescueDecide,
-    RescueParams, RescueReport, RetryJob, SessionSettings, StalledJobsParams, StartMark, Store,
-    Subscription, WorkerRow,
+    JobPage, JobPageParams, JobResultRow, PeriodicDefer, QueuePause, QueueState, Rescue,
+    RescueDecide, RescueParams, RescueReport, RetryJob, SessionSettings, StalledJobsParams,
+    StartMark, Store, Subscription, WorkerRow,
 };
 use crate::connect::ConnectConfig;
 use crate::job::{Job, JobStatus, RetryDecision};
@@ -384,12 +385,13 @@ impl<'a> ErrorColumns<'a> {
     }
 }
 
-/// The columns of `finish_jobs`, one array each, then the errors.
+/// The columns of `finish_jobs`, one array each, then the errors, then the results.
 struct FinishColumns<'a> {
     ids: Vec<i64>,
     statuses: Vec<&'static str>,
     deletes: Vec<bool>,
     errors: ErrorColumns<'a>,
+    results: results::ResultColumns<'a>,
 }
 
 impl<'a> FinishColumns<'a> {
@@ -406,12 +408,21 @@ impl<'a> FinishColumns<'a> {
             statuses: jobs.iter().map(|j| j.status.as_str()).collect(),
             deletes: jobs.iter().map(|j| j.delete_job).collect(),
             errors,
+            results: results::ResultColumns::new(jobs),
         }
+    }
+
+    /// The statement: with the result arrays only when a job has a result to keep.
+    fn statement(&self) -> &'static str {
+        queries::finish_jobs(!self.results.is_empty())
     }
 
     fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&self.ids, &self.statuses, &self.deletes];
         params.extend(self.errors.params());
+        if !self.results.is_empty() {
+            params.extend(self.results.params());
+        }
         params
     }
 }
@@ -472,12 +483,8 @@ async fn finish_jobs_on(
     client: &impl tokio_postgres::GenericClient,
     jobs: &[FinishJobParams],
 ) -> Result<Vec<i64>> {
-    ids_on(
-        client,
-        queries::FINISH_JOBS,
-        &FinishColumns::new(jobs).params(),
-    )
-    .await
+    let columns = FinishColumns::new(jobs);
+    ids_on(client, columns.statement(), &columns.params()).await
 }
 
 /// `retry_jobs` inside a transaction.
@@ -732,8 +739,7 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         let columns = FinishColumns::new(jobs);
-        self.query_ids(queries::FINISH_JOBS, &columns.params())
-            .await
+        self.query_ids(columns.statement(), &columns.params()).await
     }
 
     async fn retry_jobs(&self, jobs: &[RetryJob]) -> Result<Vec<i64>> {
@@ -822,12 +828,14 @@ impl Store for PgStore {
                 status: JobStatus::Aborted,
                 delete_job: false,
                 error: None,
+                result: None,
             })
             .chain(plan.fail.iter().map(|(id, error)| FinishJobParams {
                 id: *id,
                 status: JobStatus::Failed,
                 delete_job: false,
                 error: Some(error.clone()),
+                result: None,
             }))
             .collect();
         if !aborted.is_empty() {
@@ -965,6 +973,19 @@ impl Store for PgStore {
 
     async fn get_job_timeout(&self, job_id: i64) -> Result<Option<std::time::Duration>> {
         self.inspect_get_job_timeout(job_id).await
+    }
+
+    async fn get_job_result(&self, job_id: i64) -> Result<Option<JobResultRow>> {
+        self.results_get_job_result(job_id).await
+    }
+
+    async fn listen_job_finished(&self) -> Result<Option<Subscription>> {
+        self.results_listen_job_finished().await
+    }
+
+    async fn wait_for_job(&self, job_id: i64) -> Result<()> {
+        self.execute(queries::WAIT_FOR_JOB, &[&job_id]).await?;
+        Ok(())
     }
 
     async fn listen(&self, queues: Option<&[String]>) -> Result<Option<Subscription>> {

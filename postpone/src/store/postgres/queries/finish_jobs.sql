@@ -6,9 +6,21 @@
 -- $5 attempt numbers, $6 workers, $7 kinds, $8 messages; never for a deleted job) go to
 -- postpone_job_errors, for the jobs written. Returns the ids written; a job in any other
 -- status is left alone (and missing from the result).
-WITH finished AS (
+-- First, the jobs someone waits for (postpone_job_waiters, migration 0007) lose their
+-- waiter row and each sends `{"type": "job_finished", "job_id": N}` on
+-- postpone_job_finished_v1 (delivered at commit; a waiter reads the job then). It runs
+-- before the finish (the finish waits on its count) so that a job the finish deletes
+-- has no waiter row left for the cascade. With no waiter, one probe of an empty table.
+-- finish_jobs_with_results.sql is this statement plus the results.
+WITH woken AS (
+    DELETE FROM postpone_job_waiters
+     WHERE job_id = ANY($1::bigint[])
+    RETURNING pg_notify('postpone_job_finished_v1',
+                        json_build_object('type', 'job_finished', 'job_id', job_id)::text)
+), finished AS (
     SELECT id
       FROM postpone_finish_jobs_v1($1::bigint[], $2::text[]::procrastinate_job_status[], $3::bool[]) AS id
+     WHERE (SELECT count(*) FROM woken) >= 0
 ), errors AS (
     INSERT INTO postpone_job_errors (job_id, attempt, worker_id, kind, message)
     SELECT error.job_id, error.attempt, error.worker_id, error.kind, error.message
