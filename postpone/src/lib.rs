@@ -8,6 +8,7 @@ pub mod connect;
 pub mod context;
 pub mod defer;
 pub mod error;
+pub mod flow;
 pub mod job;
 pub(crate) mod maintenance;
 pub mod manager;

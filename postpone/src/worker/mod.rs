@@ -185,6 +185,12 @@ impl App {
         }
         let shutdown = Shutdown::default();
         let stats = Arc::new(WorkerStats::default());
+        let state = WorkerState::new(stats.clone());
+        // Flow control (ADR 18): this app's limits, or limits other processes stored.
+        if self.has_flow_limits() || store.flow_in_use().await? {
+            tracing::info!("flow-control limits in use: claims honour them");
+            state.flow_on();
+        }
         let done = tokio::spawn(run(
             self.clone(),
             store,
@@ -192,7 +198,7 @@ impl App {
             registration.clone(),
             services,
             shutdown.clone(),
-            WorkerState::new(stats.clone()),
+            state,
             emitter,
             subscription,
         ));
@@ -276,7 +282,13 @@ async fn run(
         registration: registration.clone(),
         queues: config.queues.clone(),
         slots: Arc::new(Semaphore::new(config.concurrency)),
-        admission: Admission::new(config.concurrency, config.prefetch(), state.clone()),
+        // Under flow control a claimed job holds its slot in its buckets: claim no more
+        // than the free slots, so none waits in the local queue holding one.
+        admission: Admission::new(
+            config.concurrency,
+            if state.flow() { 0 } else { config.prefetch() },
+            state.clone(),
+        ),
         state: state.clone(),
         emitter,
         executor,
