@@ -109,7 +109,6 @@ impl App {
     }
 
     /// The flow-control limits on this queue's jobs ([`AppBuilder::queue_flow_limit`]).
-    #[must_use]
     pub fn queue_flow_limits(&self, queue: &str) -> &[FlowLimit] {
         self.inner
             .queue_limits

@@ -50,6 +50,8 @@ pub mod guide {
     pub mod retries {}
     #[doc = include_str!("../../docs/locks.md")]
     pub mod locks {}
+    #[doc = include_str!("../../docs/flow-control.md")]
+    pub mod flow_control {}
     #[doc = include_str!("../../docs/periodic.md")]
     pub mod periodic {}
     #[doc = include_str!("../../docs/blueprints.md")]
