@@ -606,3 +606,66 @@ async fn args_without_the_key_field_are_refused_with_nothing_written() {
         0
     );
 }
+
+/// A limited job deferred inside the caller's transaction keeps its buckets, and leaves
+/// nothing behind when the transaction rolls back: tokio-postgres, and sqlx.
+#[tokio::test]
+async fn limited_jobs_deferred_in_a_transaction_keep_their_buckets() {
+    let db = schema_db().await;
+    let app = pg_app(&db);
+    let flow_rows = || async { db.count("SELECT count(*) FROM postpone_job_flow").await };
+    let mut client = db.client().await;
+    for commit in [false, true] {
+        let tx = client.transaction().await.expect("begin");
+        let mut tx = tx;
+        app.configure(Tenant {
+            tenant: "a".to_owned(),
+        })
+        .defer_in(&mut tx)
+        .await
+        .expect("defer in tx");
+        if commit {
+            tx.commit().await.expect("commit");
+        } else {
+            tx.rollback().await.expect("rollback");
+        }
+    }
+    assert_eq!(flow_rows().await, 1);
+    #[cfg(feature = "sqlx")]
+    {
+        let pool = sqlx::PgPool::connect(&sqlx_url(&db))
+            .await
+            .expect("sqlx pool");
+        let mut tx = pool.begin().await.expect("begin");
+        app.configure(Tenant {
+            tenant: "b".to_owned(),
+        })
+        .defer_in(&mut tx)
+        .await
+        .expect("defer in sqlx tx");
+        tx.commit().await.expect("commit");
+        assert_eq!(flow_rows().await, 2);
+    }
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM postpone_flow_limits
+              WHERE bucket LIKE 'task:flow.tenant|tenant=%' AND max_running = 2"
+        )
+        .await,
+        if cfg!(feature = "sqlx") { 2 } else { 1 }
+    );
+}
+
+/// The test database's URL for sqlx, which takes URLs only.
+#[cfg(feature = "sqlx")]
+fn sqlx_url(db: &TestDb) -> String {
+    let config: tokio_postgres::Config = db.url.parse().expect("test database conninfo");
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(name)) => name.clone(),
+        _ => "127.0.0.1".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres");
+    let dbname = config.get_dbname().expect("dbname");
+    format!("postgres://{user}@{host}:{port}/{dbname}")
+}

@@ -25,7 +25,8 @@ CREATE TABLE postpone_job_flow (
 
 -- The starts (claims) of jobs in rate-limited buckets, at the claim's transaction time (the
 -- time of its 'started' event). Each claim removes the rows older than their bucket's
--- period, and a minute more.
+-- period and 10 s more (a claim's transaction may have begun that long before it took the
+-- flow lock, and its window reaches back from then).
 CREATE TABLE postpone_flow_starts (
     bucket     text NOT NULL,
     started_at timestamp with time zone NOT NULL
@@ -37,7 +38,8 @@ CREATE INDEX postpone_flow_starts_bucket_idx ON postpone_flow_starts (bucket, st
 -- starts in the window, whichever is smaller. A start is counted when it is later than now
 -- minus the period, later than now included: two claims whose transactions began in one
 -- order may take the flow lock in the other, and a window must count both. Buckets with no
--- doing job and no start in the window are left out: they have their whole limit.
+-- doing job and no start in the window are left out: they have their whole limit (so the
+-- cost follows the buckets in use, not every key ever seen).
 CREATE FUNCTION postpone_flow_room_v1()
     RETURNS TABLE (bucket text, room bigint)
     LANGUAGE sql
@@ -60,10 +62,12 @@ AS $$
     SELECT flow_limit.bucket,
            least(flow_limit.max_running - coalesce(running.jobs, 0),
                  flow_limit.rate - coalesce(started.starts, 0)) AS room
-      FROM postpone_flow_limits AS flow_limit
-      LEFT JOIN running ON running.bucket = flow_limit.bucket
-      LEFT JOIN started ON started.bucket = flow_limit.bucket
-     WHERE running.bucket IS NOT NULL OR started.bucket IS NOT NULL;
+      FROM (SELECT running.bucket FROM running
+             UNION
+            SELECT started.bucket FROM started) AS used
+      JOIN postpone_flow_limits AS flow_limit ON flow_limit.bucket = used.bucket
+      LEFT JOIN running ON running.bucket = used.bucket
+      LEFT JOIN started ON started.bucket = used.bucket;
 $$;
 
 -- postpone_fetch_jobs_v2's claim (procrastinate_fetch_job_v2's rules for a batch, paused
@@ -77,8 +81,8 @@ $$;
 -- Candidates in fetch order, leaving out jobs of buckets with no room; of those, a job is
 -- taken when, in each of its buckets, it comes within the room left (by priority DESC, id
 -- ASC). Jobs refused for that are tried again in a later round with their buckets full
--- (at most 8 rounds), so a blocked key never hides the jobs of other keys. 'started' events
--- come from the status trigger, one per job (this claim is not the hot path).
+-- (at most 8 rounds), so a blocked key never hides the jobs of other keys. The 'started'
+-- events are written set-wise, as postpone_fetch_jobs_v2 writes them.
 CREATE FUNCTION postpone_fetch_jobs_flow_v1(
     target_queue_names character varying[],
     p_worker_id bigint,
@@ -102,10 +106,11 @@ DECLARE
     mark_job_id bigint := p_job_id;
 BEGIN
     PERFORM pg_advisory_xact_lock(123628057030519);  -- 'ppflow'
+    PERFORM set_config('postpone.bulk_events', 'on', true);
     DELETE FROM postpone_flow_starts AS start
      USING postpone_flow_limits AS flow_limit
      WHERE start.bucket = flow_limit.bucket
-       AND start.started_at < now() - (flow_limit.period_ms + 60000) * interval '1 millisecond';
+       AND start.started_at < now() - (flow_limit.period_ms + 10000) * interval '1 millisecond';
     LOOP
         round := round + 1;
         EXIT WHEN round > 8 OR cardinality(claimed) >= p_limit;
@@ -171,6 +176,15 @@ BEGIN
         claimed := claimed || batch;
         EXIT WHEN refused = 0;
     END LOOP;
+    PERFORM set_config('postpone.bulk_events', 'off', true);
+
+    -- The 'started' events, set-wise as postpone_fetch_jobs_v2 writes them (on a database
+    -- whose triggers Postpone set up; elsewhere the status trigger wrote them, row by row).
+    IF current_setting('postpone.skipped_status_update', true) = 'on' THEN
+        PERFORM set_config('postpone.skipped_status_update', 'off', true);
+        INSERT INTO procrastinate_events (job_id, type)
+        SELECT job.id, 'started' FROM unnest(claimed) AS job ORDER BY job.id;
+    END IF;
 
     SELECT coalesce(array_agg(job ORDER BY job.priority DESC, job.id), '{}') INTO claimed
       FROM unnest(claimed) AS job;

@@ -139,13 +139,13 @@ impl FlowState {
             }
             admitted.push(id);
         }
-        // Starts older than their period (and a minute more) are forgotten.
+        // Starts older than their period (and 10 s more) are forgotten.
         let limits = &self.limits;
         self.starts.retain(|(name, at)| {
             limits
                 .get(name)
                 .and_then(period_of)
-                .is_some_and(|(_, period)| *at >= now - period - TimeDelta::minutes(1))
+                .is_some_and(|(_, period)| *at >= now - period - TimeDelta::seconds(10))
         });
         admitted
     }
