@@ -282,13 +282,7 @@ async fn run(
         registration: registration.clone(),
         queues: config.queues.clone(),
         slots: Arc::new(Semaphore::new(config.concurrency)),
-        // Under flow control a claimed job holds its slot in its buckets: claim no more
-        // than the free slots, so none waits in the local queue holding one.
-        admission: Admission::new(
-            config.concurrency,
-            if state.flow() { 0 } else { config.prefetch() },
-            state.clone(),
-        ),
+        admission: Admission::new(config.concurrency, config.prefetch(), state.clone()),
         state: state.clone(),
         emitter,
         executor,
