@@ -15,13 +15,19 @@ use postpone::worker::WorkerConfig;
 use postpone::{App, AppBuilder, Error, JobStatus, MemoryStore, Task, TaskConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::harness::{TestDb, dead_worker_holds, schema_db, wait_for, wait_status};
+use crate::harness::{
+    TestDb, dead_worker_holds, schema_db, wait_for, wait_for_listener, wait_status,
+};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// Per key: jobs running now and the most ever running at once, as the tasks saw them.
+/// Per key: jobs running now and the most ever running at once, as the tasks saw them;
+/// and whether [`Held`] jobs may end.
 #[derive(Debug, Default)]
-struct Gauge(Mutex<HashMap<String, (u32, u32)>>);
+struct Gauge(
+    Mutex<HashMap<String, (u32, u32)>>,
+    std::sync::atomic::AtomicBool,
+);
 
 impl Gauge {
     fn of(ctx: &JobContext) -> &Self {
@@ -79,6 +85,28 @@ impl Task for Tenant {
             format!("queue:{}", ctx.job().queue_name),
         ];
         gauged(&ctx, &keys).await;
+        Ok(())
+    }
+}
+
+/// One running at a time per key; runs until the gauge releases it.
+#[derive(Serialize, Deserialize)]
+struct Held {
+    key: String,
+}
+
+impl Task for Held {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "flow.held".into()
+    }
+    fn config() -> TaskConfig {
+        TaskConfig::default().with_flow_limit(FlowLimit::concurrency(1).per_key("key"))
+    }
+    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
+        let gauge = Gauge::of(&ctx);
+        while !gauge.1.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         Ok(())
     }
 }
@@ -160,6 +188,7 @@ fn builder() -> AppBuilder {
         .task::<Capped>()
         .task::<Paced>()
         .task::<Ends>()
+        .task::<Held>()
         .queue_flow_limit("narrow", FlowLimit::concurrency(3))
 }
 
@@ -668,4 +697,120 @@ fn sqlx_url(db: &TestDb) -> String {
     let user = config.get_user().unwrap_or("postgres");
     let dbname = config.get_dbname().expect("dbname");
     format!("postgres://{user}@{host}:{port}/{dbname}")
+}
+
+/// A job waiting for a key's slot held by another worker starts when that worker's job
+/// ends, woken by the notification its outcome sends: both workers poll only hourly.
+#[tokio::test]
+async fn a_freed_slot_wakes_the_workers_waiting_for_it() {
+    let db = schema_db().await;
+    let app = pg_app(&db);
+    let manager = app.job_manager();
+    let hourly = |gauge: &Arc<Gauge>| WorkerConfig {
+        concurrency: 1,
+        fetch_job_polling_interval: Duration::from_secs(3600),
+        ..worker(gauge)
+    };
+    let first_gauge = Arc::new(Gauge::default());
+    let first = app
+        .start_worker(hourly(&first_gauge))
+        .await
+        .expect("worker");
+    let held = app
+        .defer(Held {
+            key: "k".to_owned(),
+        })
+        .await
+        .expect("defer");
+    wait_status(&manager, held, JobStatus::Doing).await;
+    let second_gauge = Arc::new(Gauge::default());
+    second_gauge
+        .1
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let second = app
+        .start_worker(hourly(&second_gauge))
+        .await
+        .expect("worker");
+    wait_for_listener(&db).await;
+    let waiting = app
+        .defer(Held {
+            key: "k".to_owned(),
+        })
+        .await
+        .expect("defer");
+    // Both workers were told of it; neither may start it while the key's slot is taken.
+    let claims = || async {
+        db.count(&format!(
+            "SELECT count(*) FROM procrastinate_jobs WHERE id = {waiting} AND status = 'todo'"
+        ))
+        .await
+    };
+    assert_eq!(claims().await, 1);
+    // The first worker stops (it takes nothing more) once its job ends.
+    first.stop();
+    first_gauge
+        .1
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    first.join().await.expect("the first worker stops");
+    wait_status(&manager, held, JobStatus::Succeeded).await;
+    wait_status(&manager, waiting, JobStatus::Succeeded).await;
+    second.stop();
+    second.join().await.expect("the second worker stops");
+}
+
+/// The store's flow reads, on both stores: no limit stored, none in use and nothing due;
+/// a claim under flow control takes no more than a rate allows, then the next start is
+/// due within the period (and never sooner than now).
+async fn the_store_reports_flow_state(store: &dyn postpone::store::Store) {
+    use postpone::store::{DeferJobParams, FetchJobsParams, FlowBucket};
+    assert!(!store.flow_in_use().await.expect("in use"));
+    assert_eq!(store.flow_next_start().await.expect("next start"), None);
+    let period = Duration::from_secs(10);
+    let job = DeferJobParams {
+        flow: vec![FlowBucket {
+            name: "queue:default".to_owned(),
+            max_running: None,
+            rate: Some((2, period)),
+        }],
+        ..DeferJobParams::resolve("t".to_owned(), serde_json::json!({}), Default::default())
+            .expect("job")
+    };
+    store
+        .defer_jobs(&[job.clone(), job.clone(), job])
+        .await
+        .expect("defer");
+    assert!(store.flow_in_use().await.expect("in use"));
+    assert_eq!(store.flow_next_start().await.expect("next start"), None);
+    let worker = store.register_worker().await.expect("register");
+    let claimed = store
+        .fetch_jobs(&FetchJobsParams {
+            flow: true,
+            ..FetchJobsParams::new(None, worker, 10)
+        })
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2, "the rate allows 2");
+    let due = store
+        .flow_next_start()
+        .await
+        .expect("next start")
+        .expect("a full bucket");
+    assert!(due <= period, "{due:?}");
+    // Today's claim, for a worker that does not honour limits, takes the third.
+    let claimed = store
+        .fetch_jobs(&FetchJobsParams::new(None, worker, 10))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+}
+
+#[tokio::test]
+async fn the_store_reports_flow_state_on_postgres() {
+    let db = schema_db().await;
+    the_store_reports_flow_state(pg_app(&db).store().as_ref()).await;
+}
+
+#[tokio::test]
+async fn the_store_reports_flow_state_in_memory() {
+    the_store_reports_flow_state(&MemoryStore::new()).await;
 }
