@@ -86,6 +86,23 @@ pub struct BenchFlags {
     /// FLEET: jobs each fleet drains [default: 20,000].
     #[arg(long, env = "POSTPONE_BENCH_FLEET_JOBS", value_name = "N")]
     pub fleet_jobs: Option<usize>,
+    /// FLOW: jobs drained under the per-key concurrency limit [default: 20,000].
+    #[arg(long, env = "POSTPONE_BENCH_FLOW_JOBS", value_name = "N")]
+    pub flow_jobs: Option<usize>,
+    /// RATE: the rate limit measured, starts per second [default: 100].
+    #[arg(long, env = "POSTPONE_BENCH_RATE_PER_SECOND", value_name = "N")]
+    pub rate_per_second: Option<u32>,
+    /// RATE: seconds measured [default: 60].
+    #[arg(long, env = "POSTPONE_BENCH_RATE_SECONDS", value_name = "SECONDS")]
+    pub rate_seconds: Option<u64>,
+    /// RATE: worker process counts to measure, comma separated [default: 1,4].
+    #[arg(
+        long,
+        env = "POSTPONE_BENCH_RATE_PROCESSES",
+        value_delimiter = ',',
+        value_name = "LIST"
+    )]
+    pub rate_processes: Vec<usize>,
     /// ANALYZE the jobs table after filling each drain's backlog, W3S's included (default:
     /// not, as a fresh backlog is before autovacuum gets to it).
     #[arg(long, env = "POSTPONE_BENCH_ANALYZE", value_parser = FalseyValueParser::new())]

@@ -14,6 +14,8 @@
 //!   of the defer call, and from its return (the commit), to the first line of the task.
 //! - MEM: peak RSS (`VmHWM`) of a worker process at concurrency 100 draining a backlog.
 //! - IDLE: CPU used by a worker process with nothing to do (shows there is no busy poll).
+//! - FLOW and RATE: flow control (`flow.rs`): a drain under a per-key concurrency limit,
+//!   and the accuracy of a rate limit with 1 and 4 worker processes.
 //! - FLEET: 8 worker processes x 10 drain a backlog, then idle, directly and through a
 //!   PgBouncer in transaction pooling (poll-only; the test kit starts it): jobs/s, the
 //!   server connections the fleet held at most (per process), and the idle CPU per
@@ -45,6 +47,7 @@ mod ceilings;
 mod chaos;
 mod child;
 mod flags;
+mod flow;
 mod otlp_sink;
 mod procfs;
 mod sql;
@@ -170,12 +173,17 @@ struct Params {
     fleet_processes: usize,
     fleet_concurrency: usize,
     fleet_jobs: usize,
+    flow_jobs: usize,
+    rate_per_second: u32,
+    rate_seconds: u64,
+    rate_processes: Vec<usize>,
     analyze: bool,
 }
 
 /// The workloads, in the order they run (each ceiling right after its workload).
-const WORKLOADS: [&str; 14] = [
+const WORKLOADS: [&str; 16] = [
     "W1", "W1S", "W2", "W2S", "W3", "W3T", "R1", "W3S", "W3L", "W4", "W4S", "MEM", "IDLE", "FLEET",
+    "FLOW", "RATE",
 ];
 
 impl Params {
@@ -248,6 +256,14 @@ impl Params {
             fleet_processes: pick(flags.fleet_processes, 8, 8),
             fleet_concurrency: 10,
             fleet_jobs: pick(flags.fleet_jobs, 2_000, 20_000),
+            flow_jobs: pick(flags.flow_jobs, 2_000, 20_000),
+            rate_per_second: flags.rate_per_second.unwrap_or(100),
+            rate_seconds: flags.rate_seconds.unwrap_or(if q { 5 } else { 60 }),
+            rate_processes: if flags.rate_processes.is_empty() {
+                vec![1, 4]
+            } else {
+                flags.rate_processes.clone()
+            },
             analyze: flags.analyze,
         };
         if params.runs == 0 {
@@ -265,6 +281,9 @@ impl Params {
             ("--memory-jobs", params.memory_jobs),
             ("--fleet-processes", params.fleet_processes),
             ("--fleet-jobs", params.fleet_jobs),
+            ("--flow-jobs", params.flow_jobs),
+            ("--rate-per-second", params.rate_per_second as usize),
+            ("--rate-seconds", params.rate_seconds as usize),
         ] {
             if value == 0 {
                 bail!("{what} is 0: give at least 1");
@@ -272,6 +291,9 @@ impl Params {
         }
         if params.w3_processes.contains(&0) {
             bail!("--w3-processes holds 0: give process counts of at least 1");
+        }
+        if params.rate_processes.contains(&0) {
+            bail!("--rate-processes holds 0: give process counts of at least 1");
         }
         if params.w3s_batches.contains(&0) {
             bail!("--w3s-batches holds 0: give claim sizes of at least 1");
@@ -310,7 +332,8 @@ impl Params {
              concurrency {} per process, processes {}; W3S claims of {}; \
              W3L prefill {} succeeded jobs; \
              W4 {} jobs {} ms apart, worker concurrency {}, {} warm-up jobs; \
-             MEM concurrency {}, {} jobs; IDLE {} s; FLEET {} processes x {}, {} jobs{}",
+             MEM concurrency {}, {} jobs; IDLE {} s; FLEET {} processes x {}, {} jobs; \
+             FLOW {} jobs; RATE {}/s over {} s, processes {}{}",
             self.runs,
             if self.quick { " (quick)" } else { "" },
             self.workloads.join(","),
@@ -332,6 +355,14 @@ impl Params {
             self.fleet_processes,
             self.fleet_concurrency,
             self.fleet_jobs,
+            self.flow_jobs,
+            self.rate_per_second,
+            self.rate_seconds,
+            self.rate_processes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
             if self.analyze {
                 "; backlogs analyzed"
             } else {
@@ -600,6 +631,14 @@ enum Case {
     Fleet {
         pgbouncer: bool,
     },
+    /// A drain under a per-key concurrency limit.
+    Flow {
+        processes: usize,
+    },
+    /// A rate limit's accuracy.
+    Rate {
+        processes: usize,
+    },
 }
 
 impl Case {
@@ -628,6 +667,13 @@ impl Case {
             Case::W4 => "W4 latency through an idle listening worker".to_owned(),
             Case::W4S => "W4S floor of W4: one claim, one write, on idle connections".to_owned(),
             Case::Idle => "IDLE worker CPU".to_owned(),
+            Case::Flow { processes } => format!(
+                "FLOW drain under a per-key concurrency limit of {}, {processes} process(es)",
+                flow::FLOW_LIMIT
+            ),
+            Case::Rate { processes } => {
+                format!("RATE accuracy of a rate limit, {processes} process(es)")
+            }
             Case::Fleet { pgbouncer } => format!(
                 "FLEET drain and idle of many worker processes, {}",
                 if *pgbouncer {
@@ -747,6 +793,16 @@ impl Runner {
                 Case::Fleet { pgbouncer: false },
                 Case::Fleet { pgbouncer: true },
             ],
+            "FLOW" => p
+                .w3_processes
+                .iter()
+                .map(|&processes| Case::Flow { processes })
+                .collect(),
+            "RATE" => p
+                .rate_processes
+                .iter()
+                .map(|&processes| Case::Rate { processes })
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -823,6 +879,15 @@ impl Runner {
                 w4s(&connect, p.w4_jobs, interval, p.w4_warmup).await
             }
             Case::Idle => idle(&connect, url, self.params.idle_seconds).await,
+            Case::Flow { processes } => {
+                let p = &self.params;
+                flow::flow_drain(&connect, url, *processes, p.w3_concurrency, p.flow_jobs).await
+            }
+            Case::Rate { processes } => {
+                let p = &self.params;
+                flow::rate_accuracy(&connect, url, *processes, p.rate_per_second, p.rate_seconds)
+                    .await
+            }
             Case::Fleet { pgbouncer } => {
                 let p = &self.params;
                 let through = if *pgbouncer {
@@ -858,6 +923,7 @@ fn format_value(value: f64, unit: &str) -> String {
     match unit {
         "jobs/s" | "rows/s" | "events" | "jobs" => format!("{value:.0}"),
         "ms" => format!("{value:.3}"),
+        "%" => format!("{value:+.2}"),
         "ratio" => format!("{value:.3}"),
         _ => format!("{value:.1}"),
     }

@@ -20,6 +20,8 @@ pub(crate) const ANALYZE_JOBS: &str = include_str!("sql/analyze_jobs.sql");
 /// The backends of the other sessions of this database, and this session's own.
 pub(crate) const BACKEND_PIDS: &str = include_str!("sql/backend_pids.sql");
 pub(crate) const BACKEND_PID: &str = include_str!("sql/backend_pid.sql");
+/// RATE: the starts in the measured window, and the most in any one-second window.
+pub(crate) const RATE_STARTS: &str = include_str!("sql/rate_starts.sql");
 /// After a drain: succeeded and other jobs.
 pub(crate) const DRAIN_OUTCOMES: &str = include_str!("sql/drain_outcomes.sql");
 /// After R1: the results stored.

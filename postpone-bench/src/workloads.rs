@@ -296,7 +296,11 @@ pub(crate) async fn drain(
 }
 
 /// Waits until the `processes` worker processes report `jobs` outcomes written in all.
-async fn drained(progress: &mut Progress, processes: usize, jobs: usize) -> anyhow::Result<()> {
+pub(crate) async fn drained(
+    progress: &mut Progress,
+    processes: usize,
+    jobs: usize,
+) -> anyhow::Result<()> {
     let target = jobs as u64;
     let mut completed = vec![0u64; processes];
     while completed.iter().sum::<u64>() < target {

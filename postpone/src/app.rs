@@ -15,6 +15,7 @@ use std::any::Any;
 
 use crate::blueprint::Blueprint;
 use crate::connect::ConnectConfig;
+use crate::flow::FlowLimit;
 use crate::manager::JobManager;
 use crate::periodic::{MAX_DELAY_DEFAULT, Periodic};
 use crate::protocol::{check_name, check_queue_name};
@@ -51,6 +52,8 @@ struct AppInner {
     result_size_limit: usize,
     /// The link announcing job ends, shared by the app's waiting handles while one waits.
     finish_link: crate::result::SharedFinishLink,
+    /// Flow-control limits per queue ([`AppBuilder::queue_flow_limit`]).
+    queue_limits: HashMap<String, Vec<FlowLimit>>,
 }
 
 impl fmt::Debug for App {
@@ -124,6 +127,26 @@ impl App {
         self.inner.tasks.get(name)
     }
 
+    /// The flow-control limits on this queue's jobs ([`AppBuilder::queue_flow_limit`]).
+    pub fn queue_flow_limits(&self, queue: &str) -> &[FlowLimit] {
+        self.inner
+            .queue_limits
+            .get(queue)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether a task or a queue of this app has a flow-control limit: its workers claim
+    /// under flow control from the start (`docs/flow-control.md`).
+    #[must_use]
+    pub fn has_flow_limits(&self) -> bool {
+        !self.inner.queue_limits.is_empty()
+            || self
+                .inner
+                .tasks
+                .values()
+                .any(|entry| !entry.config.flow_limits.is_empty())
+    }
+
     /// Periodic registrations (task names as registered, namespaces included).
     pub fn periodic_tasks(&self) -> &[Periodic] {
         &self.inner.periodic
@@ -179,6 +202,7 @@ pub struct AppBuilder {
     result_size_limit: Option<usize>,
     store: Option<Arc<dyn Store>>,
     subscribers: Vec<Arc<dyn Subscriber>>,
+    queue_limits: HashMap<String, Vec<FlowLimit>>,
 }
 
 impl fmt::Debug for AppBuilder {
@@ -272,6 +296,32 @@ impl AppBuilder {
         self
     }
 
+    /// Adds a flow-control limit on every job this app defers to `queue` (checked by
+    /// [`Self::build`]): a global cap or rate for the queue, or one per key of the args
+    /// ([`FlowLimit::per_key`]: every task deferred there must then have that field).
+    ///
+    /// ```
+    /// use postpone::App;
+    /// use postpone::flow::FlowLimit;
+    ///
+    /// # fn f() -> postpone::Result<()> {
+    /// let app = App::builder()
+    ///     .store(std::sync::Arc::new(postpone::MemoryStore::new()))
+    ///     .queue_flow_limit("emails", FlowLimit::concurrency(5))
+    ///     .build()?;
+    /// assert!(app.has_flow_limits());
+    /// # Ok(()) }
+    /// # f().unwrap();
+    /// ```
+    #[must_use]
+    pub fn queue_flow_limit(mut self, queue: impl Into<String>, limit: FlowLimit) -> Self {
+        self.queue_limits
+            .entry(queue.into())
+            .or_default()
+            .push(limit);
+        self
+    }
+
     /// Uses this store instead of PostgreSQL.
     #[must_use]
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
@@ -287,7 +337,8 @@ impl AppBuilder {
     /// empty, too long, or registered twice; a blueprint namespace added twice, or taken by
     /// the builtin tasks; a periodic registration for an unknown task, with an invalid cron
     /// expression (the message names the field), an unknown time zone, a periodic id used
-    /// twice for one task, or kwargs the task's type does not accept.
+    /// twice for one task, or kwargs the task's type does not accept; a flow limit of zero
+    /// (concurrency, rate or period) on a task or a queue.
     pub fn build(self) -> Result<App> {
         let (entries, periodic) = self.root.flatten_root()?;
         let mut tasks: HashMap<String, Arc<TaskEntry>> = HashMap::new();
@@ -311,6 +362,9 @@ impl AppBuilder {
             if let Some(timeout) = entry.config.options.timeout {
                 crate::job::check_timeout(&format!("task {:?}'s", entry.name), timeout)?;
             }
+            for limit in &entry.config.flow_limits {
+                limit.check(&format!("task {:?}", entry.name))?;
+            }
             task_names.push(entry.name.clone());
         }
         task_names.sort();
@@ -321,6 +375,12 @@ impl AppBuilder {
             return Err(Error::InvalidInput(format!(
                 "result_size_limit of {result_size_limit} bytes is out of range: give 1 to {RESULT_SIZE_LIMIT_MAX} bytes (PostgreSQL keeps at most 1 GiB in a value)"
             )));
+        }
+        for (queue, limits) in &self.queue_limits {
+            check_queue_name(queue)?;
+            for limit in limits {
+                limit.check(&format!("queue {queue:?}"))?;
+            }
         }
         let periodic = crate::periodic::check_registrations(periodic, &tasks)?;
         let store: Arc<dyn Store> = match (self.store, self.connect) {
@@ -353,6 +413,7 @@ impl AppBuilder {
                 telemetry: Telemetry::new(self.subscribers),
                 result_size_limit,
                 finish_link: crate::result::SharedFinishLink::default(),
+                queue_limits: self.queue_limits,
             }),
         };
         // Each registration must make a valid job (queue, lock and kwargs included).

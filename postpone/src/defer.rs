@@ -213,14 +213,21 @@ impl<'a> Configured<'a> {
             Some(config) => self.options.over(&config.options),
             None => self.options,
         };
-        JobSpec::resolve(
+        let flow_limits = config.map_or(&[][..], |config| config.flow_limits.as_slice());
+        // Limits are scoped by the registered name, so a job deferred under an alias shares them.
+        let scope_name = entry
+            .map_or(self.task_name.as_str(), |e| e.name.as_str())
+            .to_owned();
+        let mut spec = JobSpec::resolve(
             self.task_name,
             args,
             JobOptions {
                 timeout: own_timeout,
                 ..options
             },
-        )
+        )?;
+        spec.flow = flow_buckets(self.app, &spec, &scope_name, flow_limits)?;
+        Ok(spec)
     }
 
     /// Defers the job; returns its id.
@@ -247,6 +254,45 @@ impl<'a> Configured<'a> {
         }
         first_id(&ids)
     }
+}
+
+/// The flow-control buckets of a job (ADR 18): its task's limits, then its queue's.
+///
+/// # Errors
+/// [`Error::InvalidArgs`] when a limit is keyed on a field the args do not have.
+fn flow_buckets(
+    app: &App,
+    spec: &JobSpec,
+    task: &str,
+    task_limits: &[crate::flow::FlowLimit],
+) -> Result<Vec<crate::store::FlowBucket>> {
+    let queue_limits = app.queue_flow_limits(&spec.queue_name);
+    if task_limits.is_empty() && queue_limits.is_empty() {
+        return Ok(Vec::new());
+    }
+    let task_scope = format!("task:{task}");
+    let queue_scope = format!("queue:{}", spec.queue_name);
+    let mut buckets = Vec::with_capacity(task_limits.len() + queue_limits.len());
+    let scoped = task_limits
+        .iter()
+        .map(|limit| (&task_scope, limit))
+        .chain(queue_limits.iter().map(|limit| (&queue_scope, limit)));
+    for (scope, limit) in scoped {
+        let bucket = limit.bucket(scope, &spec.task_name, &spec.args)?;
+        // Two limits on one bucket (a concurrency and a rate, say) make one bucket with
+        // both; of two of the same kind, the first wins.
+        match buckets
+            .iter_mut()
+            .find(|b: &&mut crate::store::FlowBucket| b.name == bucket.name)
+        {
+            Some(same) => {
+                same.max_running = same.max_running.or(bucket.max_running);
+                same.rate = same.rate.or(bucket.rate);
+            }
+            None => buckets.push(bucket),
+        }
+    }
+    Ok(buckets)
 }
 
 /// The `postpone.defer` span of a defer call; each job keeps its trace context (with the

@@ -8,6 +8,7 @@ pub mod connect;
 pub mod context;
 pub mod defer;
 pub mod error;
+pub mod flow;
 pub mod job;
 pub(crate) mod maintenance;
 pub mod manager;
@@ -53,6 +54,8 @@ pub mod guide {
     pub mod results {}
     #[doc = include_str!("../../docs/locks.md")]
     pub mod locks {}
+    #[doc = include_str!("../../docs/flow-control.md")]
+    pub mod flow_control {}
     #[doc = include_str!("../../docs/periodic.md")]
     pub mod periodic {}
     #[doc = include_str!("../../docs/blueprints.md")]

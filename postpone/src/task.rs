@@ -73,6 +73,9 @@ pub struct TaskConfig {
     pub aliases: Vec<String>,
     /// Middleware around each attempt of this task (inside the worker's).
     pub middleware: Vec<std::sync::Arc<dyn crate::middleware::Middleware>>,
+    /// Flow-control limits on the task's jobs (`docs/flow-control.md`), checked when the
+    /// app is built.
+    pub flow_limits: Vec<crate::flow::FlowLimit>,
 }
 
 impl fmt::Debug for TaskConfig {
@@ -82,6 +85,7 @@ impl fmt::Debug for TaskConfig {
             .field("retry", &self.retry)
             .field("aliases", &self.aliases)
             .field("middleware", &self.middleware.len())
+            .field("flow_limits", &self.flow_limits)
             .finish()
     }
 }
@@ -108,6 +112,36 @@ impl TaskConfig {
     pub fn with_alias(mut self, alias: impl Into<String>) -> Self {
         self.aliases.push(alias.into());
         self
+    }
+
+    /// Adds a flow-control limit on the task's jobs: a concurrency or rate limit for all of
+    /// them, or per value of a key field of their args ([`crate::flow::FlowLimit`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use postpone::TaskConfig;
+    /// use postpone::flow::FlowLimit;
+    ///
+    /// let config = TaskConfig::default()
+    ///     .with_flow_limit(FlowLimit::concurrency(2).per_key("tenant"))
+    ///     .with_rate_limit(100, Duration::from_secs(1));
+    /// assert_eq!(config.flow_limits.len(), 2);
+    /// ```
+    pub fn with_flow_limit(mut self, limit: crate::flow::FlowLimit) -> Self {
+        self.flow_limits.push(limit);
+        self
+    }
+
+    /// At most `max_running` of the task's jobs running at once, across workers (a global
+    /// cap for the task; see [`Self::with_flow_limit`] for one per key).
+    pub fn with_concurrency_limit(self, max_running: u32) -> Self {
+        self.with_flow_limit(crate::flow::FlowLimit::concurrency(max_running))
+    }
+
+    /// At most `starts` of the task's jobs started in any window of `period`, across
+    /// workers.
+    pub fn with_rate_limit(self, starts: u32, period: std::time::Duration) -> Self {
+        self.with_flow_limit(crate::flow::FlowLimit::rate(starts, period))
     }
 }
 

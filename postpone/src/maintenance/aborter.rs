@@ -88,6 +88,7 @@ mod tests {
             scheduled_at: None,
             timeout: None,
             trace_context: None,
+            flow: Vec::new(),
         };
         store.defer_jobs(&[job.clone(), job]).await.expect("defer");
         let registration = Registration::register(store.clone())

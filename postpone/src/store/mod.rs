@@ -36,7 +36,7 @@ pub use inspect::{
 pub use memory::{EventType, JobEvent};
 pub use params::{
     AttemptError, AttemptResult, CountBy, DeferJobParams, DeleteOldJobsParams, FailedAttempt,
-    FetchJobsParams, FinishJobParams, HandedBack, JobCounts, JobFilter, JobResultRow, QueuePause,
+    FetchJobsParams, FinishJobParams, FlowBucket, HandedBack, JobCounts, JobFilter, JobResultRow, QueuePause,
     Rescue, RescueDecide, RescueParams, RescueReport, RetryJob, SessionSettings, StalledJobsParams,
     StartMark,
 };
@@ -116,6 +116,19 @@ pub trait Store: sealed::Sealed + Any + Send + Sync + fmt::Debug {
     async fn hand_back_jobs(&self, worker_id: i64, ids: &[i64]) -> Result<HandedBack>;
     /// Which of these jobs have an abort request.
     async fn list_jobs_to_abort(&self, ids: &[i64]) -> Result<Vec<i64>>;
+
+    /// Whether any flow-control limit is stored (`postpone_flow_limits`): a worker whose
+    /// app has none claims with the flow rules once this is true.
+    async fn flow_in_use(&self) -> Result<bool>;
+    /// How long until a rate-limited bucket that is full now has room again (`None`: none
+    /// is full), so a worker whose claim came back short sleeps that long, not a polling
+    /// interval.
+    async fn flow_next_start(&self) -> Result<Option<std::time::Duration>>;
+    /// Tells the workers of these jobs' queues that the flow-limited ones among them left
+    /// `doing` (their outcomes are written), so jobs waiting for their slots are claimed
+    /// now: a `job_inserted` notification per queue, as a defer sends. A worker in flow
+    /// mode calls it after writing outcomes.
+    async fn notify_flow_released(&self, job_ids: &[i64]) -> Result<()>;
 
     /// One rescue pass, when no other is running (`None` otherwise): the `doing` jobs of
     /// workers silent for longer than `params` says, or pruned, go back to `todo` when they

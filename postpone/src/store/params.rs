@@ -33,6 +33,34 @@ pub struct DeferJobParams {
     /// beside the job so that its run's span links to it; set by defer calls of an app
     /// built with the `opentelemetry` feature, inside a sampled span.
     pub trace_context: Option<String>,
+    /// The flow-control buckets the job counts against (`postpone_job_flow`): empty for a
+    /// job of no limited task or queue. Filled by the defer from the app's limits.
+    pub flow: Vec<FlowBucket>,
+}
+
+/// One flow-control limit as stored (`postpone_flow_limits`): a bucket, named after its
+/// scope and key value, with at most `max_running` jobs `doing` at once and at most
+/// `rate` starts in any window of `period`. Made by the defer from a
+/// [`FlowLimit`](../../flow/struct.FlowLimit.html); every Postpone worker honours what is
+/// stored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FlowBucket {
+    /// The bucket's name: `task:<name>` or `queue:<name>`, then `|<field>=<value>` for a
+    /// key taken from the args.
+    pub name: String,
+    /// Most jobs `doing` at once (at least 1), if limited.
+    pub max_running: Option<u32>,
+    /// Most starts per `period` (at least 1), and the period (at least 1 ms), if limited.
+    pub rate: Option<(u32, std::time::Duration)>,
+}
+
+impl FlowBucket {
+    /// The rate's period in whole milliseconds, as stored (at least 1).
+    #[must_use]
+    pub fn period_ms(&self) -> Option<i64> {
+        self.rate
+            .map(|(_, period)| i64::try_from(period.as_millis()).unwrap_or(i64::MAX).max(1))
+    }
 }
 
 impl DeferJobParams {
@@ -82,6 +110,7 @@ impl DeferJobParams {
             scheduled_at,
             timeout: options.timeout,
             trace_context: None,
+            flow: Vec::new(),
         })
     }
 }
@@ -444,6 +473,9 @@ pub struct FetchJobsParams<'a> {
     pub start: usize,
     /// Raise the mark to at least this (jobs already held that start next).
     pub mark: Option<StartMark>,
+    /// Honour the flow-control limits stored with the jobs (`postpone_fetch_jobs_flow_v1`);
+    /// false: today's claim, which ignores them (a worker with no limit in sight).
+    pub flow: bool,
 }
 
 impl<'a> FetchJobsParams<'a> {
@@ -456,6 +488,7 @@ impl<'a> FetchJobsParams<'a> {
             limit,
             start: 0,
             mark: None,
+            flow: false,
         }
     }
 }

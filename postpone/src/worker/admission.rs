@@ -13,6 +13,9 @@
 //! before the waiting ones. Never while a finished lock job is unwritten (the worker
 //! state's invariant 2).
 //!
+//! Under flow control (ADR 18) the prefetch is capped at the concurrency: a claimed job
+//! counts as running in its buckets while it waits, so at most one round of slots waits.
+//!
 //! Everything that limits what a worker takes decides here, so a future limit (paused
 //! queues, rate limits) is one more rule in [`Admission`], not a change to the fetch loop.
 
@@ -67,9 +70,16 @@ impl Admission {
         let Some(mean) = self.state.mean_run_time() else {
             return 0;
         };
+        // Under flow control a waiting job holds its slot in its buckets: at most one round
+        // of slots waits (ADR 18).
+        let max = if self.state.flow() {
+            self.prefetch_max.min(self.concurrency)
+        } else {
+            self.prefetch_max
+        };
         let within =
             PREFETCH_HORIZON.as_nanos() * self.concurrency as u128 / mean.as_nanos().max(1);
-        usize::try_from(within).map_or(self.prefetch_max, |n| n.min(self.prefetch_max))
+        usize::try_from(within).map_or(max, |n| n.min(max))
     }
 
     /// Whether the producer may claim now.
@@ -156,5 +166,9 @@ mod tests {
             1,
             "at least one"
         );
+        // Under flow control, at most one round of slots waits.
+        state.flow_on();
+        assert_eq!(admission.prefetch(), 10);
+        assert_eq!(admission.wanted(view(&admission, 0, 10)), 20);
     }
 }

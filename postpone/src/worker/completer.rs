@@ -126,14 +126,30 @@ impl Completer {
                 duration: began.elapsed(),
             });
             let with_lock = batch.iter().filter(|c| c.job.lock.is_some()).count();
+            let flow = self.state.flow();
+            if flow {
+                self.release_flow(&batch).await;
+            }
             self.state.written(batch.len(), with_lock, written);
             let wake = self.wake_always
                 || with_lock > 0
+                || flow
                 || batch.iter().any(|c| matches!(c.write, Write::Retry(_)));
             if wake {
                 self.wake_producer.notify_one();
             }
             batch.clear();
+        }
+    }
+
+    /// Under flow control (ADR 18): the outcomes just written freed the slots of their
+    /// flow-limited jobs; the workers waiting for them (on any process) are told now, not
+    /// at their next poll. A failure costs only that wake-up.
+    async fn release_flow(&self, batch: &[Completion]) {
+        let ids: Vec<i64> = batch.iter().map(|c| c.job.id).collect();
+        if let Err(error) = self.store.notify_flow_released(&ids).await {
+            self.emitter.database_error("notify_flow_released", &error);
+            tracing::warn!(%error, "cannot tell the workers that flow-limited jobs ended; they find out at their next poll");
         }
     }
 

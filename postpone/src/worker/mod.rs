@@ -185,6 +185,12 @@ impl App {
         }
         let shutdown = Shutdown::default();
         let stats = Arc::new(WorkerStats::default());
+        let state = WorkerState::new(stats.clone());
+        // Flow control (ADR 18): this app's limits, or limits other processes stored.
+        if self.has_flow_limits() || store.flow_in_use().await? {
+            tracing::info!("flow-control limits in use: claims honour them");
+            state.flow_on();
+        }
         let done = tokio::spawn(run(
             self.clone(),
             store,
@@ -192,7 +198,7 @@ impl App {
             registration.clone(),
             services,
             shutdown.clone(),
-            WorkerState::new(stats.clone()),
+            state,
             emitter,
             subscription,
         ));

@@ -159,6 +159,7 @@ impl Producer {
                     () = tokio::time::sleep_until(next_poll) => {
                         fetch_now = true;
                         next_poll = Instant::now() + self.polling_interval;
+                        self.check_flow().await;
                         continue;
                     }
                 }
@@ -179,6 +180,7 @@ impl Producer {
                 limit: wanted,
                 start,
                 mark,
+                flow: self.state.flow(),
             };
             let began = Instant::now();
             let span = tracing::info_span!(
@@ -254,11 +256,25 @@ impl Producer {
                 queue.push(job);
             }
             fetch_now = found == wanted;
+            // Jobs may wait for a rate-limited bucket: look again when it has room.
+            let flow_due = if params.flow && found < wanted {
+                self.flow_due().await
+            } else {
+                None
+            };
+            if let Some(due) = flow_due {
+                next_poll = next_poll.min(due);
+            }
             if !self.wait && found < wanted {
                 // Nothing left only if nothing is unwritten and nothing was written while
                 // the claim ran (the state's invariant 5): a retry or a freed lock written
                 // meanwhile is a job this claim could not see.
-                if found == 0 && self.state.unwritten() == 0 && self.state.writes() == writes {
+                // Jobs waiting for a rate-limited bucket are left too: wait for them.
+                if found == 0
+                    && self.state.unwritten() == 0
+                    && self.state.writes() == writes
+                    && flow_due.is_none()
+                {
                     tracing::info!("no job left: stopping (one-shot)");
                     break;
                 }
@@ -270,6 +286,36 @@ impl Producer {
             }
         }
         self.hand_back(queue.take_all()).await;
+    }
+
+    /// Without flow control yet: turns it on when another process stored limits (read
+    /// once a polling interval; a worker whose app has limits starts with it on).
+    async fn check_flow(&self) {
+        if self.state.flow() {
+            return;
+        }
+        match self.store.flow_in_use().await {
+            Ok(true) => {
+                tracing::info!("flow-control limits stored by another process: claims honour them");
+                self.state.flow_on();
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(%error, "cannot read whether flow-control limits are in use; trying again at the next poll");
+            }
+        }
+    }
+
+    /// When a rate-limited bucket that is full now has room again (`None`: none is full,
+    /// or that cannot be read; the polling interval applies).
+    async fn flow_due(&self) -> Option<Instant> {
+        match self.store.flow_next_start().await {
+            Ok(wait) => wait.map(|wait| Instant::now() + wait),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read when rate-limited jobs may start; looking again at the next poll");
+                None
+            }
+        }
     }
 
     /// Hands back the waiting jobs of the paused queues (read from the store).

@@ -81,6 +81,8 @@ struct Inner {
     waiting_aborted: Notify,
     /// Set when a queue was paused or resumed (the notifier wakes the producer too).
     pauses_stale: AtomicBool,
+    /// Claims honour flow-control limits (ADR 18): the app has some, or the database does.
+    flow: AtomicBool,
     /// Claimed jobs whose outcome is not written yet.
     unwritten: AtomicUsize,
     /// Finished jobs holding a lock whose outcome is not written yet.
@@ -116,6 +118,7 @@ impl WorkerState {
                 waiting_abort: AtomicBool::new(false),
                 waiting_aborted: Notify::new(),
                 pauses_stale: AtomicBool::new(false),
+                flow: AtomicBool::new(false),
                 unwritten: AtomicUsize::new(0),
                 finished_with_lock: AtomicUsize::new(0),
                 locks_released: AtomicU64::new(0),
@@ -269,6 +272,19 @@ impl WorkerState {
     /// True (once) when a queue was paused or resumed since the last call.
     pub(crate) fn take_pauses_changed(&self) -> bool {
         self.inner.pauses_stale.swap(false, Ordering::SeqCst)
+    }
+
+    // Flow control.
+
+    /// From now on, claims honour the flow-control limits and outcomes wake the workers
+    /// waiting for the slots they free (never switched off: limits stay stored).
+    pub(crate) fn flow_on(&self) {
+        self.inner.flow.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether claims honour the flow-control limits.
+    pub(crate) fn flow(&self) -> bool {
+        self.inner.flow.load(Ordering::SeqCst)
     }
 
     /// Whether this held job was asked to stop.

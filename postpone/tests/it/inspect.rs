@@ -22,6 +22,7 @@ fn spec(queue: &str, lock: Option<&str>, args: serde_json::Value) -> DeferJobPar
         scheduled_at: None,
         timeout: None,
         trace_context: None,
+        flow: Vec::new(),
     }
 }
 

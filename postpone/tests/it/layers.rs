@@ -15,6 +15,7 @@ const DOMAIN: &[&str] = &[
     "builtin",
     "context",
     "defer",
+    "flow",
     "manager",
     "middleware",
     "periodic",

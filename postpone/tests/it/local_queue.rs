@@ -447,6 +447,7 @@ async fn hand_back_scenario(
         scheduled_at: None,
         timeout: None,
         trace_context: None,
+        flow: Vec::new(),
     };
     let mut past = spec("scheduled", None);
     past.scheduled_at = Some(Utc::now() - chrono::TimeDelta::seconds(60));

@@ -5,6 +5,7 @@
 //! the harness panics with one line saying what to install.
 
 mod defer;
+mod flow;
 mod harness;
 mod harness_tests;
 mod inspect;

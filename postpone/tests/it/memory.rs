@@ -218,6 +218,7 @@ fn spec(
         scheduled_at: None,
         timeout: None,
         trace_context: None,
+        flow: Vec::new(),
     }
 }
 

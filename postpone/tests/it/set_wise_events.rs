@@ -32,6 +32,7 @@ fn job(queue: &str, scheduled_at: Option<DateTime<Utc>>) -> DeferJobParams {
         scheduled_at,
         timeout: None,
         trace_context: None,
+        flow: Vec::new(),
     }
 }
 

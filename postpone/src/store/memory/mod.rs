@@ -97,6 +97,7 @@
 
 mod clock;
 mod events;
+mod flow;
 mod inspect;
 mod state;
 mod store;

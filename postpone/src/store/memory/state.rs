@@ -59,6 +59,8 @@ pub(super) struct State {
     pub(super) traces: BTreeMap<i64, String>,
     /// `postpone_queue_pauses`: the paused queues, since when.
     pub(super) pauses: BTreeMap<String, DateTime<Utc>>,
+    /// `postpone_flow_limits`, `postpone_job_flow`, `postpone_flow_starts`.
+    pub(super) flow: super::flow::FlowState,
 }
 
 /// Which columns an `UPDATE` sets: `AFTER UPDATE OF column` triggers look at this list,
@@ -116,6 +118,7 @@ impl State {
         self.results.remove(&id);
         self.timeouts.remove(&id);
         self.traces.remove(&id);
+        self.flow.delete_job(id);
     }
 
     /// `finish_jobs.sql`: jobs still todo or doing deleted, or set to their end status
@@ -362,6 +365,7 @@ impl State {
             if let Some(trace) = &job.trace_context {
                 self.traces.insert(id, trace.clone());
             }
+            self.flow.insert(id, &job.flow);
             // Insert triggers by name: scheduled, then status (deferred).
             if let Some(at) = job.scheduled_at {
                 self.event(id, EventType::Scheduled, at);

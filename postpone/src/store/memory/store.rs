@@ -305,6 +305,7 @@ impl Store for MemoryStore {
             limit,
             start,
             mark,
+            flow,
         } = *params;
         let now = self.now();
         let mut state = self.state();
@@ -343,6 +344,13 @@ impl Store for MemoryStore {
             .map(|j| (j.priority, j.id))
             .collect();
         candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        if flow && state.workers.contains_key(&worker_id) {
+            // postpone_fetch_jobs_flow_v1: none beyond its buckets' limits.
+            let ids: Vec<i64> = candidates.iter().map(|(_, id)| *id).collect();
+            let state = &mut *state;
+            let admitted = state.flow.admit(&state.jobs, &ids, limit, now);
+            candidates.retain(|(_, id)| admitted.contains(id));
+        }
         candidates.truncate(limit);
         if candidates.is_empty() {
             if let Some(mark) = mark {
@@ -399,6 +407,30 @@ impl Store for MemoryStore {
     async fn retry_jobs(&self, jobs: &[RetryJob]) -> Result<Vec<i64>> {
         let now = self.now();
         self.state().retry(jobs, now)
+    }
+
+    async fn flow_in_use(&self) -> Result<bool> {
+        Ok(self.state().flow.in_use())
+    }
+
+    async fn flow_next_start(&self) -> Result<Option<std::time::Duration>> {
+        let now = self.now();
+        Ok(self.state().flow.next_start(now))
+    }
+
+    async fn notify_flow_released(&self, job_ids: &[i64]) -> Result<()> {
+        let state = self.state();
+        let released: Vec<(i64, String)> = job_ids
+            .iter()
+            .filter(|id| state.flow.is_limited(**id))
+            .filter_map(|id| state.jobs.get(id))
+            .filter(|job| job.status != JobStatus::Doing)
+            .map(|job| (job.id, job.queue_name.clone()))
+            .collect();
+        drop(state);
+        // As notify_flow_released.sql: one job_inserted per queue.
+        self.announce_inserted(&released);
+        Ok(())
     }
 
     async fn hand_back_jobs(&self, worker_id: i64, ids: &[i64]) -> Result<HandedBack> {

@@ -28,7 +28,7 @@ pub use tx::Transaction;
 use super::rescue;
 use super::{
     AttemptError, CountBy, DeferJobParams, DeleteOldJobsParams, EstimatedCounts, EventTally,
-    FailedAttempt, FetchJobsParams, FinishJobParams, HandedBack, JobCounts, JobEvent, JobFilter,
+    FailedAttempt, FetchJobsParams, FinishJobParams, FlowBucket, HandedBack, JobCounts, JobEvent, JobFilter,
     JobPage, JobPageParams, JobResultRow, PeriodicDefer, QueuePause, QueueState, Rescue,
     RescueDecide, RescueParams, RescueReport, RetryJob, SessionSettings, StalledJobsParams,
     StartMark, Store, Subscription, WorkerRow,
@@ -276,10 +276,32 @@ pub(crate) struct DeferColumns {
     pub(crate) extras: Option<DeferExtras>,
 }
 
-/// The `defer_jobs_with_extras` columns: `$8` and `$9`.
+/// The `defer_jobs_with_extras` columns: `$8`, `$9` and `$10`.
 pub(crate) struct DeferExtras {
     pub(crate) timeouts_ms: Vec<Option<i64>>,
     pub(crate) trace_contexts: Vec<Option<String>>,
+    /// Each job's flow-control buckets, a JSON array (`None`: none).
+    pub(crate) flows: Vec<Option<String>>,
+}
+
+/// A job's flow-control buckets as `defer_jobs_with_extras` reads them: a JSON array of
+/// `{bucket, max_running, rate, period_ms}`; `None` for a job without any.
+fn flow_json(buckets: &[FlowBucket]) -> Option<String> {
+    if buckets.is_empty() {
+        return None;
+    }
+    let array: Vec<serde_json::Value> = buckets
+        .iter()
+        .map(|bucket| {
+            serde_json::json!({
+                "bucket": bucket.name,
+                "max_running": bucket.max_running,
+                "rate": bucket.rate.map(|(rate, _)| rate),
+                "period_ms": bucket.period_ms(),
+            })
+        })
+        .collect();
+    Some(serde_json::Value::Array(array).to_string())
 }
 
 /// A timeout as stored in `postpone_job_timeouts.timeout_ms` (at least 1).
@@ -293,10 +315,11 @@ impl DeferColumns {
     pub(crate) fn new(jobs: &[DeferJobParams]) -> Self {
         let extras = jobs
             .iter()
-            .any(|j| j.timeout.is_some() || j.trace_context.is_some())
+            .any(|j| j.timeout.is_some() || j.trace_context.is_some() || !j.flow.is_empty())
             .then(|| DeferExtras {
                 timeouts_ms: jobs.iter().map(|j| j.timeout.map(timeout_ms)).collect(),
                 trace_contexts: jobs.iter().map(|j| j.trace_context.clone()).collect(),
+                flows: jobs.iter().map(|j| flow_json(&j.flow)).collect(),
             });
         Self {
             queue_names: jobs.iter().map(|j| j.queue_name.clone()).collect(),
@@ -315,7 +338,7 @@ impl DeferColumns {
         queries::defer_jobs(self.queue_names.len(), self.extras.is_some())
     }
 
-    /// The statement's parameters, `$1` to `$7` (and `$8`, `$9`, the extras, when given).
+    /// The statement's parameters, `$1` to `$7` (and `$8` to `$10`, the extras, when given).
     pub(crate) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![
             &self.queue_names,
@@ -329,6 +352,7 @@ impl DeferColumns {
         if let Some(extras) = &self.extras {
             params.push(&extras.timeouts_ms);
             params.push(&extras.trace_contexts);
+            params.push(&extras.flows);
         }
         params
     }
@@ -694,9 +718,15 @@ impl Store for PgStore {
         let mark_priority = params.mark.map(|m| m.priority);
         let mark_job = params.mark.map(|m| m.job_id);
         let worker_id = params.worker_id;
+        // Today's claim unless flow control is in use (ADR 18).
+        let statement = if params.flow {
+            queries::FETCH_JOBS_FLOW
+        } else {
+            queries::FETCH_JOBS
+        };
         let rows = match self
             .query(
-                queries::FETCH_JOBS,
+                statement,
                 &[
                     &params.queues,
                     &worker_id,
@@ -748,6 +778,32 @@ impl Store for PgStore {
         }
         let columns = RetryColumns::new(jobs);
         self.query_ids(queries::RETRY_JOBS, &columns.params()).await
+    }
+
+    async fn flow_in_use(&self) -> Result<bool> {
+        let rows = self.query(queries::FLOW_IN_USE, &[]).await?;
+        match rows.first() {
+            Some(row) => row.try_get("in_use").map_err(db),
+            None => Ok(false),
+        }
+    }
+
+    async fn flow_next_start(&self) -> Result<Option<std::time::Duration>> {
+        let rows = self.query(queries::FLOW_NEXT_START, &[]).await?;
+        let wait_ms: Option<i64> = match rows.first() {
+            Some(row) => row.try_get("wait_ms").map_err(db)?,
+            None => None,
+        };
+        Ok(wait_ms.map(|ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
+    }
+
+    async fn notify_flow_released(&self, job_ids: &[i64]) -> Result<()> {
+        if job_ids.is_empty() {
+            return Ok(());
+        }
+        self.query(queries::NOTIFY_FLOW_RELEASED, &[&job_ids])
+            .await?;
+        Ok(())
     }
 
     async fn hand_back_jobs(&self, worker_id: i64, ids: &[i64]) -> Result<HandedBack> {

@@ -58,6 +58,14 @@ pub const UPDATE_HEARTBEAT: &str = include_str!("queries/update_heartbeat.sql");
 pub const PRUNE_STALLED_WORKERS: &str = include_str!("queries/prune_stalled_workers.sql");
 /// Claims a batch of jobs and raises the worker's start watermark.
 pub const FETCH_JOBS: &str = include_str!("queries/fetch_jobs.sql");
+/// Claims a batch of jobs under the flow-control limits (ADR 18).
+pub const FETCH_JOBS_FLOW: &str = include_str!("queries/fetch_jobs_flow.sql");
+/// Whether any flow-control limit is stored.
+pub const FLOW_IN_USE: &str = include_str!("queries/flow_in_use.sql");
+/// How long until a full rate-limited bucket has room.
+pub const FLOW_NEXT_START: &str = include_str!("queries/flow_next_start.sql");
+/// Wakes the workers of queues whose flow-limited jobs left doing.
+pub const NOTIFY_FLOW_RELEASED: &str = include_str!("queries/notify_flow_released.sql");
 /// Raises a worker's start watermark.
 pub const MARK_STARTED: &str = include_str!("queries/mark_started.sql");
 /// Finishes a batch of jobs.

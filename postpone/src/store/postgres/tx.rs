@@ -86,7 +86,10 @@ impl Transaction for sqlx::Transaction<'_, sqlx::Postgres> {
                 .bind(&c.args)
                 .bind(&c.scheduled_ats);
             if let Some(extras) = &c.extras {
-                query = query.bind(&extras.timeouts_ms).bind(&extras.trace_contexts);
+                query = query
+                    .bind(&extras.timeouts_ms)
+                    .bind(&extras.trace_contexts)
+                    .bind(&extras.flows);
             }
             let ids: Vec<i64> = query
                 .fetch_all(&mut **self)

@@ -1,8 +1,11 @@
 -- defer_jobs_with_extras: defer_jobs, and what a defer call keeps beside each job, in one
 -- statement (all or nothing): the timeout it set ($8, milliseconds; NULL: none) in
 -- postpone_job_timeouts (schema migration 0004), and the trace context of the span that
--- deferred it ($9, a W3C traceparent; NULL: none) in postpone_job_traces (migration 0006).
--- Used only when some job of the batch has either. The ids follow the input order (one
+-- deferred it ($9, a W3C traceparent; NULL: none) in postpone_job_traces (migration 0006),
+-- and its flow-control buckets ($10, a JSON array of {bucket, max_running, rate,
+-- period_ms}; NULL: none) in postpone_job_flow, each bucket's limits in
+-- postpone_flow_limits (migration 0008: made on first use, updated when they changed).
+-- Used only when some job of the batch has any of them. The ids follow the input order (one
 -- INSERT in that order, ids from one sequence), which pairs each job with its extras.
 WITH deferred AS (
     INSERT INTO procrastinate_jobs (queue_name, task_name, priority, lock, queueing_lock, args, scheduled_at)
@@ -14,9 +17,9 @@ WITH deferred AS (
 ), numbered AS (
     SELECT deferred.id, row_number() OVER (ORDER BY deferred.id) AS n FROM deferred
 ), extras AS (
-    SELECT numbered.id, t.timeout_ms, t.traceparent
+    SELECT numbered.id, t.timeout_ms, t.traceparent, t.flow::jsonb AS flow
       FROM numbered
-      JOIN unnest($8::int8[], $9::text[]) WITH ORDINALITY AS t(timeout_ms, traceparent, n)
+      JOIN unnest($8::int8[], $9::text[], $10::text[]) WITH ORDINALITY AS t(timeout_ms, traceparent, flow, n)
         ON t.n = numbered.n
 ), timeouts AS (
     INSERT INTO postpone_job_timeouts (job_id, timeout_ms)
@@ -24,5 +27,31 @@ WITH deferred AS (
 ), traces AS (
     INSERT INTO postpone_job_traces (job_id, traceparent)
     SELECT id, traceparent FROM extras WHERE traceparent IS NOT NULL
+), flows AS (
+    INSERT INTO postpone_job_flow (job_id, buckets)
+    SELECT extras.id, ARRAY(SELECT bucket ->> 'bucket' FROM jsonb_array_elements(extras.flow) AS bucket)
+      FROM extras
+     WHERE extras.flow IS NOT NULL
+), limits AS (
+    SELECT DISTINCT ON (bucket ->> 'bucket')
+           bucket ->> 'bucket' AS bucket, (bucket ->> 'max_running')::int4 AS max_running,
+           (bucket ->> 'rate')::int4 AS rate, (bucket ->> 'period_ms')::int8 AS period_ms
+      FROM extras, jsonb_array_elements(extras.flow) AS bucket
+     WHERE extras.flow IS NOT NULL
+     ORDER BY bucket ->> 'bucket'
+), new_limits AS (
+    -- A bucket in use is not locked unless its limits changed (no contention between
+    -- defers of one key).
+    INSERT INTO postpone_flow_limits (bucket, max_running, rate, period_ms)
+    SELECT bucket, max_running, rate, period_ms FROM limits
+        ON CONFLICT (bucket) DO NOTHING
+    RETURNING bucket
+), changed_limits AS (
+    UPDATE postpone_flow_limits AS flow_limit
+       SET max_running = limits.max_running, rate = limits.rate, period_ms = limits.period_ms
+      FROM limits
+     WHERE flow_limit.bucket = limits.bucket
+       AND (flow_limit.max_running, flow_limit.rate, flow_limit.period_ms)
+           IS DISTINCT FROM (limits.max_running, limits.rate, limits.period_ms)
 )
 SELECT id FROM numbered ORDER BY n
