@@ -382,18 +382,33 @@ pub(crate) async fn job(
         Err(error) => return failure(&base, &state, &error),
     };
     let ids = [id];
-    let (events, errors, rescues, timeout) = tokio::join!(
+    let (events, errors, rescues, timeout, result) = tokio::join!(
         manager.list_events(id, EVENTS_SHOWN),
         manager.list_job_errors(&ids),
         manager.list_rescues(&ids),
         manager.get_job_timeout(id),
+        manager.get_job_result(id),
     );
-    let (events, errors, rescues, timeout) = match (events, errors, rescues, timeout) {
-        (Ok(e), Ok(r), Ok(s), Ok(t)) => (e, r, s, t),
-        (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => {
-            return failure(&base, &state, &e);
-        }
-    };
+    let (events, errors, rescues, timeout, result) =
+        match (events, errors, rescues, timeout, result) {
+            (Ok(e), Ok(r), Ok(s), Ok(t), Ok(v)) => (e, r, s, t, v),
+            (Err(e), ..)
+            | (_, Err(e), ..)
+            | (_, _, Err(e), ..)
+            | (_, _, _, Err(e), _)
+            | (.., Err(e)) => {
+                return failure(&base, &state, &e);
+            }
+        };
+    // The stored text pretty-printed; kept as written when it is not JSON (set by hand).
+    let result = result.map(|row| {
+        let text = row
+            .value()
+            .ok()
+            .and_then(|value| serde_json::to_string_pretty(&value).ok())
+            .unwrap_or_else(|| row.json.clone());
+        (row, text)
+    });
     let args = serde_json::to_string_pretty(&job.args).unwrap_or_else(|_| job.args.to_string());
     let actions = !state.config.read_only();
     let body = html! {
@@ -422,6 +437,11 @@ pub(crate) async fn job(
             }
             h2 { "Args" }
             pre data-testid="job-args" { (args) }
+            @if let Some((row, text)) = &result {
+                h2 { "Result" }
+                p.hint { "Set by attempt " (row.attempt) " at " (time(row.finished_at)) "." }
+                pre data-testid="job-result" { (text) }
+            }
             h2 { "Failed attempts" }
             @if errors.is_empty() { p data-testid="errors-none" { "No recorded error (jobs run by Python workers record none)." } }
             @else {

@@ -13,6 +13,7 @@ use axum::http::{Request, StatusCode, header};
 use common::Db;
 use http_body_util::BodyExt;
 use postpone::JobStatus;
+use postpone::store::{AttemptResult, FinishJobParams};
 use postpone_web::DashboardConfig;
 use tower::ServiceExt;
 
@@ -216,6 +217,43 @@ async fn script_in_args_is_shown_as_text() {
             "{path}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_jobs_result_is_shown_pretty_and_as_text() {
+    let db = Db::new().await;
+    let id = db.defer("default", serde_json::json!({})).await;
+    let (claimed, worker) = db.claim("default").await;
+    assert_eq!(claimed, id);
+    db.app
+        .store()
+        .finish_jobs(&[FinishJobParams {
+            id,
+            status: JobStatus::Succeeded,
+            delete_job: false,
+            error: None,
+            result: Some(AttemptResult {
+                attempt: 1,
+                worker_id: Some(worker),
+                json: r#"{"total":42,"note":"<img src=x onerror=alert(1)>"}"#.to_owned(),
+            }),
+        }])
+        .await
+        .expect("finish");
+    let router = db.router(DashboardConfig::new());
+    let (status, html) = get(&router, &format!("/jobs/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("data-testid=\"job-result\""), "{html}");
+    assert!(html.contains("&quot;total&quot;: 42"), "pretty-printed: {html}");
+    assert!(!html.contains("<img src=x"), "{html}");
+    assert!(
+        html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{html}"
+    );
+    // A job without a result has no such section.
+    let other = db.defer("default", serde_json::json!({})).await;
+    let (_, html) = get(&router, &format!("/jobs/{other}")).await;
+    assert!(!html.contains("job-result"), "{html}");
 }
 
 #[tokio::test]

@@ -36,9 +36,9 @@ pub use inspect::{
 pub use memory::{EventType, JobEvent};
 pub use params::{
     AttemptError, AttemptResult, CountBy, DeferJobParams, DeleteOldJobsParams, FailedAttempt,
-    FetchJobsParams, FinishJobParams, FlowBucket, HandedBack, JobCounts, JobFilter, JobResultRow, QueuePause,
-    Rescue, RescueDecide, RescueParams, RescueReport, RetryJob, SessionSettings, StalledJobsParams,
-    StartMark,
+    FetchJobsParams, FinishJobParams, FlowBucket, HandedBack, JobCounts, JobFilter, JobResultRow,
+    QueuePause, Rescue, RescueDecide, RescueParams, RescueReport, RetryJob, SessionSettings,
+    StalledJobsParams, StartMark,
 };
 pub use subscription::Subscription;
 pub(crate) use subscription::SubscriptionSender;

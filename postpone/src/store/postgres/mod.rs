@@ -28,8 +28,8 @@ pub use tx::Transaction;
 use super::rescue;
 use super::{
     AttemptError, CountBy, DeferJobParams, DeleteOldJobsParams, EstimatedCounts, EventTally,
-    FailedAttempt, FetchJobsParams, FinishJobParams, FlowBucket, HandedBack, JobCounts, JobEvent, JobFilter,
-    JobPage, JobPageParams, JobResultRow, PeriodicDefer, QueuePause, QueueState, Rescue,
+    FailedAttempt, FetchJobsParams, FinishJobParams, FlowBucket, HandedBack, JobCounts, JobEvent,
+    JobFilter, JobPage, JobPageParams, JobResultRow, PeriodicDefer, QueuePause, QueueState, Rescue,
     RescueDecide, RescueParams, RescueReport, RetryJob, SessionSettings, StalledJobsParams,
     StartMark, Store, Subscription, WorkerRow,
 };
