@@ -84,6 +84,12 @@ fn quick_bench_reports_every_figure() {
         ("FLEET_8x10_pgbouncer", "jobs/s"),
         ("FLEET_8x10_pgbouncer_sessions_per_process", "sessions"),
         ("FLEET_8x10_pgbouncer_idle_cpu_per_process", "ms/s"),
+        ("FLOW_drain_1x10_per_key_limit_2", "jobs/s"),
+        ("FLOW_drain_2x10_per_key_limit_2", "jobs/s"),
+        ("RATE_1x10_limit_100_per_s_over_5s_starts", "jobs/s"),
+        ("RATE_1x10_limit_100_per_s_over_5s_busiest_second", "jobs"),
+        ("RATE_4x10_limit_100_per_s_over_5s_starts", "jobs/s"),
+        ("RATE_4x10_limit_100_per_s_over_5s_busiest_second", "jobs"),
     ];
     for (name, unit) in expected {
         let f = figure(name);
@@ -105,7 +111,7 @@ fn quick_bench_reports_every_figure() {
         let value = f["value"].as_f64().unwrap_or(f64::NAN);
         let share = f["workload"]
             .as_str()
-            .is_some_and(|w| w.ends_with("_share"));
+            .is_some_and(|w| w.ends_with("_share") || w.ends_with("_deviation"));
         assert!(value.is_finite() && (share || value >= 0.0), "{f}");
     }
     for share in [
@@ -119,6 +125,23 @@ fn quick_bench_reports_every_figure() {
     // The ceilings did their work: each counted figure has the value it must have.
     for f in figures.iter().filter(|f| !f["expected"].is_null()) {
         assert_eq!(f["value"], f["expected"], "{f}");
+    }
+
+    // The rate limit held: no second of RATE saw more than 100 starts.
+    for processes in [1, 4] {
+        let busiest = figure(&format!(
+            "RATE_{processes}x10_limit_100_per_s_over_5s_busiest_second"
+        ));
+        assert!(
+            busiest["value"].as_f64().is_some_and(|n| n <= 100.0),
+            "{busiest}"
+        );
+        assert_eq!(
+            figure(&format!(
+                "RATE_{processes}x10_limit_100_per_s_over_5s_deviation"
+            ))["unit"],
+            "%"
+        );
     }
 
     // Through PgBouncer the fleet holds no more server sessions than its pool (the test

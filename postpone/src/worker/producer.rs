@@ -31,6 +31,11 @@
 //! every polling interval as the fallback) the waiting jobs of paused queues go back to
 //! `todo` as on stop; running ones finish.
 //!
+//! Under flow control (ADR 18: the app has limits, or the database stores some, read every
+//! polling interval until then) claims take `fetch_jobs_flow`, which starts no job beyond
+//! its buckets' limits; after a short claim the producer sleeps until the next
+//! rate-limited start is due, when one is, rather than a polling interval.
+//!
 //! A waiting job whose abort is requested ends `aborted` without running. On stop, the
 //! waiting jobs are handed back (`hand_back_jobs`: `todo` again, no worker, attempts
 //! unchanged) for any worker to take.

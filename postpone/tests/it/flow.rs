@@ -314,9 +314,9 @@ async fn per_key_concurrency_holds_across_three_workers_while_other_keys_proceed
     }
     let from_events = events_high_water(&db, "tenant").await;
     for tenant in ["a", "b", "c"] {
-        assert_eq!(
-            from_events.get(tenant).copied().unwrap_or(0).clamp(0, 2),
-            from_events.get(tenant).copied().unwrap_or(0),
+        let high = from_events.get(tenant).copied().unwrap_or(0);
+        assert!(
+            (1..=2).contains(&high),
             "tenant {tenant} in the events: {from_events:?}"
         );
     }

@@ -212,22 +212,26 @@ BEGIN
 END;
 $$;
 
--- When a rate-limited bucket that is full now next has room: for each full bucket, the
--- start that must leave its window, plus the period; the earliest of them (NULL: none is
--- full). A worker whose claim came back short sleeps until then, not a polling interval.
+-- When a rate-limited bucket next has room: for each bucket, the time its rate-th newest
+-- start leaves the window (a start and a period later); the earliest of them that is in the
+-- future, or that passed less than 50 ms ago (then: now). NULL when there is none. A worker
+-- whose claim came back short sleeps until then, not a polling interval. The grace covers
+-- a start leaving the window between that claim and this call: the claim found the bucket
+-- full, and it has room now. Buckets that had room earlier than that are not due (an idle
+-- bucket never makes a worker claim over and over).
 CREATE FUNCTION postpone_flow_next_start_v1()
     RETURNS timestamp with time zone
     LANGUAGE sql
     STABLE
 AS $$
-    SELECT min(due.at)
+    SELECT min(greatest(due.at, now()))
       FROM (
           SELECT start.started_at + flow_limit.period_ms * interval '1 millisecond' AS at,
                  row_number() OVER (PARTITION BY start.bucket ORDER BY start.started_at DESC) AS newer,
                  flow_limit.rate
             FROM postpone_flow_starts AS start
             JOIN postpone_flow_limits AS flow_limit ON flow_limit.bucket = start.bucket
-           WHERE start.started_at > now() - flow_limit.period_ms * interval '1 millisecond'
       ) AS due
-     WHERE due.newer = due.rate;
+     WHERE due.newer = due.rate
+       AND due.at > now() - interval '50 milliseconds';
 $$;

@@ -150,7 +150,9 @@ impl FlowState {
         admitted
     }
 
-    /// How long until a full rate-limited bucket has room (`postpone_flow_next_start_v1`).
+    /// How long until a rate-limited bucket next has room (`postpone_flow_next_start_v1`):
+    /// the earliest time a bucket's rate-th newest start leaves its window, in the future
+    /// or less than 50 ms ago (then: now).
     pub(super) fn next_start(&self, now: DateTime<Utc>) -> Option<std::time::Duration> {
         let mut per_bucket: HashMap<&str, Vec<DateTime<Utc>>> = HashMap::new();
         for (name, at) in &self.starts {
@@ -160,10 +162,10 @@ impl FlowState {
             .into_iter()
             .filter_map(|(name, mut starts)| {
                 let (rate, period) = self.limits.get(name).and_then(period_of)?;
-                starts.retain(|at| *at > now - period);
                 starts.sort_unstable_by(|a, b| b.cmp(a));
-                let oldest_counted = starts.get(usize::try_from(rate).ok()?.checked_sub(1)?)?;
-                Some(*oldest_counted + period)
+                let leaving = starts.get(usize::try_from(rate).ok()?.checked_sub(1)?)?;
+                let due = *leaving + period;
+                (due > now - TimeDelta::milliseconds(50)).then_some(due.max(now))
             })
             .min()
             .map(|due| (due - now).to_std().unwrap_or_default())
