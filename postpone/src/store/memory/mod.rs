@@ -100,6 +100,7 @@ mod events;
 mod inspect;
 mod state;
 mod store;
+mod workflows;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -59,6 +59,8 @@ pub(super) struct State {
     pub(super) traces: BTreeMap<i64, String>,
     /// `postpone_queue_pauses`: the paused queues, since when.
     pub(super) pauses: BTreeMap<String, DateTime<Utc>>,
+    /// `postpone_workflows` and `postpone_workflow_nodes`.
+    pub(super) workflows: super::workflows::Workflows,
 }
 
 /// Which columns an `UPDATE` sets: `AFTER UPDATE OF column` triggers look at this list,

@@ -1,0 +1,84 @@
+-- advance_workflows: moves these workflows ($1 ids) on, as far as their nodes' recorded
+-- outcomes allow, in one statement (schema migration 0009, docs/adr/0019-workflows.md):
+-- * under on_parent_failure 'cancel', every waiting node with a parent that ended without
+--   success (failed, cancelled, aborted) is cancelled, and every waiting node below it,
+--   transitively: they never get a job;
+-- * every waiting node whose parents all succeeded (under 'run': all ended, however) is
+--   released: its job is inserted into procrastinate_jobs (the triggers write its
+--   'deferred' event and send job_inserted, so Python and Rust workers alike see it),
+--   with its timeout, under an id taken from the jobs' sequence first.
+-- A node is released once, whoever runs this and however many at once: the candidates are
+-- locked (FOR UPDATE ... SKIP LOCKED, which re-reads a row another statement changed
+-- since this one's snapshot, and leaves the rows another is releasing to it), and a node
+-- stays a candidate only while it is waiting. Two advancers never both miss a child: each
+-- runs after its own parent's outcome committed, so the later one sees both.
+-- Returns how many nodes were cancelled and released.
+WITH RECURSIVE flow AS (
+    SELECT id, on_parent_failure
+      FROM postpone_workflows
+     WHERE id = ANY ($1::bigint[])
+), doomed (workflow_id, name) AS (
+    SELECT child.workflow_id, child.name
+      FROM flow
+      JOIN postpone_workflow_nodes AS child ON child.workflow_id = flow.id
+     WHERE flow.on_parent_failure = 'cancel'
+       AND child.status = 'waiting'
+       AND EXISTS (
+           SELECT 1
+             FROM postpone_workflow_nodes AS parent
+            WHERE parent.workflow_id = child.workflow_id
+              AND parent.name = ANY (child.parents)
+              AND parent.status IN ('failed', 'cancelled', 'aborted')
+       )
+    UNION
+    SELECT child.workflow_id, child.name
+      FROM doomed
+      JOIN postpone_workflow_nodes AS child
+        ON child.workflow_id = doomed.workflow_id
+       AND doomed.name = ANY (child.parents)
+     WHERE child.status = 'waiting'
+), cancelled AS (
+    UPDATE postpone_workflow_nodes AS node
+       SET status = 'cancelled', ended_at = now()
+      FROM doomed
+     WHERE node.workflow_id = doomed.workflow_id
+       AND node.name = doomed.name
+       AND node.status = 'waiting'
+    RETURNING node.name
+), ready AS (
+    SELECT child.workflow_id, child.name
+      FROM postpone_workflow_nodes AS child
+      JOIN flow ON flow.id = child.workflow_id
+     WHERE child.status = 'waiting'
+       AND NOT EXISTS (
+           SELECT 1
+             FROM postpone_workflow_nodes AS parent
+            WHERE parent.workflow_id = child.workflow_id
+              AND parent.name = ANY (child.parents)
+              AND CASE flow.on_parent_failure
+                      WHEN 'cancel' THEN parent.status <> 'succeeded'
+                      ELSE parent.status IN ('waiting', 'released')
+                  END
+       )
+       FOR UPDATE OF child SKIP LOCKED
+), released AS (
+    UPDATE postpone_workflow_nodes AS node
+       SET status = 'released', job_id = nextval('procrastinate_jobs_id_seq'::regclass)
+      FROM ready
+     WHERE node.workflow_id = ready.workflow_id
+       AND node.name = ready.name
+    RETURNING node.job_id, node.queue_name, node.task_name, node.priority, node.lock,
+              node.queueing_lock, node.args, node.scheduled_at, node.timeout_ms
+), jobs AS (
+    INSERT INTO procrastinate_jobs (id, queue_name, task_name, priority, lock, queueing_lock, args, scheduled_at)
+    SELECT job_id, queue_name, task_name, priority, lock, queueing_lock, args, scheduled_at
+      FROM released
+     ORDER BY job_id
+    RETURNING id
+), timeouts AS (
+    INSERT INTO postpone_job_timeouts (job_id, timeout_ms)
+    SELECT job_id, timeout_ms
+      FROM released
+     WHERE timeout_ms IS NOT NULL
+)
+SELECT (SELECT count(*) FROM cancelled) AS cancelled, (SELECT count(*) FROM jobs) AS released
