@@ -76,6 +76,9 @@ pub struct BenchFlags {
     /// MEM: jobs it drains [default: 20,000].
     #[arg(long, env = "POSTPONE_BENCH_MEMORY_JOBS", value_name = "N")]
     pub memory_jobs: Option<usize>,
+    /// WF: nodes of the 3-level workflow (1% roots, 9% middle, 90% leaves) [default: 10,000].
+    #[arg(long, env = "POSTPONE_BENCH_WF_JOBS", value_name = "N")]
+    pub wf_jobs: Option<usize>,
     /// IDLE: seconds an idle worker process is watched for CPU use [default: 2].
     #[arg(long, env = "POSTPONE_BENCH_IDLE_SECONDS", value_name = "SECONDS")]
     pub idle_seconds: Option<f64>,

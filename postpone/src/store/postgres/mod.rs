@@ -745,14 +745,15 @@ impl Store for PgStore {
             .collect::<Result<Vec<i64>>>()?;
         // The workflows that had a node end (the same on every row): advanced now, so
         // their next nodes need no service pass.
-        let workflows: Option<Vec<i64>> = match rows.first() {
-            Some(row) => row.try_get(1).map_err(db)?,
-            None => None,
+        let (workflows, ended): (Option<Vec<i64>>, Option<Vec<String>>) = match rows.first() {
+            Some(row) => (row.try_get(1).map_err(db)?, row.try_get(2).map_err(db)?),
+            None => (None, None),
         };
         if let Some(workflows) = workflows {
             // The outcomes are written: a failed advance is the workflow service's to
             // redo (sync_workflows finds the nodes it left waiting), not the batch's.
-            if let Err(error) = self.workflows_advance(&workflows).await {
+            let ended = ended.unwrap_or_default();
+            if let Err(error) = self.workflows_advance(&workflows, Some(&ended)).await {
                 tracing::warn!(%error, ?workflows, "advancing workflows failed: the workflow service will");
             }
         }

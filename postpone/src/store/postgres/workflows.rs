@@ -121,12 +121,19 @@ impl PgStore {
         Ok(id)
     }
 
-    /// `advance_workflows` for these workflows (none: nothing sent).
-    pub(super) async fn workflows_advance(&self, ids: &[i64]) -> Result<()> {
+    /// `advance_workflows` for these workflows (none: nothing sent), looking at the
+    /// children of `ended` only (`None`: at every waiting node).
+    pub(super) async fn workflows_advance(
+        &self,
+        ids: &[i64],
+        ended: Option<&[String]>,
+    ) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
-        let rows = self.query(queries::ADVANCE_WORKFLOWS, &[&ids]).await?;
+        let rows = self
+            .query(queries::ADVANCE_WORKFLOWS, &[&ids, &ended])
+            .await?;
         if let Some(row) = rows.first() {
             let cancelled: i64 = row.try_get("cancelled").map_err(db)?;
             let released: i64 = row.try_get("released").map_err(db)?;
@@ -138,7 +145,7 @@ impl PgStore {
     /// `sync_workflows`, then `advance_workflows` for what it found.
     pub(super) async fn workflows_sync(&self) -> Result<u64> {
         let ids = self.query_ids(queries::SYNC_WORKFLOWS, &[]).await?;
-        self.workflows_advance(&ids).await?;
+        self.workflows_advance(&ids, None).await?;
         Ok(ids.len() as u64)
     }
 

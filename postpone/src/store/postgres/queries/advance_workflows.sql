@@ -12,6 +12,9 @@
 -- since this one's snapshot, and leaves the rows another is releasing to it), and a node
 -- stays a candidate only while it is waiting. Two advancers never both miss a child: each
 -- runs after its own parent's outcome committed, so the later one sees both.
+-- $2: the names of the nodes that just ended (finish_jobs), whose children are the only
+-- candidates (checked whole, so a name shared by another workflow only adds candidates);
+-- NULL: every waiting node (the workflow service's pass).
 -- Returns how many nodes were cancelled and released.
 WITH RECURSIVE flow AS (
     SELECT id, on_parent_failure
@@ -23,6 +26,7 @@ WITH RECURSIVE flow AS (
       JOIN postpone_workflow_nodes AS child ON child.workflow_id = flow.id
      WHERE flow.on_parent_failure = 'cancel'
        AND child.status = 'waiting'
+       AND ($2::text[] IS NULL OR child.parents && $2::text[])
        AND EXISTS (
            SELECT 1
              FROM postpone_workflow_nodes AS parent
@@ -50,6 +54,7 @@ WITH RECURSIVE flow AS (
       FROM postpone_workflow_nodes AS child
       JOIN flow ON flow.id = child.workflow_id
      WHERE child.status = 'waiting'
+       AND ($2::text[] IS NULL OR child.parents && $2::text[])
        AND NOT EXISTS (
            SELECT 1
              FROM postpone_workflow_nodes AS parent

@@ -14,8 +14,9 @@
 --   it gone when they next look).
 -- * the jobs that are workflow nodes (postpone_workflow_nodes, migration 0009) get their
 --   node's end recorded, with a copy of their result, before a delete can lose it; each
---   row says which workflows had a node end (the same array on every row; NULL when
---   none), so the store advances them (advance_workflows) and only them. When no
+--   row says which workflows had a node end, and which nodes (the same arrays on every
+--   row; NULL when none), so the store advances them (advance_workflows) and looks only
+--   at those nodes' children. When no
 --   workflow is used this is one probe of an empty index per job.
 -- Returns the ids written; a job in any other status is left alone (and missing from the
 -- result). A batch without errors, results or waiters sends empty arrays.
@@ -59,6 +60,9 @@ WITH finished AS (
      WHERE node.job_id = job.id
        AND node.status = 'released'
        AND job.id IN (SELECT id FROM finished)
-    RETURNING node.workflow_id
+    RETURNING node.workflow_id, node.name
 )
-SELECT id, (SELECT array_agg(DISTINCT workflow_id) FROM nodes) AS workflows FROM finished
+SELECT id,
+       (SELECT array_agg(DISTINCT workflow_id) FROM nodes) AS workflows,
+       (SELECT array_agg(name) FROM nodes) AS ended_nodes
+  FROM finished
