@@ -59,12 +59,11 @@ pub enum Notification {
     /// A queue was paused or resumed (Postpone's own, on [`PAUSES_CHANNEL`]): read the
     /// paused queues again.
     QueuePausesChanged,
-    /// A job someone waits for ended (Postpone's own, on [`JOB_FINISHED_CHANNEL`]).
+    /// A job someone waits for has its end written (Postpone's own, on
+    /// [`JOB_FINISHED_CHANNEL`]): read it.
     JobFinished {
         /// Its id.
         job_id: i64,
-        /// Its end status.
-        status: crate::job::JobStatus,
     },
 }
 
@@ -130,11 +129,8 @@ mod tests {
             Some(Notification::QueuePausesChanged)
         );
         assert_eq!(
-            Notification::parse(r#"{"type": "job_finished", "job_id": 7, "status": "succeeded"}"#),
-            Some(Notification::JobFinished {
-                job_id: 7,
-                status: crate::job::JobStatus::Succeeded
-            })
+            Notification::parse(r#"{"type": "job_finished", "job_id": 7}"#),
+            Some(Notification::JobFinished { job_id: 7 })
         );
         // The payload the pause and resume statements send.
         let sql = include_str!("store/postgres/queries/pause_queue.sql");

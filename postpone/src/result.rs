@@ -220,11 +220,10 @@ impl JobHandle {
     pub async fn wait(&self, timeout: Duration) -> Result<JobOutcome> {
         let deadline = Instant::now() + timeout;
         let store = self.app.store();
+        // Without a link (a pooler in transaction mode without poll-only, a lost
+        // connection), polling alone still sees the end.
         let mut finished = match store.listen_job_finished(self.id).await {
             Ok(subscription) => subscription,
-            Err(error) if !matches!(error, Error::Database(_) | Error::Connect { .. }) => {
-                return Err(error);
-            }
             Err(error) => {
                 tracing::warn!(job_id = self.id, %error, "cannot listen for the job's end; polling");
                 None

@@ -111,9 +111,9 @@ pub trait Store: sealed::Sealed + Any + Send + Sync + fmt::Debug {
     /// Finishes jobs, and records the errors of their attempts that did not succeed and
     /// the results of those that succeeded, in one statement; the ids written (jobs no
     /// longer todo/doing are left out). The jobs among them that someone waits for
-    /// ([`Self::listen_job_finished`]) are announced, except the deleted ones. Jobs that
-    /// are workflow nodes get their node's end recorded in the same statement, and their
-    /// workflows are then advanced (a second statement, only then).
+    /// ([`Self::listen_job_finished`]) are announced. Jobs that are workflow nodes get
+    /// their node's end recorded in the same statement, and their workflows are then
+    /// advanced (a second statement, only then).
     async fn finish_jobs(&self, jobs: &[FinishJobParams]) -> Result<Vec<i64>>;
     /// Sends doing jobs back to todo (or to failed when abort was requested), and records
     /// their attempts' errors, in one statement; ids written.

@@ -18,6 +18,7 @@ const DOMAIN: &[&str] = &[
     "manager",
     "middleware",
     "periodic",
+    "result",
     "retry",
     "task",
     "telemetry",

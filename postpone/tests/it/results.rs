@@ -549,7 +549,8 @@ async fn a_waited_job_the_delete_policy_removes_is_reported_gone() {
         .defer_and_track(Gated)
         .await
         .expect("defer")
-        .with_poll_interval(Duration::from_millis(20))
+        // Only the finish's notification wakes it: its poll interval is past the deadline.
+        .with_poll_interval(Duration::from_secs(3600))
         .expect("interval");
     let waiting = {
         let handle = handle.clone();
@@ -562,7 +563,7 @@ async fn a_waited_job_the_delete_policy_removes_is_reported_gone() {
     )
     .await;
     gate.0.send_replace(true);
-    // The finish deletes the job (its waiter row and result with it) in one statement.
+    // The finish announces the job, then deletes it (no result kept), in one statement.
     let error = waiting.await.expect("joined").expect_err("the job is gone");
     assert!(
         matches!(error, Error::JobNotFound { id } if id == handle.id()),

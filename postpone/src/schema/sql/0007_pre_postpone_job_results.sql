@@ -16,7 +16,7 @@ CREATE TABLE postpone_job_results (
 );
 
 -- Jobs someone waits for (`JobHandle::wait`): finish_jobs removes a job's row when it
--- writes the job's end and sends `{"type": "job_finished", "job_id": N, "status": S}` on
+-- writes the job's end and sends `{"type": "job_finished", "job_id": N}` on
 -- postpone_job_finished_v1, so a batch with no waited job notifies no one.
 CREATE TABLE postpone_job_waiters (
     job_id      bigint PRIMARY KEY REFERENCES procrastinate_jobs (id) ON DELETE CASCADE,

@@ -242,14 +242,14 @@ impl MemoryStore {
 
     /// Announces the ends of jobs to the waiting handles (as `finish_jobs.sql` notifies
     /// `postpone_job_finished_v1`), forgetting the closed subscriptions. The memory store
-    /// announces every end it writes (no waiter rows to consult), the deleted jobs' aside.
-    fn announce_finished(&self, ends: &[(i64, crate::job::JobStatus)]) {
+    /// announces every end it writes (no waiter rows to consult).
+    fn announce_finished(&self, ends: &[i64]) {
         let mut watchers = self.finish_watchers();
         if watchers.is_empty() {
             return;
         }
-        for &(job_id, status) in ends {
-            watchers.retain(|sender| sender.send(Ok(Notification::JobFinished { job_id, status })));
+        for &job_id in ends {
+            watchers.retain(|sender| sender.send(Ok(Notification::JobFinished { job_id })));
         }
     }
 

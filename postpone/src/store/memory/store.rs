@@ -414,12 +414,7 @@ impl Store for MemoryStore {
         };
         drop(state);
         self.announce_inserted(&released);
-        let ends: Vec<(i64, JobStatus)> = jobs
-            .iter()
-            .filter(|j| !j.delete_job && written.contains(&j.id))
-            .map(|j| (j.id, j.status))
-            .collect();
-        self.announce_finished(&ends);
+        self.announce_finished(&written);
         Ok(written)
     }
 

@@ -414,10 +414,17 @@ impl<'a> FinishColumns<'a> {
         }
     }
 
+    /// The statement: with the result arrays only when a job has a result to keep.
+    fn statement(&self) -> &'static str {
+        queries::finish_jobs(!self.results.is_empty())
+    }
+
     fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&self.ids, &self.statuses, &self.deletes];
         params.extend(self.errors.params());
-        params.extend(self.results.params());
+        if !self.results.is_empty() {
+            params.extend(self.results.params());
+        }
         params
     }
 }
@@ -478,12 +485,8 @@ async fn finish_jobs_on(
     client: &impl tokio_postgres::GenericClient,
     jobs: &[FinishJobParams],
 ) -> Result<Vec<i64>> {
-    ids_on(
-        client,
-        queries::FINISH_JOBS,
-        &FinishColumns::new(jobs).params(),
-    )
-    .await
+    let columns = FinishColumns::new(jobs);
+    ids_on(client, columns.statement(), &columns.params()).await
 }
 
 /// `retry_jobs` inside a transaction.
@@ -738,7 +741,7 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         let columns = FinishColumns::new(jobs);
-        let rows = self.query(queries::FINISH_JOBS, &columns.params()).await?;
+        let rows = self.query(columns.statement(), &columns.params()).await?;
         let ids = rows
             .iter()
             .map(|row| row.try_get(0).map_err(db))

@@ -62,6 +62,19 @@ pub const FETCH_JOBS: &str = include_str!("queries/fetch_jobs.sql");
 pub const MARK_STARTED: &str = include_str!("queries/mark_started.sql");
 /// Finishes a batch of jobs.
 pub const FINISH_JOBS: &str = include_str!("queries/finish_jobs.sql");
+/// Finishes a batch of jobs and stores the results of the succeeded ones.
+pub const FINISH_JOBS_WITH_RESULTS: &str = include_str!("queries/finish_jobs_with_results.sql");
+
+/// The statement that finishes a batch: [`FINISH_JOBS_WITH_RESULTS`] when a job of it has
+/// a result to keep, else [`FINISH_JOBS`] (a batch without results sends no result arrays).
+#[must_use]
+pub fn finish_jobs(with_results: bool) -> &'static str {
+    if with_results {
+        FINISH_JOBS_WITH_RESULTS
+    } else {
+        FINISH_JOBS
+    }
+}
 /// Sends a batch of failed jobs back to todo.
 pub const RETRY_JOBS: &str = include_str!("queries/retry_jobs.sql");
 /// Sends claimed jobs that did not start back to todo.
