@@ -84,7 +84,11 @@ pub(crate) async fn workflow(
         bail!("WF: {jobs} jobs for {nodes} nodes: {:?}", status.counts);
     }
     Ok(vec![
-        Figure::new(format!("WF_submit_{nodes}_nodes"), rate(nodes, submitted), "jobs/s"),
+        Figure::new(
+            format!("WF_submit_{nodes}_nodes"),
+            rate(nodes, submitted),
+            "jobs/s",
+        ),
         Figure::new(
             format!("WF_run_3_levels_{nodes}_jobs_c{concurrency}"),
             rate(nodes, ran),

@@ -969,14 +969,20 @@ fn workflows_list_and_show_print_the_nodes() {
     assert!(out.stdout.contains("1 waiting, 1 succeeded"), "{out:?}");
     let out = db.postpone(&["workflows", "show", "7"]);
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stdout.contains("workflow 7 \"etl\": running"), "{out:?}");
+    assert!(
+        out.stdout.contains("workflow 7 \"etl\": running"),
+        "{out:?}"
+    );
     let load = out
         .stdout
         .lines()
         .find(|l| l.starts_with("load"))
         .unwrap_or_default()
         .to_owned();
-    assert!(load.contains("waiting") && load.contains("extract"), "{out:?}");
+    assert!(
+        load.contains("waiting") && load.contains("extract"),
+        "{out:?}"
+    );
     let out = db.postpone(&["--json", "workflows", "show", "7"]);
     let json = out.json();
     assert_eq!(json["nodes"][0]["job_id"], 41, "{json}");

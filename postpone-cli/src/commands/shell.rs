@@ -231,7 +231,9 @@ fn parse(line: &str) -> anyhow::Result<Parsed> {
         },
         "show_workflow" => match args.as_slice() {
             [id] => Parsed::ShowWorkflow(id.parse().map_err(|_| {
-                anyhow!("show_workflow: workflow id {id:?} is not a number: show_workflow WORKFLOW_ID")
+                anyhow!(
+                    "show_workflow: workflow id {id:?} is not a number: show_workflow WORKFLOW_ID"
+                )
             })?),
             _ => bail!("show_workflow takes one workflow id: show_workflow WORKFLOW_ID"),
         },

@@ -31,7 +31,10 @@ pub(crate) async fn print_list(app: &App, limit: i64, format: Format) -> anyhow:
     if format.is_json() {
         return output::print_json(&workflows.iter().map(list_json).collect::<Vec<_>>());
     }
-    let mut table = Table::new(&["id", "name", "on_parent_failure", "created_at", "nodes"], &["id"]);
+    let mut table = Table::new(
+        &["id", "name", "on_parent_failure", "created_at", "nodes"],
+        &["id"],
+    );
     for workflow in &workflows {
         table.push(vec![
             workflow.id.to_string(),
@@ -73,7 +76,11 @@ pub(crate) async fn print_show(app: &App, id: i64, format: Format) -> anyhow::Re
         "workflow {} {:?}: {} ({}), on parent failure: {}, created {}\n",
         workflow.id,
         workflow.name,
-        if workflow.is_finished() { "finished" } else { "running" },
+        if workflow.is_finished() {
+            "finished"
+        } else {
+            "running"
+        },
         summary(&workflow.counts),
         workflow.on_parent_failure,
         workflow.created_at.to_rfc3339(),

@@ -42,11 +42,11 @@ pub use params::{
     StartMark,
 };
 pub use subscription::Subscription;
+pub(crate) use subscription::SubscriptionSender;
 pub use workflow::{
     NodeParents, NodeStatus, OnParentFailure, ParentOutcome, WorkflowNodeParams, WorkflowNodeRow,
     WorkflowParams, WorkflowRow,
 };
-pub(crate) use subscription::SubscriptionSender;
 
 use crate::Result;
 use crate::job::{Job, RetryDecision};

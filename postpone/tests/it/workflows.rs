@@ -46,7 +46,10 @@ impl Task for Step {
                 if let Some(result) = &parent.result {
                     let name: String = serde_json::from_str(result)?;
                     if name != parent.name {
-                        log.push(format!("mismatch: {} read {name} from {}", self.node, parent.name));
+                        log.push(format!(
+                            "mismatch: {} read {name} from {}",
+                            self.node, parent.name
+                        ));
                     }
                 }
                 let typed: Option<String> = ctx.parent_result(&parent.name).await?;
@@ -57,7 +60,10 @@ impl Task for Step {
         }
         ctx.set_result(&self.node)?;
         if self.fail {
-            return Err(TaskError::new("Asked", format!("node {} fails, as asked", self.node)));
+            return Err(TaskError::new(
+                "Asked",
+                format!("node {} fails, as asked", self.node),
+            ));
         }
         Ok(())
     }
@@ -211,7 +217,10 @@ fn check_refusals(messages: &[String]) {
         ("cycle", "form a cycle (a -> b -> c -> a)"),
         ("self", "form a cycle (loop -> loop)"),
         ("duplicate", "two nodes are named \"a\""),
-        ("missing", "node \"b\" depends on \"x\", which is not a node of this workflow"),
+        (
+            "missing",
+            "node \"b\" depends on \"x\", which is not a node of this workflow",
+        ),
         ("empty", "has no node"),
         ("queueing", "node \"b\" has a queueing lock"),
     ];
@@ -229,8 +238,16 @@ fn check_refusals(messages: &[String]) {
 async fn bad_workflows_are_refused_at_submit_with_nothing_written() {
     let (db, app) = pg_app().await;
     check_refusals(&refusals(&app).await);
-    for table in ["postpone_workflows", "postpone_workflow_nodes", "procrastinate_jobs"] {
-        assert_eq!(db.count(&format!("SELECT count(*) FROM {table}")).await, 0, "{table}");
+    for table in [
+        "postpone_workflows",
+        "postpone_workflow_nodes",
+        "procrastinate_jobs",
+    ] {
+        assert_eq!(
+            db.count(&format!("SELECT count(*) FROM {table}")).await,
+            0,
+            "{table}"
+        );
     }
 
     let (store, app) = memory_app();
@@ -250,11 +267,21 @@ async fn diamond(app: &App, memory: Option<&MemoryStore>) {
     let submitted = status(app, id).await;
     assert_eq!(submitted.count(NodeStatus::Released), 1, "the root only");
     assert_eq!(submitted.count(NodeStatus::Waiting), 3);
-    assert_eq!(app.job_manager().list_jobs(&Default::default()).await.expect("jobs").len(), 1);
+    assert_eq!(
+        app.job_manager()
+            .list_jobs(&Default::default())
+            .await
+            .expect("jobs")
+            .len(),
+        1
+    );
 
     let (workflow, _) = run_workflow(app, memory, id).await;
     assert!(
-        workflow.nodes.iter().all(|n| n.status == NodeStatus::Succeeded),
+        workflow
+            .nodes
+            .iter()
+            .all(|n| n.status == NodeStatus::Succeeded),
         "{workflow:?}"
     );
     let d = job_of(&workflow, "d").expect("d ran");
@@ -337,13 +364,25 @@ async fn parent_results_outlive_the_delete_policy() {
     handle.stop();
     handle.join().await.expect("the worker stops");
     let workflow = status(&app, id).await;
-    assert!(workflow.nodes.iter().all(|n| n.status == NodeStatus::Succeeded));
-    assert_eq!(db.count("SELECT count(*) FROM procrastinate_jobs").await, 0, "all deleted");
+    assert!(
+        workflow
+            .nodes
+            .iter()
+            .all(|n| n.status == NodeStatus::Succeeded)
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM procrastinate_jobs").await,
+        0,
+        "all deleted"
+    );
     // c read b's copy (6), which read a's (5).
     let stored: Vec<String> = db
         .client()
         .await
-        .query("SELECT result::text FROM postpone_workflow_nodes ORDER BY name", &[])
+        .query(
+            "SELECT result::text FROM postpone_workflow_nodes ORDER BY name",
+            &[],
+        )
         .await
         .expect("node results")
         .iter()
@@ -363,14 +402,27 @@ async fn a_workflow_deferred_in_a_transaction_exists_only_once_it_commits() {
     }
     let tx = client.transaction().await.expect("begin");
     let mut tx = tx;
-    let rolled_back = app.defer_workflow_in(&mut tx, make(&app)).await.expect("in tx");
+    let rolled_back = app
+        .defer_workflow_in(&mut tx, make(&app))
+        .await
+        .expect("in tx");
     tx.rollback().await.expect("rollback");
-    assert_eq!(app.workflow_status(rolled_back).await.expect("status"), None);
-    assert_eq!(db.count("SELECT count(*) FROM postpone_workflow_nodes").await, 0);
+    assert_eq!(
+        app.workflow_status(rolled_back).await.expect("status"),
+        None
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM postpone_workflow_nodes")
+            .await,
+        0
+    );
     assert_eq!(db.count("SELECT count(*) FROM procrastinate_jobs").await, 0);
 
     let mut tx = client.transaction().await.expect("begin");
-    let id = app.defer_workflow_in(&mut tx, make(&app)).await.expect("in tx");
+    let id = app
+        .defer_workflow_in(&mut tx, make(&app))
+        .await
+        .expect("in tx");
     assert_eq!(
         app.workflow_status(id).await.expect("status"),
         None,
@@ -396,7 +448,10 @@ async fn two_workers_release_a_fan_in_child_once() {
     let id = app.defer_workflow(workflow).await.expect("submitted");
     let log = Arc::new(Log::default());
     let first = app.start_worker(polling_worker(&log)).await.expect("first");
-    let second = other.start_worker(polling_worker(&log)).await.expect("second");
+    let second = other
+        .start_worker(polling_worker(&log))
+        .await
+        .expect("second");
     wait_finished(&app, id).await;
     for handle in [first, second] {
         handle.stop();
@@ -413,8 +468,7 @@ async fn two_workers_release_a_fan_in_child_once() {
     assert_eq!(ran.len(), 41, "{ran:?}");
 }
 
-const WF_RUNS: &str =
-    "CREATE TABLE wf_runs (job_id bigint, node text, who text, at timestamptz DEFAULT clock_timestamp())";
+const WF_RUNS: &str = "CREATE TABLE wf_runs (job_id bigint, node text, who text, at timestamptz DEFAULT clock_timestamp())";
 
 /// The Python worker, run until the queue `wf` is idle.
 async fn python_until_idle(db: &TestDb) {
@@ -424,7 +478,10 @@ async fn python_until_idle(db: &TestDb) {
 
 async fn python_runs(client: &Client) -> Vec<String> {
     client
-        .query("SELECT node FROM wf_runs WHERE who = 'python' ORDER BY at", &[])
+        .query(
+            "SELECT node FROM wf_runs WHERE who = 'python' ORDER BY at",
+            &[],
+        )
         .await
         .expect("wf_runs")
         .iter()
@@ -596,7 +653,9 @@ async fn a_random_dag_of_1000_nodes_ends_as_its_parents_outcomes_say_with_python
     // What each node must be: a failing parent (or one cancelled) cancels it.
     let mut expected: Vec<NodeStatus> = Vec::with_capacity(dag.len());
     for (_, parents, fail) in &dag {
-        let allowed = parents.iter().all(|p| expected[*p] == NodeStatus::Succeeded);
+        let allowed = parents
+            .iter()
+            .all(|p| expected[*p] == NodeStatus::Succeeded);
         expected.push(match (allowed, fail) {
             (false, _) => NodeStatus::Cancelled,
             (true, true) => NodeStatus::Failed,
@@ -626,7 +685,10 @@ async fn a_random_dag_of_1000_nodes_ends_as_its_parents_outcomes_say_with_python
         .map(|row| (row.get(0), (row.get(1), row.get(2), row.get(3))))
         .collect();
     let mut ran: Vec<String> = log.events();
-    assert!(!ran.iter().any(|e| e.starts_with("mismatch")), "results: {ran:?}");
+    assert!(
+        !ran.iter().any(|e| e.starts_with("mismatch")),
+        "results: {ran:?}"
+    );
     let python_ran = python_runs(&client).await;
     ran.extend(python_ran.iter().cloned());
     let mut runs: BTreeMap<&str, usize> = BTreeMap::new();
@@ -634,7 +696,10 @@ async fn a_random_dag_of_1000_nodes_ends_as_its_parents_outcomes_say_with_python
         *runs.entry(node.as_str()).or_default() += 1;
     }
     for (i, (name, parents, _)) in dag.iter().enumerate() {
-        assert_eq!(statuses[name], expected[i], "node {name}, parents {parents:?}");
+        assert_eq!(
+            statuses[name], expected[i],
+            "node {name}, parents {parents:?}"
+        );
         let job = jobs[name];
         if expected[i] == NodeStatus::Cancelled {
             assert_eq!(job, None, "{name} was cancelled: it never had a job");
@@ -656,7 +721,11 @@ async fn a_random_dag_of_1000_nodes_ends_as_its_parents_outcomes_say_with_python
         }
     }
     let counts: BTreeSet<NodeStatus> = expected.iter().copied().collect();
-    assert_eq!(counts.len(), 3, "the DAG has successes, failures and cancellations");
+    assert_eq!(
+        counts.len(),
+        3,
+        "the DAG has successes, failures and cancellations"
+    );
     assert!(!python_ran.is_empty(), "the Python worker ran nodes");
     assert!(!log.events().is_empty(), "the Rust worker ran nodes");
 }

@@ -27,8 +27,7 @@ impl<'a> ResultColumns<'a> {
     pub(super) fn new(jobs: &'a [FinishJobParams]) -> Self {
         let mut columns = Self::default();
         for job in jobs {
-            if let (Some(result), crate::job::JobStatus::Succeeded) = (&job.result, job.status)
-            {
+            if let (Some(result), crate::job::JobStatus::Succeeded) = (&job.result, job.status) {
                 columns.push(job.id, result);
             }
         }

@@ -34,7 +34,8 @@ pub trait Transaction: sealed::Sealed + Send {
     fn defer_jobs<'a>(&'a mut self, jobs: &'a [DeferJobParams]) -> BoxFuture<'a, Result<Vec<i64>>>;
     /// Inserts a workflow in this transaction (the `defer_workflow` query); its id.
     #[doc(hidden)]
-    fn defer_workflow<'a>(&'a mut self, workflow: &'a WorkflowParams) -> BoxFuture<'a, Result<i64>>;
+    fn defer_workflow<'a>(&'a mut self, workflow: &'a WorkflowParams)
+    -> BoxFuture<'a, Result<i64>>;
 }
 
 impl sealed::Sealed for tokio_postgres::Transaction<'_> {}
@@ -50,7 +51,10 @@ impl Transaction for tokio_postgres::Transaction<'_> {
         })
     }
 
-    fn defer_workflow<'a>(&'a mut self, workflow: &'a WorkflowParams) -> BoxFuture<'a, Result<i64>> {
+    fn defer_workflow<'a>(
+        &'a mut self,
+        workflow: &'a WorkflowParams,
+    ) -> BoxFuture<'a, Result<i64>> {
         Box::pin(async move {
             let columns = super::workflows::WorkflowColumns::new(workflow);
             super::workflows::defer_workflow_on(&*self, super::queries::DEFER_WORKFLOW, &columns)
@@ -76,7 +80,10 @@ impl Transaction for deadpool_postgres::Transaction<'_> {
         })
     }
 
-    fn defer_workflow<'a>(&'a mut self, workflow: &'a WorkflowParams) -> BoxFuture<'a, Result<i64>> {
+    fn defer_workflow<'a>(
+        &'a mut self,
+        workflow: &'a WorkflowParams,
+    ) -> BoxFuture<'a, Result<i64>> {
         Box::pin(async move {
             let columns = super::workflows::WorkflowColumns::new(workflow);
             let statement = self
@@ -118,7 +125,10 @@ impl Transaction for sqlx::Transaction<'_, sqlx::Postgres> {
         })
     }
 
-    fn defer_workflow<'a>(&'a mut self, workflow: &'a WorkflowParams) -> BoxFuture<'a, Result<i64>> {
+    fn defer_workflow<'a>(
+        &'a mut self,
+        workflow: &'a WorkflowParams,
+    ) -> BoxFuture<'a, Result<i64>> {
         Box::pin(async move {
             let c = super::workflows::WorkflowColumns::new(workflow);
             let id: i64 = sqlx::query_scalar(super::queries::DEFER_WORKFLOW)

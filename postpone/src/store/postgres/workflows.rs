@@ -50,7 +50,10 @@ impl WorkflowColumns {
             queueing_locks: nodes.iter().map(|n| n.job.queueing_lock.clone()).collect(),
             args: nodes.iter().map(|n| n.job.args.to_string()).collect(),
             scheduled_ats: nodes.iter().map(|n| n.job.scheduled_at).collect(),
-            timeouts_ms: nodes.iter().map(|n| n.job.timeout.map(timeout_ms)).collect(),
+            timeouts_ms: nodes
+                .iter()
+                .map(|n| n.job.timeout.map(timeout_ms))
+                .collect(),
         }
     }
 
@@ -117,7 +120,11 @@ impl PgStore {
                 ));
             }
         };
-        tracing::debug!(workflow_id = id, nodes = workflow.nodes.len(), "workflow deferred");
+        tracing::debug!(
+            workflow_id = id,
+            nodes = workflow.nodes.len(),
+            "workflow deferred"
+        );
         Ok(id)
     }
 
@@ -213,7 +220,10 @@ impl PgStore {
             parents: Vec::new(),
         };
         for row in &rows {
-            let Some(name) = row.try_get::<_, Option<String>>("parent_name").map_err(db)? else {
+            let Some(name) = row
+                .try_get::<_, Option<String>>("parent_name")
+                .map_err(db)?
+            else {
                 continue;
             };
             let status: String = row.try_get("parent_status").map_err(db)?;
