@@ -344,6 +344,34 @@ async fn a_failed_parent_cancels_its_dependents_or_lets_them_run() {
     }
 }
 
+/// A user cancels a released node's job before it runs: the workflow service's pass
+/// records it cancelled and cancels the node below it; the other branch runs.
+async fn cancelled_by_hand(app: &App, memory: Option<&MemoryStore>) {
+    let workflow = Workflow::new("cancelled")
+        .node("a", step(app, "a", false), &[])
+        .node("b", step(app, "b", false), &["a"])
+        .node("e", step(app, "e", false), &[]);
+    let id = app.defer_workflow(workflow).await.expect("submitted");
+    let a = job_of(&status(app, id).await, "a").expect("a root has a job");
+    let manager = app.job_manager();
+    assert!(manager.cancel_job_by_id(a, false, false).await.expect("cancel"));
+    app.store().sync_workflows().await.expect("sync");
+    let (workflow, log) = run_workflow(app, memory, id).await;
+    let statuses = node_statuses(&workflow);
+    assert_eq!(statuses["a"], NodeStatus::Cancelled);
+    assert_eq!(statuses["b"], NodeStatus::Cancelled);
+    assert_eq!(statuses["e"], NodeStatus::Succeeded);
+    assert_eq!(log.events(), ["e"]);
+}
+
+#[tokio::test]
+async fn a_cancelled_job_cancels_its_nodes_dependents() {
+    let (_db, app) = pg_app().await;
+    cancelled_by_hand(&app, None).await;
+    let (store, app) = memory_app();
+    cancelled_by_hand(&app, Some(&store)).await;
+}
+
 #[tokio::test]
 async fn parent_results_outlive_the_delete_policy() {
     let (db, app) = pg_app().await;

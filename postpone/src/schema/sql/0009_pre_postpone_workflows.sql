@@ -50,3 +50,11 @@ CREATE UNIQUE INDEX postpone_workflow_nodes_job_id_idx ON postpone_workflow_node
 -- sync_workflows' scan: the nodes whose jobs run now.
 CREATE INDEX postpone_workflow_nodes_released_idx ON postpone_workflow_nodes (job_id)
     WHERE status = 'released';
+
+-- advance_workflows' candidates: the waiting nodes among the children of the nodes that
+-- just ended (`parents && ended`), found without reading the workflow's other nodes.
+-- fastupdate off: a pending list of a just-submitted workflow's entries would be read
+-- whole by every advance until vacuum merges it (measured: 4 ms against 0.04 ms per scan
+-- on a 10,000-node workflow).
+CREATE INDEX postpone_workflow_nodes_waiting_parents_idx ON postpone_workflow_nodes
+    USING gin (parents) WITH (fastupdate = off) WHERE status = 'waiting';

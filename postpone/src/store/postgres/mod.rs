@@ -756,7 +756,7 @@ impl Store for PgStore {
             // The outcomes are written: a failed advance is the workflow service's to
             // redo (sync_workflows finds the nodes it left waiting), not the batch's.
             let ended = ended.unwrap_or_default();
-            if let Err(error) = self.workflows_advance(&workflows, Some(&ended)).await {
+            if let Err(error) = self.workflows_advance(&workflows, &ended).await {
                 tracing::warn!(%error, ?workflows, "advancing workflows failed: the workflow service will");
             }
         }

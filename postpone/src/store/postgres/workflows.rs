@@ -129,12 +129,8 @@ impl PgStore {
     }
 
     /// `advance_workflows` for these workflows (none: nothing sent), looking at the
-    /// children of `ended` only (`None`: at every waiting node).
-    pub(super) async fn workflows_advance(
-        &self,
-        ids: &[i64],
-        ended: Option<&[String]>,
-    ) -> Result<()> {
+    /// children of the nodes `ended` only.
+    pub(super) async fn workflows_advance(&self, ids: &[i64], ended: &[String]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -151,8 +147,15 @@ impl PgStore {
 
     /// `sync_workflows`, then `advance_workflows` for what it found.
     pub(super) async fn workflows_sync(&self) -> Result<u64> {
-        let ids = self.query_ids(queries::SYNC_WORKFLOWS, &[]).await?;
-        self.workflows_advance(&ids, None).await?;
+        let rows = self.query(queries::SYNC_WORKFLOWS, &[]).await?;
+        let mut ids = std::collections::BTreeSet::new();
+        let mut ended = Vec::with_capacity(rows.len());
+        for row in &rows {
+            ids.insert(row.try_get::<_, i64>("workflow_id").map_err(db)?);
+            ended.push(row.try_get::<_, String>("name").map_err(db)?);
+        }
+        let ids: Vec<i64> = ids.into_iter().collect();
+        self.workflows_advance(&ids, &ended).await?;
         Ok(ids.len() as u64)
     }
 

@@ -7,14 +7,16 @@
 --   released: its job is inserted into procrastinate_jobs (the triggers write its
 --   'deferred' event and send job_inserted, so Python and Rust workers alike see it),
 --   with its timeout, under an id taken from the jobs' sequence first.
--- A node is released once, whoever runs this and however many at once: the candidates are
+-- Each parent is looked up by its key (workflow_id, name), one index probe, whatever the
+-- planner thinks of the table (a plan that reads the workflow's nodes per candidate is
+-- quadratic). A node is released once, whoever runs this and however many at once: the candidates are
 -- locked (FOR UPDATE ... SKIP LOCKED, which re-reads a row another statement changed
 -- since this one's snapshot, and leaves the rows another is releasing to it), and a node
 -- stays a candidate only while it is waiting. Two advancers never both miss a child: each
 -- runs after its own parent's outcome committed, so the later one sees both.
--- $2: the names of the nodes that just ended (finish_jobs), whose children are the only
--- candidates (checked whole, so a name shared by another workflow only adds candidates);
--- NULL: every waiting node (the workflow service's pass).
+-- $2: the names of the nodes that just ended, whose waiting children are the only
+-- candidates (found by postpone_workflow_nodes_waiting_parents_idx; each is checked
+-- whole, so a name shared by another workflow only adds candidates).
 -- Returns how many nodes were cancelled and released.
 WITH RECURSIVE flow AS (
     SELECT id, on_parent_failure
@@ -26,20 +28,21 @@ WITH RECURSIVE flow AS (
       JOIN postpone_workflow_nodes AS child ON child.workflow_id = flow.id
      WHERE flow.on_parent_failure = 'cancel'
        AND child.status = 'waiting'
-       AND ($2::text[] IS NULL OR child.parents && $2::text[])
+       AND child.parents && $2::text[]
        AND EXISTS (
            SELECT 1
-             FROM postpone_workflow_nodes AS parent
-            WHERE parent.workflow_id = child.workflow_id
-              AND parent.name = ANY (child.parents)
-              AND parent.status IN ('failed', 'cancelled', 'aborted')
+             FROM unnest(child.parents) AS parent (name)
+            WHERE (SELECT node.status
+                     FROM postpone_workflow_nodes AS node
+                    WHERE node.workflow_id = child.workflow_id
+                      AND node.name = parent.name) IN ('failed', 'cancelled', 'aborted')
        )
     UNION
     SELECT child.workflow_id, child.name
       FROM doomed
       JOIN postpone_workflow_nodes AS child
         ON child.workflow_id = doomed.workflow_id
-       AND doomed.name = ANY (child.parents)
+       AND child.parents && ARRAY[doomed.name]
      WHERE child.status = 'waiting'
 ), cancelled AS (
     UPDATE postpone_workflow_nodes AS node
@@ -51,18 +54,22 @@ WITH RECURSIVE flow AS (
     RETURNING node.name
 ), ready AS (
     SELECT child.workflow_id, child.name
-      FROM postpone_workflow_nodes AS child
-      JOIN flow ON flow.id = child.workflow_id
+      FROM flow
+      JOIN postpone_workflow_nodes AS child ON child.workflow_id = flow.id
      WHERE child.status = 'waiting'
-       AND ($2::text[] IS NULL OR child.parents && $2::text[])
+       AND child.parents && $2::text[]
        AND NOT EXISTS (
            SELECT 1
-             FROM postpone_workflow_nodes AS parent
-            WHERE parent.workflow_id = child.workflow_id
-              AND parent.name = ANY (child.parents)
-              AND CASE flow.on_parent_failure
-                      WHEN 'cancel' THEN parent.status <> 'succeeded'
-                      ELSE parent.status IN ('waiting', 'released')
+             FROM unnest(child.parents) AS parent (name)
+            CROSS JOIN LATERAL (
+                   SELECT (SELECT node.status
+                             FROM postpone_workflow_nodes AS node
+                            WHERE node.workflow_id = child.workflow_id
+                              AND node.name = parent.name) AS status
+                 ) AS outcome
+            WHERE CASE flow.on_parent_failure
+                      WHEN 'cancel' THEN outcome.status <> 'succeeded'
+                      ELSE outcome.status IN ('waiting', 'released')
                   END
        )
        FOR UPDATE OF child SKIP LOCKED

@@ -4,9 +4,9 @@
 -- rescue, aborted while retried), or is gone (deleted by a Python worker's delete policy
 -- or a cancel with delete: recorded as cancelled, since its outcome is lost), copying the
 -- job's stored result; nodes another pass is recording are left to it (SKIP LOCKED).
--- Returns the workflows to advance: those where a node was recorded, and those with a
--- waiting node whose parents have all ended (an advance that did not run after its
--- finish, a crash between the two).
+-- Returns what to advance, as (workflow, ended node name) rows: the nodes recorded, and
+-- the parents of each waiting node whose parents have all ended (an advance that did not
+-- run after its finish, a crash between the two).
 WITH ended AS (
     SELECT node.workflow_id, node.name, node.job_id, job.status::text AS status
       FROM postpone_workflow_nodes AS node
@@ -22,19 +22,21 @@ WITH ended AS (
       FROM ended
      WHERE node.workflow_id = ended.workflow_id
        AND node.name = ended.name
-    RETURNING node.workflow_id
+    RETURNING node.workflow_id, node.name
 ), stuck AS (
-    SELECT DISTINCT child.workflow_id
+    SELECT DISTINCT child.workflow_id, parent_name.name
       FROM postpone_workflow_nodes AS child
+     CROSS JOIN unnest(child.parents) AS parent_name (name)
      WHERE child.status = 'waiting'
        AND NOT EXISTS (
            SELECT 1
-             FROM postpone_workflow_nodes AS parent
-            WHERE parent.workflow_id = child.workflow_id
-              AND parent.name = ANY (child.parents)
-              AND parent.status IN ('waiting', 'released')
+             FROM unnest(child.parents) AS parent (name)
+            WHERE (SELECT node.status
+                     FROM postpone_workflow_nodes AS node
+                    WHERE node.workflow_id = child.workflow_id
+                      AND node.name = parent.name) IN ('waiting', 'released')
        )
 )
-SELECT workflow_id FROM recorded
+SELECT workflow_id, name FROM recorded
 UNION
-SELECT workflow_id FROM stuck
+SELECT workflow_id, name FROM stuck
