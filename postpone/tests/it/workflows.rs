@@ -354,7 +354,12 @@ async fn cancelled_by_hand(app: &App, memory: Option<&MemoryStore>) {
     let id = app.defer_workflow(workflow).await.expect("submitted");
     let a = job_of(&status(app, id).await, "a").expect("a root has a job");
     let manager = app.job_manager();
-    assert!(manager.cancel_job_by_id(a, false, false).await.expect("cancel"));
+    assert!(
+        manager
+            .cancel_job_by_id(a, false, false)
+            .await
+            .expect("cancel")
+    );
     app.store().sync_workflows().await.expect("sync");
     let (workflow, log) = run_workflow(app, memory, id).await;
     let statuses = node_statuses(&workflow);
