@@ -829,7 +829,8 @@ mod tests {
                     "list_jobs ".into(),
                     "list_queues ".into(),
                     "list_tasks ".into(),
-                    "list_locks ".into()
+                    "list_locks ".into(),
+                    "list_workflows ".into(),
                 ]
             )
         );

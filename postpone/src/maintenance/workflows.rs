@@ -53,3 +53,98 @@ impl Service for WorkflowSync {
         Next::After(self.interval)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use crate::store::{
+        DeferJobParams, FinishJobParams, NodeStatus, OnParentFailure, WorkflowNodeParams,
+        WorkflowParams,
+    };
+    use crate::telemetry::Telemetry;
+    use crate::worker::Registration;
+
+    fn node(name: &str, parents: &[&str]) -> WorkflowNodeParams {
+        WorkflowNodeParams {
+            name: name.to_owned(),
+            parents: parents.iter().map(|p| (*p).to_owned()).collect(),
+            job: DeferJobParams {
+                queue_name: "q".to_owned(),
+                task_name: "t".to_owned(),
+                priority: 0,
+                lock: None,
+                queueing_lock: None,
+                args: serde_json::json!({}),
+                scheduled_at: None,
+                timeout: None,
+                trace_context: None,
+            },
+        }
+    }
+
+    /// A parent's job cancelled by hand (no finish records it): a pass records the node
+    /// and cancels its child; a parent finished by a worker released its own child at once.
+    #[tokio::test]
+    async fn a_pass_records_ends_written_elsewhere_and_advances() {
+        let memory = MemoryStore::new();
+        let store: Arc<dyn Store> = Arc::new(memory.clone());
+        let workflow = WorkflowParams {
+            name: "w".to_owned(),
+            on_parent_failure: OnParentFailure::Cancel,
+            nodes: vec![
+                node("a", &[]),
+                node("b", &["a"]),
+                node("c", &[]),
+                node("d", &["c"]),
+            ],
+        };
+        let id = store.defer_workflow(&workflow).await.expect("defer");
+        let jobs = |status: crate::store::WorkflowRow| {
+            status
+                .nodes
+                .into_iter()
+                .map(|n| (n.name, n.job_id))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        let before = jobs(store.get_workflow(id).await.expect("get").expect("exists"));
+        let (a, c) = (before["a"].expect("a root"), before["c"].expect("a root"));
+        store.cancel_job(a, false, false).await.expect("cancel");
+        store
+            .finish_jobs(&[FinishJobParams {
+                id: c,
+                status: crate::job::JobStatus::Succeeded,
+                delete_job: false,
+                error: None,
+                result: None,
+            }])
+            .await
+            .expect("finish");
+        let after = jobs(store.get_workflow(id).await.expect("get").expect("exists"));
+        assert!(after["d"].is_some(), "released by the finish");
+        assert_eq!(after["b"], None);
+        assert_eq!(memory.jobs().len(), 3, "a, c and d");
+
+        let registration = Registration::register(store.clone())
+            .await
+            .expect("register");
+        let emitter = Emitter::new(Telemetry::default(), registration);
+        let mut service = WorkflowSync::new(store.clone(), Duration::from_secs(5), emitter);
+        assert_eq!(
+            service.run_once().await,
+            Next::After(Duration::from_secs(5))
+        );
+        let status = store.get_workflow(id).await.expect("get").expect("exists");
+        let of = |name: &str| {
+            status
+                .nodes
+                .iter()
+                .find(|n| n.name == name)
+                .map(|n| n.status)
+        };
+        assert_eq!(of("a"), Some(NodeStatus::Cancelled));
+        assert_eq!(of("b"), Some(NodeStatus::Cancelled));
+        assert_eq!(of("c"), Some(NodeStatus::Succeeded));
+        assert_eq!(of("d"), Some(NodeStatus::Released));
+    }
+}
