@@ -467,6 +467,51 @@ async fn a_workflow_deferred_in_a_transaction_exists_only_once_it_commits() {
     assert_eq!(app.job_result::<i64>(b).await.expect("result"), Some(3));
 }
 
+/// The same in an sqlx transaction, a node with a timeout of its own (the driver binds
+/// every column of the statement).
+#[cfg(feature = "sqlx")]
+#[tokio::test]
+async fn a_workflow_deferred_in_an_sqlx_transaction_exists_only_once_it_commits() {
+    fn make(app: &App) -> Workflow<'_> {
+        Workflow::new("sqlx")
+            .node(
+                "a",
+                app.configure(Add { value: 1 })
+                    .with_timeout(Duration::from_secs(30)),
+                &[],
+            )
+            .node("b", app.configure(Add { value: 2 }), &["a"])
+    }
+    let (db, app) = pg_app().await;
+    let pool = crate::defer::sqlx_pool(&db).await;
+    let mut tx = pool.begin().await.expect("begin");
+    let rolled_back = app
+        .defer_workflow_in(&mut tx, make(&app))
+        .await
+        .expect("in tx");
+    tx.rollback().await.expect("rollback");
+    assert_eq!(
+        app.workflow_status(rolled_back).await.expect("status"),
+        None
+    );
+    assert_eq!(db.count("SELECT count(*) FROM procrastinate_jobs").await, 0);
+
+    let mut tx = pool.begin().await.expect("begin");
+    let id = app
+        .defer_workflow_in(&mut tx, make(&app))
+        .await
+        .expect("in tx");
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        db.count("SELECT timeout_ms FROM postpone_job_timeouts")
+            .await,
+        30_000
+    );
+    let (workflow, _) = run_workflow(&app, None, id).await;
+    let b = job_of(&workflow, "b").expect("b ran");
+    assert_eq!(app.job_result::<i64>(b).await.expect("result"), Some(3));
+}
+
 #[tokio::test]
 async fn two_workers_release_a_fan_in_child_once() {
     let (db, app) = pg_app().await;
