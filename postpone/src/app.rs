@@ -49,6 +49,8 @@ struct AppInner {
     telemetry: Telemetry,
     /// The longest result a task may set, in bytes of JSON.
     result_size_limit: usize,
+    /// The link announcing job ends, shared by the app's waiting handles while one waits.
+    finish_link: crate::result::SharedFinishLink,
 }
 
 impl fmt::Debug for App {
@@ -67,6 +69,11 @@ impl App {
     #[must_use]
     pub fn result_size_limit(&self) -> usize {
         self.inner.result_size_limit
+    }
+
+    /// The link announcing job ends that this app's waiting handles share.
+    pub(crate) fn finish_link(&self) -> &crate::result::SharedFinishLink {
+        &self.inner.finish_link
     }
 
     /// Starts building an app.
@@ -345,6 +352,7 @@ impl AppBuilder {
                 periodic_max_delay: self.periodic_max_delay.unwrap_or(MAX_DELAY_DEFAULT),
                 telemetry: Telemetry::new(self.subscribers),
                 result_size_limit,
+                finish_link: crate::result::SharedFinishLink::default(),
             }),
         };
         // Each registration must make a valid job (queue, lock and kwargs included).

@@ -43,16 +43,19 @@
 
 use std::fmt;
 use std::io;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::broadcast;
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::app::App;
 use crate::job::JobStatus;
 use crate::protocol::Notification;
-use crate::store::{FailedAttempt, JobResultRow, Subscription};
+use crate::store::{FailedAttempt, JobResultRow};
 use crate::task::{Task, TaskError};
 use crate::{Error, Result};
 
@@ -220,15 +223,17 @@ impl JobHandle {
     pub async fn wait(&self, timeout: Duration) -> Result<JobOutcome> {
         let deadline = Instant::now() + timeout;
         let store = self.app.store();
-        // Without a link (a pooler in transaction mode without poll-only, a lost
+        // Without a link (poll-only mode, a pooler in transaction mode without it, a lost
         // connection), polling alone still sees the end.
-        let mut finished = match store.listen_job_finished(self.id).await {
-            Ok(subscription) => subscription,
-            Err(error) => {
-                tracing::warn!(job_id = self.id, %error, "cannot listen for the job's end; polling");
-                None
+        let mut finished = FinishLink::join(&self.app).await;
+        if finished.is_some() {
+            // After the link listens, before the job is read: an end written from here on
+            // is announced.
+            if let Err(error) = store.wait_for_job(self.id).await {
+                tracing::warn!(job_id = self.id, %error, "cannot record the wait; polling");
+                finished = None;
             }
-        };
+        }
         loop {
             let Some(job) = store.get_job(self.id).await? else {
                 return Err(Error::JobNotFound { id: self.id });
@@ -245,28 +250,30 @@ impl JobHandle {
                 });
             }
             let wake = (now + self.poll_interval).min(deadline);
-            if !self.announced(&mut finished, wake).await {
+            if !self.announced(finished.as_mut(), wake).await {
                 // The link is lost: poll from here on.
                 finished = None;
             }
         }
     }
 
-    /// Waits until `wake`, or until this job's end is announced; false when the link
-    /// failed.
-    async fn announced(&self, finished: &mut Option<Subscription>, wake: Instant) -> bool {
-        let Some(subscription) = finished.as_mut() else {
+    /// Waits until `wake`, or until this job's end may have been announced; false when the
+    /// link is lost.
+    async fn announced(&self, finished: Option<&mut Joined>, wake: Instant) -> bool {
+        let Some(joined) = finished else {
             tokio::time::sleep_until(wake).await;
             return true;
         };
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(wake) => return true,
-                received = subscription.recv() => match received {
-                    Ok(Notification::JobFinished { job_id, .. }) if job_id == self.id => return true,
+                received = joined.ends.recv() => match received {
+                    Ok(job_id) if job_id == self.id => return true,
                     Ok(_) => {}
-                    Err(error) => {
-                        tracing::warn!(job_id = self.id, %error, "the link announcing job ends was lost; polling");
+                    // Missed some: this job's among them, maybe.
+                    Err(broadcast::error::RecvError::Lagged(_)) => return true,
+                    Err(broadcast::error::RecvError::Closed) => {
+                        tracing::warn!(job_id = self.id, "the link announcing job ends was lost; polling");
                         return false;
                     }
                 },
@@ -288,6 +295,84 @@ impl JobHandle {
             result,
             error,
         })
+    }
+}
+
+/// How many announced ends a waiting handle may fall behind by before it reads its job
+/// again for want of knowing whether its own was among them.
+const FINISH_LINK_CAPACITY: usize = 1024;
+
+/// An app's one link to the store's job-end announcements, shared by its waiting handles
+/// (so a thousand waits hold one connection, not a thousand); it closes when the last
+/// handle stops waiting, and is opened again by the next.
+#[derive(Default)]
+pub(crate) struct SharedFinishLink(tokio::sync::Mutex<Weak<FinishLink>>);
+
+impl fmt::Debug for SharedFinishLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedFinishLink").finish_non_exhaustive()
+    }
+}
+
+/// One open link: a task forwarding the store's announcements to every waiting handle.
+struct FinishLink {
+    /// A receiver to make the others from (it never reads).
+    template: Mutex<broadcast::Receiver<i64>>,
+    /// The task reading the store's subscription; stopping it closes the link.
+    driver: AbortOnDropHandle<()>,
+}
+
+/// A waiting handle's place on a link.
+struct Joined {
+    ends: broadcast::Receiver<i64>,
+    /// Keeps the link open while this handle waits.
+    _link: Arc<FinishLink>,
+}
+
+impl FinishLink {
+    /// Joins the app's link, opening it when none is open; `None` when the store gives no
+    /// notifications or the link cannot be made (the handle then polls).
+    async fn join(app: &App) -> Option<Joined> {
+        // Held while a link opens: handles that start waiting together share it.
+        let mut shared = app.finish_link().0.lock().await;
+        let open = shared.upgrade().filter(|link| !link.driver.is_finished());
+        if let Some(link) = open {
+            let ends = link
+                .template
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .resubscribe();
+            return Some(Joined { ends, _link: link });
+        }
+        let mut subscription = match app.store().listen_job_finished().await {
+            Ok(subscription) => subscription?,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for job ends; waiting handles poll");
+                return None;
+            }
+        };
+        let (sender, ends) = broadcast::channel(FINISH_LINK_CAPACITY);
+        let driver = tokio::spawn(async move {
+            loop {
+                match subscription.recv().await {
+                    Ok(Notification::JobFinished { job_id }) => {
+                        // No receiver left: the link is about to be dropped.
+                        let _ = sender.send(job_id);
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::debug!(%error, "the link announcing job ends closed");
+                        return;
+                    }
+                }
+            }
+        });
+        let link = Arc::new(Self {
+            template: Mutex::new(ends.resubscribe()),
+            driver: AbortOnDropHandle::new(driver),
+        });
+        *shared = Arc::downgrade(&link);
+        Some(Joined { ends, _link: link })
     }
 }
 

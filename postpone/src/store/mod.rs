@@ -111,9 +111,9 @@ pub trait Store: sealed::Sealed + Any + Send + Sync + fmt::Debug {
     /// Finishes jobs, and records the errors of their attempts that did not succeed and
     /// the results of those that succeeded, in one statement; the ids written (jobs no
     /// longer todo/doing are left out). The jobs among them that someone waits for
-    /// ([`Self::listen_job_finished`]) are announced. Jobs that are workflow nodes get
-    /// their node's end recorded in the same statement, and their workflows are then
-    /// advanced (a second statement, only then).
+    /// ([`Self::wait_for_job`]) are announced. Jobs that are workflow nodes get their
+    /// node's end recorded in the same statement, and their workflows are then advanced
+    /// (a second statement, only then).
     async fn finish_jobs(&self, jobs: &[FinishJobParams]) -> Result<Vec<i64>>;
     /// Sends doing jobs back to todo (or to failed when abort was requested), and records
     /// their attempts' errors, in one statement; ids written.
@@ -143,14 +143,18 @@ pub trait Store: sealed::Sealed + Any + Send + Sync + fmt::Debug {
     /// succeeded, returned nothing, was run by a Python worker, or is gone.
     async fn get_job_result(&self, job_id: i64) -> Result<Option<JobResultRow>>;
     /// Starts receiving [`Notification::JobFinished`](crate::protocol::Notification::JobFinished)
-    /// for the jobs someone waits for, and records that `job_id` is one of them (until
-    /// [`Self::finish_jobs`] writes its end). `None` when this store gives no
-    /// notifications (poll-only mode): the waiter polls. Listen first, then read the job:
-    /// an end written after this call returns is announced.
+    /// for the jobs someone waits for ([`Self::wait_for_job`]) when their end is written.
+    /// `None` when this store gives no notifications (poll-only mode): waiters poll. One
+    /// link serves every waiting handle of an app.
     ///
     /// # Errors
     /// As [`Self::listen`].
-    async fn listen_job_finished(&self, job_id: i64) -> Result<Option<Subscription>>;
+    async fn listen_job_finished(&self) -> Result<Option<Subscription>>;
+    /// Records that someone waits for job `job_id`'s end (`postpone_job_waiters`), until
+    /// [`Self::finish_jobs`] writes it and announces it. Listen first, then record, then
+    /// read the job: an end written after this call returns is announced. Nothing for a
+    /// job that is gone; the memory store announces every end and records nothing.
+    async fn wait_for_job(&self, job_id: i64) -> Result<()>;
 
     /// Inserts a workflow in one statement, all or nothing (`defer_workflow.sql`): its
     /// nodes, and its roots as jobs; the other nodes wait for their parents (see

@@ -580,3 +580,54 @@ async fn a_waited_job_the_delete_policy_removes_is_reported_gone() {
     worker.stop();
     worker.join().await.expect("the worker stops");
 }
+
+/// Backends of this database (this one aside) whose last statement LISTENed for job ends.
+const FINISH_LISTENERS: &str = "SELECT count(*) FROM pg_stat_activity
+     WHERE datname = current_database() AND pid <> pg_backend_pid()
+       AND query LIKE '%LISTEN \"postpone_job_finished_v1\"%'";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_handles_share_one_link_closed_after_the_last() {
+    let (db, app) = pg_app().await;
+    let gate = Arc::new(Gate::default());
+    let config = WorkerConfig {
+        additional_context: Some(gate.clone()),
+        concurrency: 20,
+        ..WorkerConfig::default()
+    };
+    let worker = app.start_worker(config).await.expect("worker");
+    let mut waits = Vec::new();
+    for _ in 0..20 {
+        let handle = app
+            .defer_and_track(Gated)
+            .await
+            .expect("defer")
+            .with_poll_interval(Duration::from_secs(3600))
+            .expect("interval");
+        waits.push(tokio::spawn(async move {
+            handle.wait(Duration::from_secs(60)).await
+        }));
+    }
+    wait_for(
+        "the waits to be registered",
+        Duration::from_secs(20),
+        || async { db.count("SELECT count(*) FROM postpone_job_waiters").await == 20 },
+    )
+    .await;
+    assert_eq!(db.count(FINISH_LISTENERS).await, 1);
+    gate.0.send_replace(true);
+    for wait in waits {
+        let outcome = wait.await.expect("joined").expect("the job ended");
+        assert_eq!(
+            outcome.result::<String>().expect("decode"),
+            Some("opened".to_owned())
+        );
+    }
+    // Nobody waits any more: the link is closed.
+    wait_for("the link to close", Duration::from_secs(20), || async {
+        db.count(FINISH_LISTENERS).await == 0
+    })
+    .await;
+    worker.stop();
+    worker.join().await.expect("the worker stops");
+}

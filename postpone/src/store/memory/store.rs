@@ -548,8 +548,13 @@ impl Store for MemoryStore {
         Ok(self.state().results.get(&job_id).cloned())
     }
 
-    async fn listen_job_finished(&self, _job_id: i64) -> Result<Option<Subscription>> {
+    async fn listen_job_finished(&self) -> Result<Option<Subscription>> {
         Ok(Some(self.watch_finished()))
+    }
+
+    async fn wait_for_job(&self, _job_id: i64) -> Result<()> {
+        // Every end is announced: nothing to record.
+        Ok(())
     }
 
     async fn list_job_errors(&self, job_ids: &[i64]) -> Result<Vec<FailedAttempt>> {

@@ -1020,8 +1020,13 @@ impl Store for PgStore {
         self.results_get_job_result(job_id).await
     }
 
-    async fn listen_job_finished(&self, job_id: i64) -> Result<Option<Subscription>> {
-        self.results_listen_job_finished(job_id).await
+    async fn listen_job_finished(&self) -> Result<Option<Subscription>> {
+        self.results_listen_job_finished().await
+    }
+
+    async fn wait_for_job(&self, job_id: i64) -> Result<()> {
+        self.execute(queries::WAIT_FOR_JOB, &[&job_id]).await?;
+        Ok(())
     }
 
     async fn listen(&self, queues: Option<&[String]>) -> Result<Option<Subscription>> {

@@ -68,17 +68,13 @@ impl PgStore {
             .transpose()
     }
 
-    /// LISTEN on [`JOB_FINISHED_CHANNEL`] first, then `wait_for_job`: a finish written
-    /// after the row is in place is heard.
-    pub(super) async fn results_listen_job_finished(
-        &self,
-        job_id: i64,
-    ) -> Result<Option<Subscription>> {
+    /// LISTEN on [`JOB_FINISHED_CHANNEL`] (none in poll-only mode).
+    pub(super) async fn results_listen_job_finished(&self) -> Result<Option<Subscription>> {
         if self.connect.poll_only() {
             return Ok(None);
         }
-        let subscription = listen::listen_on(self, &[JOB_FINISHED_CHANNEL.to_owned()]).await?;
-        self.execute(queries::WAIT_FOR_JOB, &[&job_id]).await?;
-        Ok(Some(subscription))
+        listen::listen_on(self, &[JOB_FINISHED_CHANNEL.to_owned()])
+            .await
+            .map(Some)
     }
 }
