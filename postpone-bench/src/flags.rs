@@ -12,9 +12,10 @@ pub struct BenchFlags {
     /// that everything runs, measures nothing meaningful.
     #[arg(long, env = "POSTPONE_BENCH_QUICK", value_parser = FalseyValueParser::new())]
     pub quick: bool,
-    /// Workloads to run, comma separated: W1, W1S, W2, W2S, W3, W3T, R1, W3S, W3L
+    /// Workloads to run, comma separated: W1, W1S, W2, W2S, W3, W3T, R1, WF, W3S, W3L
     /// (1,000,000-row table), W4, W4S, MEM, IDLE, FLEET (default: all). R1 is W3's drain with
-    /// every task storing a small result. W1S, W2S and W3S are the server-side
+    /// every task storing a small result. WF submits a 3-level workflow of 10,000 jobs, then
+    /// runs it with one in-process worker. W1S, W2S and W3S are the server-side
     /// ceilings of W1, W2 and W3: the same row work in PL/pgSQL procedures, no client in
     /// the loop. W4S is W4's floor: one claim and one bare write on idle connections.
     #[arg(
@@ -77,6 +78,9 @@ pub struct BenchFlags {
     /// MEM: jobs it drains [default: 20,000].
     #[arg(long, env = "POSTPONE_BENCH_MEMORY_JOBS", value_name = "N")]
     pub memory_jobs: Option<usize>,
+    /// WF: nodes of the 3-level workflow (1% roots, 9% middle, 90% leaves) [default: 10,000].
+    #[arg(long, env = "POSTPONE_BENCH_WF_JOBS", value_name = "N")]
+    pub wf_jobs: Option<usize>,
     /// IDLE: seconds an idle worker process is watched for CPU use [default: 2].
     #[arg(long, env = "POSTPONE_BENCH_IDLE_SECONDS", value_name = "SECONDS")]
     pub idle_seconds: Option<f64>,

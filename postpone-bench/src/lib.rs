@@ -51,6 +51,7 @@ mod flow;
 mod otlp_sink;
 mod procfs;
 mod sql;
+mod workflow;
 mod workloads;
 
 use std::collections::BTreeMap;
@@ -69,6 +70,7 @@ use ceilings::{Drain, Triggers, w1s, w2s, w3s, w4s};
 pub use chaos::{ChaosReport, ChaosRow, SCENARIOS, chaos, chaos_worker};
 pub use child::worker;
 pub use flags::{BenchFlags, BenchWorkerFlags, ChaosFlags, ChaosWorkerFlags};
+use workflow::workflow;
 use workloads::{DrainCase, Fleet, drain, fleet, idle, median, w1, w2, w4};
 
 /// Jobs per `batch_defer` call when filling a backlog (untimed).
@@ -169,6 +171,7 @@ struct Params {
     w4_warmup: usize,
     memory_concurrency: usize,
     memory_jobs: usize,
+    wf_jobs: usize,
     idle_seconds: f64,
     fleet_processes: usize,
     fleet_concurrency: usize,
@@ -181,9 +184,9 @@ struct Params {
 }
 
 /// The workloads, in the order they run (each ceiling right after its workload).
-const WORKLOADS: [&str; 16] = [
-    "W1", "W1S", "W2", "W2S", "W3", "W3T", "R1", "W3S", "W3L", "W4", "W4S", "MEM", "IDLE", "FLEET",
-    "FLOW", "RATE",
+const WORKLOADS: [&str; 17] = [
+    "W1", "W1S", "W2", "W2S", "W3", "W3T", "R1", "WF", "W3S", "W3L", "W4", "W4S", "MEM", "IDLE",
+    "FLEET", "FLOW", "RATE",
 ];
 
 impl Params {
@@ -252,6 +255,7 @@ impl Params {
             w4_warmup: W4_WARMUP,
             memory_concurrency: pick(flags.memory_concurrency, 100, 100),
             memory_jobs: pick(flags.memory_jobs, 2_000, 20_000),
+            wf_jobs: pick(flags.wf_jobs, 1_000, 10_000),
             idle_seconds: flags.idle_seconds.unwrap_or(if q { 0.5 } else { 2.0 }),
             fleet_processes: pick(flags.fleet_processes, 8, 8),
             fleet_concurrency: 10,
@@ -279,6 +283,7 @@ impl Params {
             ("--w4-concurrency", params.w4_concurrency),
             ("--memory-concurrency", params.memory_concurrency),
             ("--memory-jobs", params.memory_jobs),
+            ("--wf-jobs", params.wf_jobs),
             ("--fleet-processes", params.fleet_processes),
             ("--fleet-jobs", params.fleet_jobs),
             ("--flow-jobs", params.flow_jobs),
@@ -624,6 +629,8 @@ enum Case {
         /// Every job's task returns a small struct, stored (R1).
         results: bool,
     },
+    /// A 3-level workflow, submitted then run by an in-process worker.
+    Workflow,
     W4,
     W4S,
     Idle,
@@ -664,6 +671,7 @@ impl Case {
                 }
                 label
             }
+            Case::Workflow => "WF a 3-level workflow: submit, then run".to_owned(),
             Case::W4 => "W4 latency through an idle listening worker".to_owned(),
             Case::W4S => "W4S floor of W4: one claim, one write, on idle connections".to_owned(),
             Case::Idle => "IDLE worker CPU".to_owned(),
@@ -776,6 +784,7 @@ impl Runner {
                 telemetry: false,
                 results: false,
             }],
+            "WF" => vec![Case::Workflow],
             "W4" => vec![Case::W4],
             "W4S" => vec![Case::W4S],
             "MEM" => vec![Case::Drain {
@@ -871,6 +880,9 @@ impl Runner {
                     },
                 )
                 .await
+            }
+            Case::Workflow => {
+                workflow(&connect, self.params.wf_jobs, self.params.w3_concurrency).await
             }
             Case::W4 => w4(&connect, &self.params).await,
             Case::W4S => {

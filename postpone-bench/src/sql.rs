@@ -24,6 +24,9 @@ pub(crate) const BACKEND_PID: &str = include_str!("sql/backend_pid.sql");
 pub(crate) const RATE_STARTS: &str = include_str!("sql/rate_starts.sql");
 /// After a drain: succeeded and other jobs.
 pub(crate) const DRAIN_OUTCOMES: &str = include_str!("sql/drain_outcomes.sql");
+/// WF: the workflow's succeeded nodes, and the jobs made.
+pub(crate) const COUNT_WORKFLOW_SUCCEEDED: &str = include_str!("sql/count_workflow_succeeded.sql");
+pub(crate) const COUNT_JOBS: &str = include_str!("sql/count_jobs.sql");
 /// After R1: the results stored.
 pub(crate) const COUNT_RESULTS: &str = include_str!("sql/count_results.sql");
 /// Triggers switched off for some ceilings.

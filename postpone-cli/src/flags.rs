@@ -69,6 +69,9 @@ pub enum Command {
     /// List jobs, stalled jobs, or delete old ones.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Workflows (DAGs of jobs): list the newest, or show one with its nodes.
+    #[command(subcommand)]
+    Workflows(WorkflowsCommand),
     /// Queues with their job counts per status and whether they are paused; pause or
     /// resume one.
     Queues(QueuesFlags),
@@ -330,6 +333,30 @@ pub enum JobsCommand {
     Stalled(JobsStalledFlags),
     /// Delete jobs that finished more than --hours ago (succeeded, plus what --include-* says).
     DeleteOld(JobsDeleteOldFlags),
+}
+
+/// `postpone workflows ...`
+#[derive(Debug, Subcommand)]
+pub enum WorkflowsCommand {
+    /// The newest workflows, with their nodes counted per status.
+    List(WorkflowsListFlags),
+    /// One workflow: each node with its status, job and parents.
+    Show(WorkflowsShowFlags),
+}
+
+/// `postpone workflows list`
+#[derive(Debug, Args)]
+pub struct WorkflowsListFlags {
+    /// At most this many workflows, newest first.
+    #[arg(long, default_value_t = 50, env = "POSTPONE_WORKFLOWS_LIST_LIMIT")]
+    pub limit: i64,
+}
+
+/// `postpone workflows show ID`
+#[derive(Debug, Args)]
+pub struct WorkflowsShowFlags {
+    /// The workflow's id.
+    pub id: i64,
 }
 
 /// `postpone jobs show ID`, `postpone jobs result ID`

@@ -64,6 +64,8 @@ fn quick_bench_reports_every_figure() {
         ("W3_drain_1x10_large", "jobs/s"),
         ("R1_drain_1x10_results", "jobs/s"),
         ("R1_drain_1x10_results_worker_cpu_per_job", "us/job"),
+        ("WF_submit_1000_nodes", "jobs/s"),
+        ("WF_run_3_levels_1000_jobs_c10", "jobs/s"),
         ("W3_large_ratio", "ratio"),
         ("W4_defer_to_start_p50", "ms"),
         ("W4_defer_to_start_p99", "ms"),

@@ -951,3 +951,44 @@ fn without_otel_variables_nothing_is_kept_beside_the_job() {
         "0"
     );
 }
+
+/// `workflows list` and `workflows show ID` (and the shell's `show_workflow`) print a
+/// workflow's nodes with their statuses and jobs; an unknown id is one line, exit 1.
+#[test]
+fn workflows_list_and_show_print_the_nodes() {
+    let db = TestDb::with_schema();
+    db.sql(
+        "INSERT INTO postpone_workflows (id, name, on_parent_failure) VALUES (7, 'etl', 'cancel');
+         INSERT INTO postpone_workflow_nodes (workflow_id, name, parents, status, job_id, queue_name, task_name, priority, args)
+         VALUES (7, 'extract', '{}', 'succeeded', 41, 'default', 'etl.extract', 0, '{}'),
+                (7, 'load', '{extract}', 'waiting', NULL, 'default', 'etl.load', 0, '{}');",
+    );
+    let out = db.postpone(&["workflows", "list"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("etl"), "{out:?}");
+    assert!(out.stdout.contains("1 waiting, 1 succeeded"), "{out:?}");
+    let out = db.postpone(&["workflows", "show", "7"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("workflow 7 \"etl\": running"),
+        "{out:?}"
+    );
+    let load = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("load"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        load.contains("waiting") && load.contains("extract"),
+        "{out:?}"
+    );
+    let out = db.postpone(&["--json", "workflows", "show", "7"]);
+    let json = out.json();
+    assert_eq!(json["nodes"][0]["job_id"], 41, "{json}");
+    assert_eq!(json["finished"], false, "{json}");
+    let out = db.postpone(&["shell", "show_workflow", "7"]);
+    assert!(out.stdout.contains("etl.load"), "{out:?}");
+    db.postpone(&["workflows", "show", "8"])
+        .assert_one_line_error(&["no workflow 8: list them with `postpone workflows list`"]);
+}

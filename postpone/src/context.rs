@@ -182,6 +182,69 @@ impl JobContext {
         returned
     }
 
+    /// The result a parent of this job's workflow node set ([`Self::set_result`]), read
+    /// as a `T`: `None` when that parent stored none (it returned nothing, was run by a
+    /// Python worker, or did not succeed, under [`OnParentFailure::Run`](crate::workflow::OnParentFailure::Run)).
+    /// A copy kept with the parent's node, so the delete policy removing the parent's job
+    /// loses nothing. One query. See `docs/workflows.md`.
+    ///
+    /// ```
+    /// use postpone::task::{JobContext, TaskError};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct Merge;
+    /// # impl postpone::Task for Merge {
+    /// async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
+    ///     let a: Option<u64> = ctx.parent_result("a").await?;
+    ///     let b: Option<u64> = ctx.parent_result("b").await?;
+    ///     ctx.set_result(&(a.unwrap_or(0) + b.unwrap_or(0)))
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) when this job is no workflow
+    /// node, or its node has no parent named `parent`; [`Error::InvalidResult`](crate::Error::InvalidResult)
+    /// when the result does not fit `T`; a database error.
+    pub async fn parent_result<T: serde::de::DeserializeOwned>(
+        &self,
+        parent: &str,
+    ) -> crate::Result<Option<T>> {
+        let node = self.workflow_node().await?.ok_or_else(|| {
+            crate::Error::InvalidInput(format!(
+                "job {} is not a workflow node, so it has no parents: parent_result is for the jobs of App::defer_workflow",
+                self.job.id
+            ))
+        })?;
+        let Some(outcome) = node.parents.iter().find(|p| p.name == parent) else {
+            let names: Vec<&str> = node.parents.iter().map(|p| p.name.as_str()).collect();
+            return Err(crate::Error::InvalidInput(format!(
+                "node {:?} of workflow {} has no parent named {parent:?}: its parents are [{}]",
+                node.name,
+                node.workflow_id,
+                names.join(", ")
+            )));
+        };
+        let Some(json) = &outcome.result else {
+            return Ok(None);
+        };
+        let row = crate::store::JobResultRow {
+            job_id: outcome.job_id.unwrap_or_default(),
+            attempt: 0,
+            worker_id: None,
+            json: json.clone(),
+            finished_at: self.start_timestamp,
+        };
+        row.decode().map(Some)
+    }
+
+    /// This job's workflow node and its parents' outcomes (with their results as JSON);
+    /// `None` when the job is no workflow node. One query.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn workflow_node(&self) -> crate::Result<Option<crate::workflow::NodeParents>> {
+        self.app.store().list_parent_outcomes(self.job.id).await
+    }
+
     /// What [`Self::set_result`] left (the worker's, after the attempt).
     pub(crate) fn take_result(&self) -> Option<Result<String, TaskError>> {
         self.result

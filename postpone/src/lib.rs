@@ -24,6 +24,7 @@ pub mod telemetry;
 pub mod testing;
 pub(crate) mod trace;
 pub mod worker;
+pub mod workflow;
 
 pub use app::{App, AppBuilder};
 pub use blueprint::Blueprint;
@@ -37,6 +38,7 @@ pub use schema::ApplyScope;
 pub use store::memory::MemoryStore;
 pub use task::{Task, TaskConfig};
 pub use worker::{WorkerConfig, WorkerHandle};
+pub use workflow::{OnParentFailure, Workflow};
 
 /// The guides of the `docs/` folder, compiled here so that their examples are tested
 /// (`cargo test --doc`). The command line's guides (`cli`, `migration`) are compiled by
@@ -52,6 +54,8 @@ pub mod guide {
     pub mod retries {}
     #[doc = include_str!("../../docs/results.md")]
     pub mod results {}
+    #[doc = include_str!("../../docs/workflows.md")]
+    pub mod workflows {}
     #[doc = include_str!("../../docs/locks.md")]
     pub mod locks {}
     #[doc = include_str!("../../docs/flow-control.md")]

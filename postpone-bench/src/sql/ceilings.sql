@@ -22,16 +22,21 @@ END;
 $postpone_bench$;
 
 -- The worker's batch finish (the completer's finish_jobs: the jobs, then the errors of
--- their attempts, none in a drain of no-op jobs); returns the finished ids.
+-- their attempts, none in a drain of no-op jobs); returns the finished ids (the
+-- statement's first column; the others name the workflow nodes that ended).
 CREATE FUNCTION postpone_bench_finish(bigint[], text[], boolean[],
                                       bigint[], int4[], bigint[], text[], text[])
     RETURNS SETOF bigint
     LANGUAGE plpgsql
 AS $postpone_bench$
+DECLARE
+    finished record;
 BEGIN
-    RETURN QUERY
+    FOR finished IN
 {{FINISH_JOBS}}
-    ;
+    LOOP
+        RETURN NEXT finished.id;
+    END LOOP;
 END;
 $postpone_bench$;
 

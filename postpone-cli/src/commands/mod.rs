@@ -16,6 +16,7 @@ mod queues;
 mod schema;
 mod shell;
 mod worker;
+mod workflows;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,7 @@ pub(crate) async fn run(command: Command, context: Context) -> anyhow::Result<Ex
         Command::Defer(flags) => defer::run(flags, context).await,
         Command::Healthchecks => healthchecks::run(context).await,
         Command::Jobs(command) => jobs::run(command, context).await,
+        Command::Workflows(command) => workflows::run(command, context).await,
         Command::Queues(flags) => queues::run(flags, context).await,
         Command::Tasks(flags) => jobs::counts(CountBy::Task, flags, context).await,
         Command::Locks(flags) => jobs::counts(CountBy::Lock, flags, context).await,

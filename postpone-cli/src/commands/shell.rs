@@ -90,6 +90,20 @@ const COMMANDS: &[CommandSpec] = &[
         example: "show_job 2",
     },
     CommandSpec {
+        name: "list_workflows",
+        usage: "list_workflows [LIMIT]",
+        summary: "List the newest workflows (50 unless LIMIT says), with their nodes counted per status.",
+        filters: &[],
+        example: "list_workflows 10",
+    },
+    CommandSpec {
+        name: "show_workflow",
+        usage: "show_workflow WORKFLOW_ID",
+        summary: "Show one workflow: each node with its status, job and parents.",
+        filters: &[],
+        example: "show_workflow 1",
+    },
+    CommandSpec {
         name: "retry",
         usage: "retry JOB_ID",
         summary: "Retry a failed or stalled (doing) job now: its status goes back to todo.",
@@ -168,6 +182,8 @@ enum Parsed {
     ListJobs { filter: JobFilter, details: bool },
     Count { by: CountBy, filter: JobFilter },
     ShowJob(i64),
+    ListWorkflows(i64),
+    ShowWorkflow(i64),
     Retry(i64),
     Cancel(i64),
     Abort(i64),
@@ -206,6 +222,21 @@ fn parse(line: &str) -> anyhow::Result<Parsed> {
             Parsed::Count { by, filter }
         }
         "show_job" => Parsed::ShowJob(job_id_arg(name, &args)?),
+        "list_workflows" => match args.as_slice() {
+            [] => Parsed::ListWorkflows(50),
+            [limit] => Parsed::ListWorkflows(limit.parse().map_err(|_| {
+                anyhow!("list_workflows: limit {limit:?} is not a number: list_workflows [LIMIT]")
+            })?),
+            _ => bail!("list_workflows takes at most one limit: list_workflows [LIMIT]"),
+        },
+        "show_workflow" => match args.as_slice() {
+            [id] => Parsed::ShowWorkflow(id.parse().map_err(|_| {
+                anyhow!(
+                    "show_workflow: workflow id {id:?} is not a number: show_workflow WORKFLOW_ID"
+                )
+            })?),
+            _ => bail!("show_workflow takes one workflow id: show_workflow WORKFLOW_ID"),
+        },
         "retry" => Parsed::Retry(job_id_arg(name, &args)?),
         "cancel" => Parsed::Cancel(job_id_arg(name, &args)?),
         "abort" => Parsed::Abort(job_id_arg(name, &args)?),
@@ -389,7 +420,7 @@ fn help_text(command: Option<&str>) -> anyhow::Result<String> {
 
 /// The session: the app (kept alive for its connection pool) and its job manager.
 struct Shell {
-    _app: App,
+    app: App,
     manager: JobManager,
     format: Format,
 }
@@ -468,6 +499,12 @@ impl Shell {
                 } else {
                     output::print(&details.text())?;
                 }
+            }
+            Parsed::ListWorkflows(limit) => {
+                super::workflows::print_list(&self.app, limit, self.format).await?;
+            }
+            Parsed::ShowWorkflow(id) => {
+                super::workflows::print_show(&self.app, id, self.format).await?;
             }
             Parsed::Retry(id) => {
                 self.manager
@@ -561,7 +598,7 @@ pub(crate) async fn run(flags: ShellFlags, context: Context) -> anyhow::Result<E
     let (app, format) = context.app()?;
     let shell = Shell {
         manager: app.job_manager(),
-        _app: app,
+        app,
         format,
     };
     if !flags.command.is_empty() {
@@ -751,6 +788,9 @@ mod tests {
             parse("resume emails").unwrap(),
             Parsed::Resume("emails".into())
         );
+        assert_eq!(parse("show_workflow 3").unwrap(), Parsed::ShowWorkflow(3));
+        assert_eq!(parse("list_workflows").unwrap(), Parsed::ListWorkflows(50));
+        assert_eq!(parse("list_workflows 5").unwrap(), Parsed::ListWorkflows(5));
     }
 
     #[test]
@@ -768,6 +808,9 @@ mod tests {
             ("list_jobs queue=", "has no value"),
             ("pause", "needs a queue name"),
             ("resume a b", "takes one queue name"),
+            ("show_workflow", "takes one workflow id"),
+            ("show_workflow x", "workflow id \"x\" is not a number"),
+            ("list_workflows 1 2", "at most one limit"),
         ] {
             let error = format!("{:#}", parse(line).unwrap_err());
             assert!(error.contains(needle), "{line}: {error}");
@@ -786,7 +829,8 @@ mod tests {
                     "list_jobs ".into(),
                     "list_queues ".into(),
                     "list_tasks ".into(),
-                    "list_locks ".into()
+                    "list_locks ".into(),
+                    "list_workflows ".into(),
                 ]
             )
         );

@@ -6,7 +6,9 @@
 //! - [`pruner`]: with the rescue off, removes workers whose heartbeat stopped, at start
 //!   (`procrastinate_prune_stalled_workers_v1`);
 //! - [`aborter`]: finds abort requests of held jobs that no notification delivered;
-//! - [`periodic`]: defers the ticks of the app's periodic tasks.
+//! - [`periodic`]: defers the ticks of the app's periodic tasks;
+//! - [`workflows`]: records the ends of workflow nodes whose jobs ended elsewhere (a
+//!   Python worker's), and advances their workflows.
 //!
 //! A service is a [`Service`]: a `run_once` pass (which tests call directly) that says when
 //! the next pass is due, and when the first one runs ([`Service::START`]). [`Services`]
@@ -19,6 +21,7 @@ pub(crate) mod heartbeat;
 pub(crate) mod periodic;
 pub(crate) mod pruner;
 pub(crate) mod rescuer;
+pub(crate) mod workflows;
 
 use std::future::Future;
 use std::time::Duration;

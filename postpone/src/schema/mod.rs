@@ -146,6 +146,7 @@ static MIGRATIONS: &[Migration] = &[
     migration!(pre "0006" "postpone_job_traces"),
     migration!(pre "0007" "postpone_job_results"),
     migration!(pre "0008" "postpone_flow_control"),
+    migration!(pre "0009" "postpone_workflows"),
 ];
 
 /// The migration that creates (or adopts) the Procrastinate 3.10 contract objects.

@@ -22,6 +22,7 @@ pub mod params;
 pub mod postgres;
 mod rescue;
 mod subscription;
+pub mod workflow;
 
 use std::any::Any;
 use std::fmt;
@@ -42,6 +43,10 @@ pub use params::{
 };
 pub use subscription::Subscription;
 pub(crate) use subscription::SubscriptionSender;
+pub use workflow::{
+    NodeParents, NodeStatus, OnParentFailure, ParentOutcome, WorkflowNodeParams, WorkflowNodeRow,
+    WorkflowParams, WorkflowRow,
+};
 
 use crate::Result;
 use crate::job::{Job, RetryDecision};
@@ -106,7 +111,9 @@ pub trait Store: sealed::Sealed + Any + Send + Sync + fmt::Debug {
     /// Finishes jobs, and records the errors of their attempts that did not succeed and
     /// the results of those that succeeded, in one statement; the ids written (jobs no
     /// longer todo/doing are left out). The jobs among them that someone waits for
-    /// ([`Self::wait_for_job`]) are announced.
+    /// ([`Self::wait_for_job`]) are announced. Jobs that are workflow nodes get their
+    /// node's end recorded in the same statement, and their workflows are then advanced
+    /// (a second statement, only then).
     async fn finish_jobs(&self, jobs: &[FinishJobParams]) -> Result<Vec<i64>>;
     /// Sends doing jobs back to todo (or to failed when abort was requested), and records
     /// their attempts' errors, in one statement; ids written.
@@ -161,6 +168,26 @@ pub trait Store: sealed::Sealed + Any + Send + Sync + fmt::Debug {
     /// read the job: an end written after this call returns is announced. Nothing for a
     /// job that is gone; the memory store announces every end and records nothing.
     async fn wait_for_job(&self, job_id: i64) -> Result<()>;
+
+    /// Inserts a workflow in one statement, all or nothing (`defer_workflow.sql`): its
+    /// nodes, and its roots as jobs; the other nodes wait for their parents (see
+    /// [`workflow`]). Its id.
+    ///
+    /// # Errors
+    /// [`crate::Error::AlreadyEnqueued`] when a root's queueing lock is taken.
+    async fn defer_workflow(&self, workflow: &WorkflowParams) -> Result<i64>;
+    /// One workflow with its nodes, by name.
+    async fn get_workflow(&self, id: i64) -> Result<Option<WorkflowRow>>;
+    /// The newest workflows, at most `limit`, newest first, their nodes counted (not
+    /// listed).
+    async fn list_workflows(&self, limit: i64) -> Result<Vec<WorkflowRow>>;
+    /// When `job_id` is a workflow node's job: its node and its parents' outcomes.
+    async fn list_parent_outcomes(&self, job_id: i64) -> Result<Option<NodeParents>>;
+    /// The workflow service's pass: records the end of each released node whose job
+    /// ended without [`Self::finish_jobs`] recording it (a Python worker's, a cancel, the
+    /// rescue's failure) or is gone, then advances the workflows concerned; how many
+    /// workflows it advanced.
+    async fn sync_workflows(&self) -> Result<u64>;
 
     /// Pauses a queue: no worker of this store claims its jobs until it is resumed; the
     /// workers are told. False when it was paused already.

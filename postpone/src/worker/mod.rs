@@ -62,6 +62,7 @@ use crate::maintenance::heartbeat::Heartbeat;
 use crate::maintenance::periodic::PeriodicDeferrer;
 use crate::maintenance::pruner::Pruner;
 use crate::maintenance::rescuer::Rescuer;
+use crate::maintenance::workflows::WorkflowSync;
 use crate::store::{SessionSettings, Store, Subscription};
 use crate::{Error, Result};
 use admission::Admission;
@@ -243,6 +244,12 @@ async fn run(
         emitter.clone(),
     );
     services.start(aborter).await;
+    let workflows = WorkflowSync::new(
+        store.clone(),
+        config.fetch_job_polling_interval,
+        emitter.clone(),
+    );
+    services.start(workflows).await;
     if config.periodic {
         services.start(PeriodicDeferrer::new(app.clone())).await;
     }

@@ -634,7 +634,7 @@ async fn defer_in_a_deadpool_transaction_commits_or_rolls_back_with_it() {
 
 /// An sqlx pool on the test database, whose URL may be a `key=value` conninfo.
 #[cfg(feature = "sqlx")]
-async fn sqlx_pool(db: &TestDb) -> sqlx::PgPool {
+pub(crate) async fn sqlx_pool(db: &TestDb) -> sqlx::PgPool {
     use tokio_postgres::config::Host;
     let config: tokio_postgres::Config = db.url.parse().expect("test database conninfo");
     let mut options = sqlx::postgres::PgConnectOptions::new();

@@ -24,6 +24,7 @@ const DOMAIN: &[&str] = &[
     "task",
     "telemetry",
     "trace",
+    "workflow",
 ];
 /// The runtime: the worker and its services; it may import the domain and the storage.
 const RUNTIME: &[&str] = &["worker", "maintenance"];

@@ -26,3 +26,4 @@ mod set_wise_events;
 mod telemetry;
 mod timeouts;
 mod worker;
+mod workflows;

@@ -101,6 +101,7 @@ mod flow;
 mod inspect;
 mod state;
 mod store;
+mod workflows;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};

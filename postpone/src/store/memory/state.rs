@@ -61,6 +61,8 @@ pub(super) struct State {
     pub(super) pauses: BTreeMap<String, DateTime<Utc>>,
     /// `postpone_flow_limits`, `postpone_job_flow`, `postpone_flow_starts`.
     pub(super) flow: super::flow::FlowState,
+    /// `postpone_workflows` and `postpone_workflow_nodes`.
+    pub(super) workflows: super::workflows::Workflows,
 }
 
 /// Which columns an `UPDATE` sets: `AFTER UPDATE OF column` triggers look at this list,

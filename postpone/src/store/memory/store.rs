@@ -22,6 +22,7 @@ use crate::store::{
     RescueParams, RescueReport, RetryJob, SessionSettings, StalledJobsParams, StartMark, Store,
     Subscription, WorkerRow,
 };
+use crate::store::{NodeParents, WorkflowParams, WorkflowRow};
 use crate::{Error, Result};
 
 #[async_trait]
@@ -399,7 +400,28 @@ impl Store for MemoryStore {
 
     async fn finish_jobs(&self, jobs: &[FinishJobParams]) -> Result<Vec<i64>> {
         let now = self.now();
-        let written = self.state().finish(jobs, now);
+        let mut state = self.state();
+        let written = state.finish(jobs, now);
+        // finish_jobs.sql's `nodes`, then advance_workflows for the workflows concerned.
+        let node_ends: Vec<(i64, JobStatus, Option<String>)> = jobs
+            .iter()
+            .filter(|j| written.contains(&j.id))
+            .map(|j| {
+                let result = match j.status {
+                    JobStatus::Succeeded => j.result.as_ref().map(|r| r.json.clone()),
+                    _ => None,
+                };
+                (j.id, j.status, result)
+            })
+            .collect();
+        let workflows = state.record_node_ends(&node_ends, now);
+        let released = if workflows.is_empty() {
+            Vec::new()
+        } else {
+            state.advance_workflows(&workflows, now)?
+        };
+        drop(state);
+        self.announce_inserted(&released);
         self.announce_finished(&written);
         Ok(written)
     }
@@ -578,6 +600,37 @@ impl Store for MemoryStore {
         // By job, oldest first (the rows are in the order written).
         errors.sort_by_key(|e| e.job_id);
         Ok(errors)
+    }
+
+    async fn defer_workflow(&self, workflow: &WorkflowParams) -> Result<i64> {
+        let (id, inserted) = self.state().defer_workflow(workflow, self.now())?;
+        self.announce_inserted(&inserted);
+        Ok(id)
+    }
+
+    async fn get_workflow(&self, id: i64) -> Result<Option<WorkflowRow>> {
+        Ok(self.state().get_workflow(id))
+    }
+
+    async fn list_workflows(&self, limit: i64) -> Result<Vec<WorkflowRow>> {
+        check_limit(limit)?;
+        Ok(self
+            .state()
+            .list_workflows(usize::try_from(limit).unwrap_or(usize::MAX)))
+    }
+
+    async fn list_parent_outcomes(&self, job_id: i64) -> Result<Option<NodeParents>> {
+        Ok(self.state().parent_outcomes(job_id))
+    }
+
+    async fn sync_workflows(&self) -> Result<u64> {
+        let now = self.now();
+        let mut state = self.state();
+        let workflows = state.sync_workflows(now);
+        let released = state.advance_workflows(&workflows, now)?;
+        drop(state);
+        self.announce_inserted(&released);
+        Ok(workflows.len() as u64)
     }
 
     async fn pause_queue(&self, queue: &str) -> Result<bool> {

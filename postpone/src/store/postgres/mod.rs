@@ -13,6 +13,7 @@ pub mod queries;
 mod results;
 mod rows;
 mod tx;
+mod workflows;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use super::{
     RescueDecide, RescueParams, RescueReport, RetryJob, SessionSettings, StalledJobsParams,
     StartMark, Store, Subscription, WorkerRow,
 };
+use super::{NodeParents, WorkflowParams, WorkflowRow};
 use crate::connect::ConnectConfig;
 use crate::job::{Job, JobStatus, RetryDecision};
 use crate::schema::{ApplyReport, ApplyScope};
@@ -769,7 +771,26 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         let columns = FinishColumns::new(jobs);
-        self.query_ids(columns.statement(), &columns.params()).await
+        let rows = self.query(columns.statement(), &columns.params()).await?;
+        let ids = rows
+            .iter()
+            .map(|row| row.try_get(0).map_err(db))
+            .collect::<Result<Vec<i64>>>()?;
+        // The workflows that had a node end (the same on every row): advanced now, so
+        // their next nodes need no service pass.
+        let (workflows, ended): (Option<Vec<i64>>, Option<Vec<String>>) = match rows.first() {
+            Some(row) => (row.try_get(1).map_err(db)?, row.try_get(2).map_err(db)?),
+            None => (None, None),
+        };
+        if let Some(workflows) = workflows {
+            // The outcomes are written: a failed advance is the workflow service's to
+            // redo (sync_workflows finds the nodes it left waiting), not the batch's.
+            let ended = ended.unwrap_or_default();
+            if let Err(error) = self.workflows_advance(&workflows, &ended).await {
+                tracing::warn!(%error, ?workflows, "advancing workflows failed: the workflow service will");
+            }
+        }
+        Ok(ids)
     }
 
     async fn retry_jobs(&self, jobs: &[RetryJob]) -> Result<Vec<i64>> {
@@ -965,6 +986,26 @@ impl Store for PgStore {
                 })
             })
             .collect()
+    }
+
+    async fn defer_workflow(&self, workflow: &WorkflowParams) -> Result<i64> {
+        self.workflows_defer(workflow).await
+    }
+
+    async fn get_workflow(&self, id: i64) -> Result<Option<WorkflowRow>> {
+        self.workflows_get(id).await
+    }
+
+    async fn list_workflows(&self, limit: i64) -> Result<Vec<WorkflowRow>> {
+        self.workflows_list(limit).await
+    }
+
+    async fn list_parent_outcomes(&self, job_id: i64) -> Result<Option<NodeParents>> {
+        self.workflows_parent_outcomes(job_id).await
+    }
+
+    async fn sync_workflows(&self) -> Result<u64> {
+        self.workflows_sync().await
     }
 
     async fn pause_queue(&self, queue: &str) -> Result<bool> {

@@ -113,6 +113,20 @@ pub const PAUSE_QUEUE: &str = include_str!("queries/pause_queue.sql");
 pub const RESUME_QUEUE: &str = include_str!("queries/resume_queue.sql");
 /// The paused queues.
 pub const LIST_QUEUE_PAUSES: &str = include_str!("queries/list_queue_pauses.sql");
+/// Inserts a workflow: its nodes, and its roots as jobs.
+pub const DEFER_WORKFLOW: &str = include_str!("queries/defer_workflow.sql");
+/// Cancels and releases the nodes of workflows their parents' outcomes allow.
+pub const ADVANCE_WORKFLOWS: &str = include_str!("queries/advance_workflows.sql");
+/// Records the ends of nodes whose jobs ended elsewhere; the workflows to advance.
+pub const SYNC_WORKFLOWS: &str = include_str!("queries/sync_workflows.sql");
+/// One workflow's row.
+pub const GET_WORKFLOW: &str = include_str!("queries/get_workflow.sql");
+/// One workflow's nodes.
+pub const LIST_WORKFLOW_NODES: &str = include_str!("queries/list_workflow_nodes.sql");
+/// The newest workflows with their nodes counted per status.
+pub const LIST_WORKFLOWS: &str = include_str!("queries/list_workflows.sql");
+/// A workflow job's parents' outcomes and results.
+pub const LIST_PARENT_OUTCOMES: &str = include_str!("queries/list_parent_outcomes.sql");
 
 /// One page of jobs, newest first, below a cursor, within a scan window (the dashboard).
 pub const LIST_JOBS_PAGE: &str = include_str!("queries/list_jobs_page.sql");

@@ -21,14 +21,13 @@ pub(super) struct ResultColumns<'a> {
 }
 
 impl<'a> ResultColumns<'a> {
-    /// The results of `jobs` that are kept: a job the delete policy removes keeps nothing,
-    /// and only a `succeeded` outcome has a result.
+    /// The results of `jobs`: only a `succeeded` outcome has a result. A job the delete
+    /// policy removes sends its result too, for its workflow node's copy only
+    /// (`finish_jobs_with_results` keeps no result row for it).
     pub(super) fn new(jobs: &'a [FinishJobParams]) -> Self {
         let mut columns = Self::default();
         for job in jobs {
-            if let (Some(result), false, crate::job::JobStatus::Succeeded) =
-                (&job.result, job.delete_job, job.status)
-            {
+            if let (Some(result), crate::job::JobStatus::Succeeded) = (&job.result, job.status) {
                 columns.push(job.id, result);
             }
         }

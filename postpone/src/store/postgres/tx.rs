@@ -21,7 +21,7 @@
 use futures_util::future::BoxFuture;
 
 use crate::Result;
-use crate::store::DeferJobParams;
+use crate::store::{DeferJobParams, WorkflowParams};
 
 mod sealed {
     pub trait Sealed {}
@@ -32,6 +32,10 @@ pub trait Transaction: sealed::Sealed + Send {
     /// Inserts the jobs in this transaction (the `defer_jobs` query); ids in input order.
     #[doc(hidden)]
     fn defer_jobs<'a>(&'a mut self, jobs: &'a [DeferJobParams]) -> BoxFuture<'a, Result<Vec<i64>>>;
+    /// Inserts a workflow in this transaction (the `defer_workflow` query); its id.
+    #[doc(hidden)]
+    fn defer_workflow<'a>(&'a mut self, workflow: &'a WorkflowParams)
+    -> BoxFuture<'a, Result<i64>>;
 }
 
 impl sealed::Sealed for tokio_postgres::Transaction<'_> {}
@@ -44,6 +48,17 @@ impl Transaction for tokio_postgres::Transaction<'_> {
             }
             let columns = super::DeferColumns::new(jobs);
             super::defer_jobs_on(&*self, columns.statement(), &columns).await
+        })
+    }
+
+    fn defer_workflow<'a>(
+        &'a mut self,
+        workflow: &'a WorkflowParams,
+    ) -> BoxFuture<'a, Result<i64>> {
+        Box::pin(async move {
+            let columns = super::workflows::WorkflowColumns::new(workflow);
+            super::workflows::defer_workflow_on(&*self, super::queries::DEFER_WORKFLOW, &columns)
+                .await
         })
     }
 }
@@ -62,6 +77,20 @@ impl Transaction for deadpool_postgres::Transaction<'_> {
                 .await
                 .map_err(|e| super::map_db_error(e.into()))?;
             super::defer_jobs_on(&**self, &statement, &columns).await
+        })
+    }
+
+    fn defer_workflow<'a>(
+        &'a mut self,
+        workflow: &'a WorkflowParams,
+    ) -> BoxFuture<'a, Result<i64>> {
+        Box::pin(async move {
+            let columns = super::workflows::WorkflowColumns::new(workflow);
+            let statement = self
+                .prepare_cached(super::queries::DEFER_WORKFLOW)
+                .await
+                .map_err(|e| super::map_db_error(e.into()))?;
+            super::workflows::defer_workflow_on(&**self, &statement, &columns).await
         })
     }
 }
@@ -96,6 +125,32 @@ impl Transaction for sqlx::Transaction<'_, sqlx::Postgres> {
                 .await
                 .map_err(|e| super::map_db_error(sqlx_error(e)))?;
             Ok(ids)
+        })
+    }
+
+    fn defer_workflow<'a>(
+        &'a mut self,
+        workflow: &'a WorkflowParams,
+    ) -> BoxFuture<'a, Result<i64>> {
+        Box::pin(async move {
+            let c = super::workflows::WorkflowColumns::new(workflow);
+            let id: i64 = sqlx::query_scalar(super::queries::DEFER_WORKFLOW)
+                .bind(&c.name)
+                .bind(c.on_parent_failure)
+                .bind(&c.names)
+                .bind(&c.parents)
+                .bind(&c.queue_names)
+                .bind(&c.task_names)
+                .bind(&c.priorities)
+                .bind(&c.locks)
+                .bind(&c.queueing_locks)
+                .bind(&c.args)
+                .bind(&c.scheduled_ats)
+                .bind(&c.timeouts_ms)
+                .fetch_one(&mut **self)
+                .await
+                .map_err(|e| super::map_db_error(sqlx_error(e)))?;
+            Ok(id)
         })
     }
 }

@@ -12,6 +12,11 @@
 -- before the finish (the finish waits on its count) so that a job the finish deletes
 -- has no waiter row left for the cascade. With no waiter, one probe of an empty table.
 -- finish_jobs_with_results.sql is this statement plus the results.
+-- Last, the jobs that are workflow nodes (postpone_workflow_nodes, migration 0009) get
+-- their node's end recorded, before a delete can lose it; each row says which workflows
+-- had a node end, and which nodes (the same arrays on every row; NULL when none), so the
+-- store advances those workflows (advance_workflows), looking only at those nodes'
+-- children. With no workflow, one probe of an empty index per job.
 WITH woken AS (
     DELETE FROM postpone_job_waiters
      WHERE job_id = ANY($1::bigint[])
@@ -27,5 +32,16 @@ WITH woken AS (
       FROM unnest($4::bigint[], $5::int4[], $6::bigint[], $7::text[], $8::text[])
            AS error (job_id, attempt, worker_id, kind, message)
      WHERE error.job_id IN (SELECT id FROM finished)
+), nodes AS (
+    UPDATE postpone_workflow_nodes AS node
+       SET status = job.status, ended_at = now()
+      FROM unnest($1::bigint[], $2::text[]) AS job (id, status)
+     WHERE node.job_id = job.id
+       AND node.status = 'released'
+       AND job.id IN (SELECT id FROM finished)
+    RETURNING node.workflow_id, node.name
 )
-SELECT id FROM finished
+SELECT id,
+       (SELECT array_agg(DISTINCT workflow_id) FROM nodes) AS workflows,
+       (SELECT array_agg(name) FROM nodes) AS ended_nodes
+  FROM finished

@@ -3,6 +3,13 @@
 -- $10 attempt numbers, $11 workers, $12 JSON texts; never for a deleted job) into
 -- postpone_job_results (migration 0007), for the jobs written. The completer sends it
 -- only for a batch with a result to keep, so a batch without one runs finish_jobs.sql.
+-- A job the delete policy removes keeps no result row, but its result is sent too, for
+-- its workflow node's copy (below).
+-- Last, the jobs that are workflow nodes (postpone_workflow_nodes, migration 0009) get
+-- their node's end recorded, with a copy of its result, before a delete can lose it; each row says which workflows
+-- had a node end, and which nodes (the same arrays on every row; NULL when none), so the
+-- store advances those workflows (advance_workflows), looking only at those nodes'
+-- children. With no workflow, one probe of an empty index per job.
 WITH woken AS (
     DELETE FROM postpone_job_waiters
      WHERE job_id = ANY($1::bigint[])
@@ -24,6 +31,24 @@ WITH woken AS (
       FROM unnest($9::bigint[], $10::int4[], $11::bigint[], $12::text[])
            AS result (job_id, attempt, worker_id, json)
      WHERE result.job_id IN (SELECT id FROM finished)
+       AND result.job_id IN (SELECT job.id FROM unnest($1::bigint[], $3::bool[]) AS job (id, delete_job)
+                              WHERE NOT job.delete_job)
         ON CONFLICT (job_id) DO NOTHING
+), nodes AS (
+    UPDATE postpone_workflow_nodes AS node
+       SET status = job.status,
+           ended_at = now(),
+           result = (SELECT result.json::json
+                       FROM unnest($9::bigint[], $12::text[]) AS result (job_id, json)
+                      WHERE result.job_id = node.job_id
+                      LIMIT 1)
+      FROM unnest($1::bigint[], $2::text[]) AS job (id, status)
+     WHERE node.job_id = job.id
+       AND node.status = 'released'
+       AND job.id IN (SELECT id FROM finished)
+    RETURNING node.workflow_id, node.name
 )
-SELECT id FROM finished
+SELECT id,
+       (SELECT array_agg(DISTINCT workflow_id) FROM nodes) AS workflows,
+       (SELECT array_agg(name) FROM nodes) AS ended_nodes
+  FROM finished

@@ -1,0 +1,2 @@
+-- WF: every job (one per released node).
+SELECT count(*) FROM procrastinate_jobs
