@@ -244,7 +244,10 @@ async fn a_jobs_result_is_shown_pretty_and_as_text() {
     let (status, html) = get(&router, &format!("/jobs/{id}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("data-testid=\"job-result\""), "{html}");
-    assert!(html.contains("&quot;total&quot;: 42"), "pretty-printed: {html}");
+    assert!(
+        html.contains("&quot;total&quot;: 42"),
+        "pretty-printed: {html}"
+    );
     assert!(!html.contains("<img src=x"), "{html}");
     assert!(
         html.contains("&lt;img src=x onerror=alert(1)&gt;"),
