@@ -382,24 +382,16 @@ pub(crate) async fn job(
         Err(error) => return failure(&base, &state, &error),
     };
     let ids = [id];
-    let (events, errors, rescues, timeout, result) = tokio::join!(
+    let (events, errors, rescues, timeout, result) = match tokio::try_join!(
         manager.list_events(id, EVENTS_SHOWN),
         manager.list_job_errors(&ids),
         manager.list_rescues(&ids),
         manager.get_job_timeout(id),
         manager.get_job_result(id),
-    );
-    let (events, errors, rescues, timeout, result) =
-        match (events, errors, rescues, timeout, result) {
-            (Ok(e), Ok(r), Ok(s), Ok(t), Ok(v)) => (e, r, s, t, v),
-            (Err(e), ..)
-            | (_, Err(e), ..)
-            | (_, _, Err(e), ..)
-            | (_, _, _, Err(e), _)
-            | (.., Err(e)) => {
-                return failure(&base, &state, &e);
-            }
-        };
+    ) {
+        Ok(read) => read,
+        Err(error) => return failure(&base, &state, &error),
+    };
     // The stored text pretty-printed; kept as written when it is not JSON (set by hand).
     let result = result.map(|row| {
         let text = row
