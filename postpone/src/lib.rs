@@ -36,7 +36,7 @@ pub use periodic::Periodic;
 pub use result::{JobHandle, JobOutcome};
 pub use schema::ApplyScope;
 pub use store::memory::MemoryStore;
-pub use task::{Task, TaskConfig};
+pub use task::{Task, TaskConfig, TaskWithOutput};
 pub use worker::{WorkerConfig, WorkerHandle};
 pub use workflow::{OnParentFailure, Workflow};
 

@@ -1,11 +1,13 @@
 //! Job results: what a task returns, stored with its job, and a handle that waits for a
 //! job's end (`docs/results.md`, `docs/adr/0017-job-results.md`).
 //!
-//! A task sets its result with [`JobContext::set_result`](crate::task::JobContext::set_result);
-//! the worker serialises it during the attempt (a value serde refuses, or one over the
-//! app's [`result_size_limit`](crate::AppBuilder::result_size_limit), fails the attempt
-//! with [`RESULT_NOT_SERIALIZABLE`] or [`RESULT_TOO_LARGE`], by the task's retry policy),
-//! and the completer writes it to `postpone_job_results` in the statement that writes the
+//! A task returns its result from `run` ([`TaskWithOutput`](crate::TaskWithOutput)), or
+//! sets it with [`JobContext::set_result`](crate::task::JobContext::set_result) (what the
+//! former does with the value it returns); the worker serialises it during the attempt
+//! (a value serde refuses, or one over the app's
+//! [`result_size_limit`](crate::AppBuilder::result_size_limit), fails the attempt with
+//! [`RESULT_NOT_SERIALIZABLE`] or [`RESULT_TOO_LARGE`], by the task's retry policy), and
+//! the completer writes it to `postpone_job_results` in the statement that writes the
 //! job's `succeeded` outcome, beside the failed attempts' errors (`postpone_job_errors`):
 //! one write, one cascade. A job the delete policy removes keeps no result, as it keeps no
 //! error; `delete_old_jobs` and every other delete take the result with the job.

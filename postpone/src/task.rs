@@ -1,8 +1,10 @@
 //! Tasks: what a job runs, declared once with its name, typed arguments and defaults.
 //!
 //! A task is a serde type (its fields are the job's keyword arguments, stored as the JSON
-//! object in `procrastinate_jobs.args`) that implements [`Task`]. Corresponds to
-//! Procrastinate's `@app.task(...)` decorator and `procrastinate/tasks.py`.
+//! object in `procrastinate_jobs.args`) that implements [`Task`], or [`TaskWithOutput`]
+//! when its `run` returns a value to keep as the job's result (every `TaskWithOutput` is a
+//! `Task`, by a blanket impl). Corresponds to Procrastinate's `@app.task(...)` decorator
+//! and `procrastinate/tasks.py`.
 //!
 //! ```
 //! use postpone::{Task, TaskConfig, task::{JobContext, TaskError}};
@@ -42,6 +44,10 @@ use crate::retry::Retry;
 pub use crate::context::{AbortReason, JobContext};
 
 /// A task: typed arguments plus the code that runs them.
+///
+/// A task whose `run` returns a value to keep as the job's result implements
+/// [`TaskWithOutput`] instead, and is a `Task` through its blanket impl; a `Task` keeps a
+/// result with [`JobContext::set_result`].
 pub trait Task: Serialize + DeserializeOwned + Send + 'static {
     /// The task name stored in `procrastinate_jobs.task_name` (at most 128 characters).
     ///
@@ -58,6 +64,80 @@ pub trait Task: Serialize + DeserializeOwned + Send + 'static {
 
     /// Runs one job of this task.
     fn run(self, ctx: JobContext) -> impl Future<Output = Result<(), TaskError>> + Send;
+}
+
+/// A task whose `run` returns a value, kept as the job's result (`docs/results.md`).
+///
+/// The other way to write a task: implement this trait instead of [`Task`], and every
+/// type implementing it is a [`Task`] too, through a blanket impl. So it is registered,
+/// deferred, tracked, scheduled and put in workflows exactly as a [`Task`] is
+/// (`.task::<T>()`, `app.defer(..)`, `app.defer_and_track(..)`, `Periodic::new::<T>(..)`).
+/// Its task's `run` awaits this `run` and, on `Ok(value)`, stores `value` as the job's
+/// result with [`JobContext::set_result`]: serialised in the worker, refused with kind
+/// [`RESULT_TOO_LARGE`](crate::result::RESULT_TOO_LARGE) over the app's
+/// [`result_size_limit`](crate::AppBuilder::result_size_limit), or
+/// [`RESULT_NOT_SERIALIZABLE`](crate::result::RESULT_NOT_SERIALIZABLE), either failing the
+/// attempt by the task's retry policy. On `Err`, nothing is stored.
+///
+/// The returned value replaces anything `run` set with [`JobContext::set_result`]. An
+/// `Output` of `()` stores `null`, as `ctx.set_result(&())` does; so does `None`.
+/// Why a sibling trait and not an output type on [`Task`]: ADR 17.
+///
+/// ```
+/// use postpone::task::{JobContext, TaskError};
+/// use postpone::TaskWithOutput;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Add {
+///     a: i64,
+///     b: i64,
+/// }
+///
+/// impl TaskWithOutput for Add {
+///     type Output = i64;
+///     async fn run(self, _ctx: JobContext) -> Result<i64, TaskError> {
+///         Ok(self.a + self.b)
+///     }
+/// }
+/// ```
+///
+/// A type implements either this trait or [`Task`], not both (the blanket impl is its
+/// [`Task`] impl). With both traits in scope, `Add::name()` is ambiguous: say which,
+/// `<Add as TaskWithOutput>::name()`.
+pub trait TaskWithOutput: Serialize + DeserializeOwned + Send + 'static {
+    /// What `run` returns on success, stored as the job's result.
+    type Output: Serialize + Send + 'static;
+
+    /// The task name, as [`Task::name`] (the default is the type's path).
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed(std::any::type_name::<Self>())
+    }
+
+    /// Defaults for jobs of this task, as [`Task::config`].
+    fn config() -> TaskConfig {
+        TaskConfig::default()
+    }
+
+    /// Runs one job of this task and returns its result.
+    fn run(self, ctx: JobContext) -> impl Future<Output = Result<Self::Output, TaskError>> + Send;
+}
+
+/// A [`TaskWithOutput`] is a [`Task`] that stores what its `run` returns.
+impl<T: TaskWithOutput> Task for T {
+    fn name() -> Cow<'static, str> {
+        <T as TaskWithOutput>::name()
+    }
+
+    fn config() -> TaskConfig {
+        <T as TaskWithOutput>::config()
+    }
+
+    async fn run(self, ctx: JobContext) -> Result<(), TaskError> {
+        let keep = ctx.clone();
+        let output = <T as TaskWithOutput>::run(self, ctx).await?;
+        keep.set_result(&output)
+    }
 }
 
 /// Defaults for a task's jobs; each can be overridden per defer call.
@@ -352,6 +432,42 @@ mod tests {
     fn non_object_args_are_refused() {
         let err = encode_args("t", &vec![1, 2]).unwrap_err().to_string();
         assert!(err.contains("an array"), "{err}");
+    }
+
+    /// Returns the sum of its arguments; a `Task` through the blanket impl.
+    #[derive(Serialize, Deserialize)]
+    struct Sum {
+        a: i64,
+        b: i64,
+    }
+
+    impl TaskWithOutput for Sum {
+        type Output = i64;
+        fn name() -> Cow<'static, str> {
+            "sum".into()
+        }
+        fn config() -> TaskConfig {
+            TaskConfig::default().with_queue("sums")
+        }
+        async fn run(self, _ctx: JobContext) -> Result<i64, TaskError> {
+            Ok(self.a + self.b)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_task_with_output_is_a_task_that_keeps_what_it_returns() {
+        let entry = TaskEntry::of::<Sum>();
+        assert_eq!(entry.name, "sum");
+        assert_eq!(entry.config.options.queue.as_deref(), Some("sums"));
+        let store = crate::MemoryStore::new();
+        let app = crate::App::builder()
+            .store(std::sync::Arc::new(store.clone()))
+            .task::<Sum>()
+            .build()
+            .unwrap();
+        let id = app.defer(Sum { a: 40, b: 2 }).await.unwrap();
+        store.run_all(&app).await.unwrap();
+        assert_eq!(app.job_result::<i64>(id).await.unwrap(), Some(42));
     }
 
     #[test]

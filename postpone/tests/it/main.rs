@@ -23,6 +23,7 @@ mod reliability;
 mod results;
 mod schema;
 mod set_wise_events;
+mod task_output;
 mod telemetry;
 mod timeouts;
 mod worker;
