@@ -80,7 +80,7 @@ impl Triggers {
 fn ceilings_sql() -> anyhow::Result<String> {
     for (name, statement) in [
         ("fetch_jobs", queries::FETCH_JOBS),
-        ("finish_jobs", queries::FINISH_JOBS),
+        ("finish_jobs", queries::finish_jobs(false, false)),
     ] {
         if statement.contains(QUOTE) {
             bail!("the library's {name} statement contains {QUOTE}: change the bench's quote");
@@ -88,7 +88,10 @@ fn ceilings_sql() -> anyhow::Result<String> {
     }
     Ok(sql::CEILINGS
         .replace("{{FETCH_JOBS}}", queries::FETCH_JOBS.trim_end())
-        .replace("{{FINISH_JOBS}}", queries::FINISH_JOBS.trim_end()))
+        .replace(
+            "{{FINISH_JOBS}}",
+            queries::finish_jobs(false, false).trim_end(),
+        ))
 }
 
 /// A connection and its backend's CPU clock (when the server runs on this machine).

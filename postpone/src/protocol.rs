@@ -19,6 +19,12 @@ pub const PAUSES_CHANNEL: &str = "postpone_queue_pauses_v1";
 /// 0007) notifies it with [`Notification::JobFinished`]; only waiting handles listen.
 pub const JOB_FINISHED_CHANNEL: &str = "postpone_job_finished_v1";
 
+/// Postpone's own channel (Python never listens to it): `defer_workflow` notifies it with
+/// [`Notification::WorkflowDeferred`] (schema migration 0009), so that every listening
+/// worker's finish statements record workflow nodes from then on (see
+/// `store/postgres/queries/finish_jobs.sql`).
+pub const WORKFLOWS_CHANNEL: &str = "postpone_workflows_v1";
+
 /// The queue used when a task names none (Procrastinate's `DEFAULT_QUEUE`).
 pub const DEFAULT_QUEUE: &str = "default";
 
@@ -64,6 +70,12 @@ pub enum Notification {
     JobFinished {
         /// Its id.
         job_id: i64,
+    },
+    /// A workflow was deferred, its first nodes released (Postpone's own, on
+    /// [`WORKFLOWS_CHANNEL`]).
+    WorkflowDeferred {
+        /// Its id.
+        workflow_id: i64,
     },
 }
 
@@ -131,6 +143,10 @@ mod tests {
         assert_eq!(
             Notification::parse(r#"{"type": "job_finished", "job_id": 7}"#),
             Some(Notification::JobFinished { job_id: 7 })
+        );
+        assert_eq!(
+            Notification::parse(r#"{"type" : "workflow_deferred", "workflow_id" : 4}"#),
+            Some(Notification::WorkflowDeferred { workflow_id: 4 })
         );
         // The payload the pause and resume statements send.
         let sql = include_str!("store/postgres/queries/pause_queue.sql");

@@ -108,6 +108,9 @@ impl Notifier {
             }
             // For waiting handles; a worker does not listen to their channel.
             Notification::JobFinished { .. } => {}
+            // Taken by the store's LISTEN connection itself (it keeps what its finish
+            // statements need), never passed on.
+            Notification::WorkflowDeferred { .. } => {}
         }
     }
 }

@@ -518,6 +518,46 @@ async fn a_workflow_deferred_in_an_sqlx_transaction_exists_only_once_it_commits(
     assert_eq!(app.job_result::<i64>(b).await.expect("result"), Some(3));
 }
 
+/// A worker whose pass saw no workflow running finishes jobs without the workflow tables;
+/// a workflow another app defers then is recorded at once all the same, told by the
+/// workflow's notification (the worker's next pass is an hour away).
+#[tokio::test]
+async fn a_worker_idle_of_workflows_records_the_nodes_of_one_deferred_elsewhere() {
+    let db = schema_db().await;
+    let connect = postpone::connect::ConnectConfig::parse(&db.url).expect("url");
+    let store = postpone::store::postgres::PgStore::new(connect, 4).expect("store");
+    let worker_app = build(App::builder().store(Arc::new(store.clone())));
+    let log = Arc::new(Log::default());
+    let worker = worker_app
+        .start_worker(WorkerConfig {
+            fetch_job_polling_interval: Duration::from_secs(3600),
+            ..polling_worker(&log)
+        })
+        .await
+        .expect("worker starts");
+    wait_for("the worker's pass to see no workflow", DEADLINE, || async {
+        !store.records_workflow_nodes()
+    })
+    .await;
+
+    let other = build(App::builder().database_url(&db.url).expect("url"));
+    let chain = Workflow::new("chain")
+        .node("a", step(&other, "a", false), &[])
+        .node("b", step(&other, "b", false), &["a"])
+        .node("c", step(&other, "c", false), &["b"]);
+    let id = other.defer_workflow(chain).await.expect("submitted");
+    wait_finished(&other, id).await;
+    worker.stop();
+    worker.join().await.expect("the worker stops");
+
+    let statuses = node_statuses(&status(&other, id).await);
+    for node in ["a", "b", "c"] {
+        assert_eq!(statuses[node], NodeStatus::Succeeded, "{node}");
+    }
+    assert_eq!(log.events(), ["a", "b", "c"]);
+    assert!(store.records_workflow_nodes());
+}
+
 #[tokio::test]
 async fn two_workers_release_a_fan_in_child_once() {
     let (db, app) = pg_app().await;

@@ -20,7 +20,9 @@ use tokio::sync::oneshot;
 use tokio_postgres::AsyncMessage;
 
 use super::{PgStore, queries};
-use crate::protocol::{ANY_QUEUE_CHANNEL, Notification, PAUSES_CHANNEL, queue_channel};
+use crate::protocol::{
+    ANY_QUEUE_CHANNEL, Notification, PAUSES_CHANNEL, WORKFLOWS_CHANNEL, queue_channel,
+};
 use crate::store::Subscription;
 use crate::{DbError, Error, Result};
 
@@ -31,7 +33,9 @@ pub(super) const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 static PROBES: AtomicU64 = AtomicU64::new(0);
 
 /// Connects, proves notifications arrive, LISTENs on the channels of `queues` (`None`:
-/// the any-queue channel) and on [`PAUSES_CHANNEL`], and returns the subscription fed by
+/// the any-queue channel), on [`PAUSES_CHANNEL`] and on [`WORKFLOWS_CHANNEL`] (whose
+/// notifications it keeps: they tell `store`'s finishes to record workflow nodes), and
+/// returns the subscription fed by
 /// that connection.
 pub(super) async fn listen(store: &PgStore, queues: Option<&[String]>) -> Result<Subscription> {
     let mut channels: Vec<String> = match queues {
@@ -39,6 +43,7 @@ pub(super) async fn listen(store: &PgStore, queues: Option<&[String]>) -> Result
         Some(queues) => queues.iter().map(|q| queue_channel(q)).collect(),
     };
     channels.push(PAUSES_CHANNEL.to_owned());
+    channels.push(WORKFLOWS_CHANNEL.to_owned());
     listen_on(store, &channels).await
 }
 
@@ -57,6 +62,7 @@ pub(super) async fn listen_on(store: &PgStore, channels: &[String]) -> Result<Su
     let driver = {
         let probe_channel = probe_channel.clone();
         let mut probed = Some(probed);
+        let nodes_may_run = store.nodes_may_run.clone();
         tokio::spawn(async move {
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(message) = messages.next().await {
@@ -67,6 +73,10 @@ pub(super) async fn listen_on(store: &PgStore, channels: &[String]) -> Result<Su
                         }
                     }
                     Ok(AsyncMessage::Notification(n)) => match Notification::parse(n.payload()) {
+                        // Kept here: this store's finishes record workflow nodes from now.
+                        Some(Notification::WorkflowDeferred { .. }) => {
+                            nodes_may_run.store(true, Ordering::Relaxed);
+                        }
                         Some(notification) => {
                             if !sender.send(Ok(notification)) {
                                 return;

@@ -17,6 +17,7 @@ mod workflows;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
@@ -53,6 +54,13 @@ pub struct PgStore {
     /// statement, read once, for sending it unnamed. `None`: statements are prepared once
     /// per pooled connection.
     unnamed: Option<Arc<ParamTypes>>,
+    /// Whether a workflow node's job may be running on the database: only then does a
+    /// batch's finish statement name the node table (`queries::finish_jobs`; a batch
+    /// that deletes a job always does). True at first; each pass of the workflow service
+    /// sets it to what it saw, this store's `defer_workflow` sets it. A node another
+    /// process released in between is finished without it, and recorded by the next
+    /// pass. Shared with the stores [`Store::with_session`] makes.
+    nodes_may_run: Arc<AtomicBool>,
 }
 
 /// The parameter types of statements sent unnamed, by statement text.
@@ -113,6 +121,7 @@ impl PgStore {
             pool: connect.pool(pool_size)?,
             unnamed: connect.poll_only().then(Arc::default),
             connect,
+            nodes_may_run: Arc::new(AtomicBool::new(true)),
         })
     }
 
@@ -127,6 +136,15 @@ impl PgStore {
     #[must_use]
     pub fn connect_config(&self) -> &ConnectConfig {
         &self.connect
+    }
+
+    /// Whether this store's finish statements record workflow nodes now: false while the
+    /// workflow service's last pass saw no node running and no workflow was deferred
+    /// since (then a batch's finish names no workflow table; `queries/finish_jobs.sql`).
+    /// For tests and diagnostics.
+    #[must_use]
+    pub fn records_workflow_nodes(&self) -> bool {
+        self.nodes_may_run.load(Ordering::Relaxed)
     }
 
     /// A pooled connection that is not known to be closed: one the server closed while it
@@ -438,9 +456,12 @@ impl<'a> FinishColumns<'a> {
         }
     }
 
-    /// The statement: with the result arrays only when a job has a result to keep.
-    fn statement(&self) -> &'static str {
-        queries::finish_jobs(!self.results.is_empty())
+    /// The statement: with the result arrays only when a job has a result to keep, with
+    /// the workflow nodes when one may be running or a job is deleted (a deleted node's
+    /// outcome is recorded now or never).
+    fn statement(&self, nodes_may_run: bool) -> &'static str {
+        let with_nodes = nodes_may_run || self.deletes.contains(&true);
+        queries::finish_jobs(!self.results.is_empty(), with_nodes)
     }
 
     fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
@@ -504,13 +525,14 @@ async fn ids_on(
     rows.iter().map(|row| row.try_get(0).map_err(db)).collect()
 }
 
-/// `finish_jobs` inside a transaction.
+/// `finish_jobs` inside a transaction (the rescue's: rare, so it always records workflow
+/// nodes).
 async fn finish_jobs_on(
     client: &impl tokio_postgres::GenericClient,
     jobs: &[FinishJobParams],
 ) -> Result<Vec<i64>> {
     let columns = FinishColumns::new(jobs);
-    ids_on(client, columns.statement(), &columns.params()).await
+    ids_on(client, columns.statement(true), &columns.params()).await
 }
 
 /// `retry_jobs` inside a transaction.
@@ -771,7 +793,8 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         let columns = FinishColumns::new(jobs);
-        let rows = self.query(columns.statement(), &columns.params()).await?;
+        let statement = columns.statement(self.nodes_may_run.load(Ordering::Relaxed));
+        let rows = self.query(statement, &columns.params()).await?;
         let ids = rows
             .iter()
             .map(|row| row.try_get(0).map_err(db))
@@ -1108,7 +1131,10 @@ impl Store for PgStore {
         if settings.jit_off {
             connect = connect.with_session_setting("jit", "off");
         }
-        Ok(Arc::new(Self::new(connect, SESSION_POOL_SIZE)?))
+        Ok(Arc::new(Self {
+            nodes_may_run: self.nodes_may_run.clone(),
+            ..Self::new(connect, SESSION_POOL_SIZE)?
+        }))
     }
 
     async fn apply_schema(&self, scope: ApplyScope) -> Result<ApplyReport> {

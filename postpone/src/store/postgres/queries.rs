@@ -68,21 +68,56 @@ pub const FLOW_NEXT_START: &str = include_str!("queries/flow_next_start.sql");
 pub const NOTIFY_FLOW_RELEASED: &str = include_str!("queries/notify_flow_released.sql");
 /// Raises a worker's start watermark.
 pub const MARK_STARTED: &str = include_str!("queries/mark_started.sql");
-/// Finishes a batch of jobs.
+/// Finishes a batch of jobs: the text of four statements, picked by [`finish_jobs`].
 pub const FINISH_JOBS: &str = include_str!("queries/finish_jobs.sql");
-/// Finishes a batch of jobs and stores the results of the succeeded ones.
-pub const FINISH_JOBS_WITH_RESULTS: &str = include_str!("queries/finish_jobs_with_results.sql");
 
-/// The statement that finishes a batch: [`FINISH_JOBS_WITH_RESULTS`] when a job of it has
-/// a result to keep, else [`FINISH_JOBS`] (a batch without results sends no result arrays).
+/// The statement that finishes a batch, cut from [`FINISH_JOBS`]: with the results'
+/// lines (and parameters `$9` to `$12`) when a job of the batch has a result to keep;
+/// with the workflow nodes' lines when a node may be running, else with the lines that
+/// return no workflow. Each of the four is cut once.
 #[must_use]
-pub fn finish_jobs(with_results: bool) -> &'static str {
-    if with_results {
-        FINISH_JOBS_WITH_RESULTS
-    } else {
-        FINISH_JOBS
-    }
+pub fn finish_jobs(with_results: bool, with_nodes: bool) -> &'static str {
+    static STATEMENTS: std::sync::LazyLock<[String; 4]> = std::sync::LazyLock::new(|| {
+        [(false, false), (false, true), (true, false), (true, true)].map(|(results, nodes)| {
+            sections(FINISH_JOBS, |name| match name {
+                "results" => results,
+                "nodes" => nodes,
+                "!nodes" => !nodes,
+                _ => false,
+            })
+        })
+    });
+    &STATEMENTS[usize::from(with_results) * 2 + usize::from(with_nodes)]
 }
+
+/// `text` without the sections `keep` refuses: a section is the lines between a line
+/// `-- [name]` and a line `-- [/name]` (they nest; the marker lines go too). A line
+/// stays when `keep` takes every section around it.
+fn sections(text: &str, keep: impl Fn(&str) -> bool) -> String {
+    let mut open: Vec<(&str, bool)> = Vec::new();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let marker = line
+            .trim()
+            .strip_prefix("-- [")
+            .and_then(|rest| rest.strip_suffix(']'));
+        match marker {
+            Some(name) if name.starts_with('/') => {
+                open.pop();
+            }
+            Some(name) => open.push((name, keep(name))),
+            None if open.iter().all(|(_, kept)| *kept) => {
+                out.push_str(line);
+                out.push('\n');
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+/// Whether a workflow node's job may be running.
+pub const ANY_RUNNING_NODES: &str = include_str!("queries/any_running_nodes.sql");
 /// Sends a batch of failed jobs back to todo.
 pub const RETRY_JOBS: &str = include_str!("queries/retry_jobs.sql");
 /// Sends claimed jobs that did not start back to todo.
@@ -173,4 +208,44 @@ pub fn notify(channel: &str) -> String {
 #[must_use]
 pub fn unlisten(channel: &str) -> String {
     format!("UNLISTEN \"{}\"", channel.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_drop_what_keep_refuses_nested_and_markers_too() {
+        let text = "a\n-- [x]\nb\n  -- [y]\nc\n  -- [/y]\n-- [/x]\n-- [!x]\nd\n-- [/!x]\ne\n";
+        let cut = |x: bool, y: bool| {
+            sections(text, |name| match name {
+                "x" => x,
+                "y" => y,
+                "!x" => !x,
+                _ => false,
+            })
+        };
+        assert_eq!(cut(true, true), "a\nb\nc\ne\n");
+        assert_eq!(cut(true, false), "a\nb\ne\n");
+        assert_eq!(cut(false, true), "a\nd\ne\n");
+    }
+
+    /// The four finish statements name the result and node tables only when asked, and
+    /// every section of the text is closed (no marker survives).
+    #[test]
+    fn the_finish_statements_name_only_the_tables_they_need() {
+        for results in [false, true] {
+            for nodes in [false, true] {
+                let sql = finish_jobs(results, nodes);
+                assert_eq!(sql.contains("postpone_job_results"), results, "{sql}");
+                assert_eq!(sql.contains("$12"), results, "{sql}");
+                assert_eq!(sql.contains("postpone_workflow_nodes"), nodes, "{sql}");
+                assert!(sql.contains("AS ended_nodes"), "{sql}");
+                assert!(!sql.contains("-- ["), "{sql}");
+            }
+        }
+        let opens = FINISH_JOBS.matches("-- [").count();
+        let closes = FINISH_JOBS.matches("-- [/").count();
+        assert_eq!(opens, closes * 2, "unbalanced sections in finish_jobs.sql");
+    }
 }

@@ -3,6 +3,7 @@
 //! transaction, `tx.rs`), the advance after finishes, the service's pass, the reads.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -108,6 +109,8 @@ fn workflow_row(row: &Row) -> Result<WorkflowRow> {
 impl PgStore {
     /// `defer_workflow`.
     pub(super) async fn workflows_defer(&self, workflow: &WorkflowParams) -> Result<i64> {
+        // Before the roots can run: this store's finishes record them from now on.
+        self.nodes_may_run.store(true, Ordering::Relaxed);
         let columns = WorkflowColumns::new(workflow);
         let rows = self
             .query(queries::DEFER_WORKFLOW, &columns.params())
@@ -145,8 +148,25 @@ impl PgStore {
         Ok(())
     }
 
-    /// `sync_workflows`, then `advance_workflows` for what it found.
+    /// `sync_workflows`, `advance_workflows` for what it found, then `any_running_nodes`,
+    /// kept for the finish statements' choice.
     pub(super) async fn workflows_sync(&self) -> Result<u64> {
+        let advanced = self.workflows_sync_once().await?;
+        // Read after the advance, so that the nodes it released count. A node released
+        // after this read by another process (its workflow's notification missed, or a
+        // Python parent's end) and finished without the node statement is recorded by
+        // the next pass.
+        let running = self.query(queries::ANY_RUNNING_NODES, &[]).await?;
+        let running = match running.first() {
+            Some(row) => row.try_get::<_, bool>(0).map_err(db)?,
+            None => true,
+        };
+        self.nodes_may_run.store(running, Ordering::Relaxed);
+        Ok(advanced)
+    }
+
+    /// `sync_workflows`, then `advance_workflows` for what it found.
+    async fn workflows_sync_once(&self) -> Result<u64> {
         let rows = self.query(queries::SYNC_WORKFLOWS, &[]).await?;
         let mut ids = std::collections::BTreeSet::new();
         let mut ended = Vec::with_capacity(rows.len());

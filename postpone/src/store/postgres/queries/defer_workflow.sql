@@ -48,4 +48,9 @@ WITH workflow AS (
      CROSS JOIN node
       LEFT JOIN root USING (n)
 )
-SELECT id FROM workflow
+-- Every listening Postpone worker records workflow nodes in its finishes from now on
+-- (finish_jobs.sql; delivered at commit, before any node can have run).
+SELECT id,
+       pg_notify('postpone_workflows_v1',
+                 json_build_object('type', 'workflow_deferred', 'workflow_id', id)::text)
+  FROM workflow
