@@ -1,7 +1,8 @@
 # The Python side of postpone/tests/it/workflows.rs: a Procrastinate 3.10 app whose task
 # `wf.step` matches the Rust task of that file (records its run in `wf_runs` with
-# who = 'python', then fails when asked to), and two ways to run a worker: until the
-# queue is idle (`run_until_idle`), or until stdin closes (`serve`).
+# who = 'python', then fails when asked to; tried again when it cannot connect), and two
+# ways to run a worker: until the queue is idle (`run_until_idle`), or until stdin closes
+# (`serve`).
 import asyncio
 import contextlib
 import os
@@ -15,7 +16,13 @@ URL = os.environ["DATABASE_URL"]
 app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=URL))
 
 
-@app.task(name="wf.step", pass_context=True)
+# A run whose connection the loaded server refused (too many clients) is tried again;
+# a failure asked for is not.
+@app.task(
+    name="wf.step",
+    pass_context=True,
+    retry=procrastinate.RetryStrategy(max_attempts=3, retry_exceptions={psycopg.OperationalError}),
+)
 def step(context, node, fail):
     with psycopg.connect(URL, autocommit=True) as conn:
         conn.execute(
