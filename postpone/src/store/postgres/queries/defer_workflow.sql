@@ -47,10 +47,11 @@ WITH workflow AS (
       FROM workflow
      CROSS JOIN node
       LEFT JOIN root USING (n)
+-- Tells every listening Postpone worker to record workflow nodes in its finishes from now
+-- on (finish_jobs.sql); delivered at commit, with the roots' job_inserted notifications.
+), notified AS (
+    SELECT pg_notify('postpone_workflows_v1',
+                     json_build_object('type', 'workflow_deferred', 'workflow_id', id)::text)
+      FROM workflow
 )
--- Every listening Postpone worker records workflow nodes in its finishes from now on
--- (finish_jobs.sql; delivered at commit, before any node can have run).
-SELECT id,
-       pg_notify('postpone_workflows_v1',
-                 json_build_object('type', 'workflow_deferred', 'workflow_id', id)::text)
-  FROM workflow
+SELECT id FROM workflow WHERE (SELECT count(*) FROM notified) >= 0
