@@ -35,8 +35,7 @@ static PROBES: AtomicU64 = AtomicU64::new(0);
 /// Connects, proves notifications arrive, LISTENs on the channels of `queues` (`None`:
 /// the any-queue channel), on [`PAUSES_CHANNEL`] and on [`WORKFLOWS_CHANNEL`] (whose
 /// notifications it keeps: they tell `store`'s finishes to record workflow nodes), and
-/// returns the subscription fed by
-/// that connection.
+/// returns the subscription fed by that connection.
 pub(super) async fn listen(store: &PgStore, queues: Option<&[String]>) -> Result<Subscription> {
     let mut channels: Vec<String> = match queues {
         None => vec![ANY_QUEUE_CHANNEL.to_owned()],

@@ -57,9 +57,10 @@ pub struct PgStore {
     /// Whether a workflow node's job may be running on the database: only then does a
     /// batch's finish statement name the node table (`queries::finish_jobs`; a batch
     /// that deletes a job always does). True at first; each pass of the workflow service
-    /// sets it to what it saw, this store's `defer_workflow` sets it. A node another
-    /// process released in between is finished without it, and recorded by the next
-    /// pass. Shared with the stores [`Store::with_session`] makes.
+    /// sets it to what it saw; this store's `defer_workflow` and the `workflow_deferred`
+    /// notifications its LISTEN connections receive set it. A node finished without it (a
+    /// notification missed) keeps its job's end, which the next pass records. Shared with
+    /// the stores [`Store::with_session`] makes.
     nodes_may_run: Arc<AtomicBool>,
 }
 
