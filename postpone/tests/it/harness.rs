@@ -123,6 +123,48 @@ pub async fn schema_db() -> TestDb {
     new_db(Some(template)).await
 }
 
+/// A fresh database with every migration applied, and an app on it that `build` finishes
+/// (the tasks of the test module).
+pub async fn pg_app_with(
+    build: impl FnOnce(postpone::AppBuilder) -> postpone::App,
+) -> (TestDb, postpone::App) {
+    let db = schema_db().await;
+    let app = build(postpone::App::builder().database_url(&db.url).expect("url"));
+    (db, app)
+}
+
+/// A memory store, and an app on it that `build` finishes.
+pub fn memory_app_with(
+    build: impl FnOnce(postpone::AppBuilder) -> postpone::App,
+) -> (postpone::MemoryStore, postpone::App) {
+    let store = postpone::MemoryStore::new();
+    let app = build(postpone::App::builder().store(std::sync::Arc::new(store.clone())));
+    (store, app)
+}
+
+/// Job `id`'s three attempts (its policy's two retries) each failed on an app's result size
+/// limit of 128 bytes: recorded with kind `ResultTooLarge` and the message that says what
+/// to do.
+pub async fn assert_failed_over_the_limit(app: &postpone::App, id: i64) {
+    let errors = app
+        .job_manager()
+        .list_job_errors(&[id])
+        .await
+        .expect("errors");
+    let kinds: Vec<(i32, &str)> = errors
+        .iter()
+        .map(|e| (e.attempt, e.kind.as_str()))
+        .collect();
+    let too_large = postpone::result::RESULT_TOO_LARGE;
+    assert_eq!(kinds, [(1, too_large), (2, too_large), (3, too_large)]);
+    assert_eq!(
+        errors[0].message,
+        format!(
+            "the result of job {id} is over the size limit of 128 bytes of JSON: return less (keep large data elsewhere and return its key), or raise AppBuilder::result_size_limit"
+        )
+    );
+}
+
 /// Runs `script` with the venv's Python (`procrastinate` 3.10.0 installed), with
 /// `DATABASE_URL` set to `db.url`; returns its stdout. Panics showing stderr on failure.
 pub async fn run_python(db: &TestDb, script: &str) -> String {

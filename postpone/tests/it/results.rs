@@ -9,13 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postpone::manager::DeleteOldJobsOptions;
-use postpone::result::{RESULT_NOT_SERIALIZABLE, RESULT_TOO_LARGE};
+use postpone::result::RESULT_NOT_SERIALIZABLE;
 use postpone::task::{JobContext, TaskError};
 use postpone::worker::{DeleteJobs, WorkerConfig};
 use postpone::{App, Error, JobStatus, MemoryStore, Task, TaskConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::harness::{Log, TestDb, polling_worker, schema_db, wait_for, wait_status, work_until};
+use crate::harness::{
+    Log, TestDb, assert_failed_over_the_limit, memory_app_with, pg_app_with, polling_worker,
+    schema_db, wait_for, wait_status, work_until,
+};
 
 /// Returns the sum of its arguments.
 #[derive(Debug, Serialize, Deserialize)]
@@ -172,13 +175,11 @@ fn build(builder: postpone::AppBuilder) -> App {
 }
 
 async fn pg_app() -> (TestDb, App) {
-    let db = schema_db().await;
-    let app = build(App::builder().database_url(&db.url).expect("url"));
-    (db, app)
+    pg_app_with(build).await
 }
 
 fn memory_app() -> App {
-    build(App::builder().store(Arc::new(MemoryStore::new())))
+    memory_app_with(build).1
 }
 
 /// A number, a struct and no result, run by a worker on `app`'s store, read back typed.
@@ -346,26 +347,8 @@ async fn refused_results(app: &App) {
     for id in [too_large, unserialisable] {
         assert_eq!(app.job_result::<String>(id).await.expect("read"), None);
     }
-    let errors = manager.list_job_errors(&[too_large]).await.expect("errors");
-    let kinds: Vec<(i32, &str)> = errors
-        .iter()
-        .map(|e| (e.attempt, e.kind.as_str()))
-        .collect();
     // Retried by its policy (two retries), then failed.
-    assert_eq!(
-        kinds,
-        [
-            (1, RESULT_TOO_LARGE),
-            (2, RESULT_TOO_LARGE),
-            (3, RESULT_TOO_LARGE)
-        ]
-    );
-    assert_eq!(
-        errors[0].message,
-        format!(
-            "the result of job {too_large} is over the size limit of 128 bytes of JSON: return less (keep large data elsewhere and return its key), or raise AppBuilder::result_size_limit"
-        )
-    );
+    assert_failed_over_the_limit(app, too_large).await;
     let errors = manager
         .list_job_errors(&[unserialisable])
         .await

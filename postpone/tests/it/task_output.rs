@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use postpone::result::RESULT_TOO_LARGE;
 use postpone::retry::RetryStrategy;
 use postpone::task::{JobContext, TaskError};
 use postpone::workflow::{NodeStatus, Workflow};
@@ -16,7 +15,10 @@ use postpone::{App, JobStatus, MemoryStore, Task, TaskConfig, TaskWithOutput};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::harness::{Log, TestDb, polling_worker, schema_db, wait_for, work_until};
+use crate::harness::{
+    Log, assert_failed_over_the_limit, memory_app_with, pg_app_with, polling_worker, wait_for,
+    work_until,
+};
 
 /// What [`Measure`] returns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,18 +159,6 @@ fn build(builder: postpone::AppBuilder) -> App {
         .expect("test app builds")
 }
 
-async fn pg_app() -> (TestDb, App) {
-    let db = schema_db().await;
-    let app = build(App::builder().database_url(&db.url).expect("url"));
-    (db, app)
-}
-
-fn memory_app() -> (MemoryStore, App) {
-    let store = MemoryStore::new();
-    let app = build(App::builder().store(Arc::new(store.clone())));
-    (store, app)
-}
-
 /// A returned struct, a returned `()` and a plain task's result, read back typed; a
 /// handle sees the struct.
 async fn returned(app: &App) {
@@ -238,7 +228,7 @@ async fn returned(app: &App) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_returned_value_is_the_jobs_result_on_postgres() {
-    let (db, app) = pg_app().await;
+    let (db, app) = pg_app_with(build).await;
     returned(&app).await;
     assert_eq!(
         db.count("SELECT count(*) FROM postpone_job_results").await,
@@ -248,7 +238,7 @@ async fn a_returned_value_is_the_jobs_result_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_returned_value_is_the_jobs_result_in_memory() {
-    returned(&memory_app().1).await;
+    returned(&memory_app_with(build).1).await;
 }
 
 /// Over the limit: each attempt fails with `ResultTooLarge`, retried by the policy, then
@@ -266,40 +256,18 @@ async fn too_large(app: &App) {
         app.job_result::<String>(fits).await.expect("read"),
         Some("x".repeat(126))
     );
-    let errors = app
-        .job_manager()
-        .list_job_errors(&[over])
-        .await
-        .expect("errors");
-    let kinds: Vec<(i32, &str)> = errors
-        .iter()
-        .map(|e| (e.attempt, e.kind.as_str()))
-        .collect();
-    assert_eq!(
-        kinds,
-        [
-            (1, RESULT_TOO_LARGE),
-            (2, RESULT_TOO_LARGE),
-            (3, RESULT_TOO_LARGE)
-        ]
-    );
-    assert_eq!(
-        errors[0].message,
-        format!(
-            "the result of job {over} is over the size limit of 128 bytes of JSON: return less (keep large data elsewhere and return its key), or raise AppBuilder::result_size_limit"
-        )
-    );
+    assert_failed_over_the_limit(app, over).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_returned_value_over_the_limit_fails_its_attempts_on_both_stores() {
-    let (db, app) = pg_app().await;
+    let (db, app) = pg_app_with(build).await;
     too_large(&app).await;
     assert_eq!(
         db.count("SELECT count(*) FROM postpone_job_results").await,
         1
     );
-    too_large(&memory_app().1).await;
+    too_large(&memory_app_with(build).1).await;
 }
 
 /// `Err` stores nothing (not even what the attempt set) and is retried by the policy: one
@@ -335,9 +303,9 @@ async fn errors(app: &App) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_err_stores_nothing_and_follows_the_retry_policy_on_both_stores() {
-    let (_db, app) = pg_app().await;
+    let (_db, app) = pg_app_with(build).await;
     errors(&app).await;
-    errors(&memory_app().1).await;
+    errors(&memory_app_with(build).1).await;
 }
 
 /// a (a `Measure`) -> b (a `Double` reading a's returned value).
@@ -397,8 +365,8 @@ async fn workflow(app: &App, memory: Option<&MemoryStore>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_child_reads_its_parents_returned_value_on_both_stores() {
-    let (_db, app) = pg_app().await;
+    let (_db, app) = pg_app_with(build).await;
     workflow(&app, None).await;
-    let (store, app) = memory_app();
+    let (store, app) = memory_app_with(build);
     workflow(&app, Some(&store)).await;
 }

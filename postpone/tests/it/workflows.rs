@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 use tokio_postgres::Client;
 
-use crate::harness::{Log, TestDb, polling_worker, run_python, schema_db, wait_for};
+use crate::harness::{
+    Log, TestDb, memory_app_with, pg_app_with, polling_worker, run_python, schema_db, wait_for,
+};
 
 const PYTHON_APP: &str = include_str!("python/workflow_app.py");
 
@@ -114,18 +116,6 @@ fn build(builder: postpone::AppBuilder) -> App {
         .queue_flow_limit("limited", postpone::flow::FlowLimit::concurrency(1))
         .build()
         .expect("test app builds")
-}
-
-async fn pg_app() -> (TestDb, App) {
-    let db = schema_db().await;
-    let app = build(App::builder().database_url(&db.url).expect("url"));
-    (db, app)
-}
-
-fn memory_app() -> (MemoryStore, App) {
-    let store = MemoryStore::new();
-    let app = build(App::builder().store(Arc::new(store.clone())));
-    (store, app)
 }
 
 fn step<'a>(app: &'a App, node: &str, fail: bool) -> postpone::Configured<'a> {
@@ -258,7 +248,7 @@ fn check_refusals(messages: &[String]) {
 
 #[tokio::test]
 async fn bad_workflows_are_refused_at_submit_with_nothing_written() {
-    let (db, app) = pg_app().await;
+    let (db, app) = pg_app_with(build).await;
     check_refusals(&refusals(&app).await);
     for table in [
         "postpone_workflows",
@@ -272,7 +262,7 @@ async fn bad_workflows_are_refused_at_submit_with_nothing_written() {
         );
     }
 
-    let (store, app) = memory_app();
+    let (store, app) = memory_app_with(build);
     check_refusals(&refusals(&app).await);
     assert!(store.jobs().is_empty());
     assert!(app.list_workflows(10).await.expect("list").is_empty());
@@ -316,9 +306,9 @@ async fn diamond(app: &App, memory: Option<&MemoryStore>) {
 
 #[tokio::test]
 async fn a_diamond_runs_in_order_and_children_read_their_parents_results() {
-    let (_db, app) = pg_app().await;
+    let (_db, app) = pg_app_with(build).await;
     diamond(&app, None).await;
-    let (store, app) = memory_app();
+    let (store, app) = memory_app_with(build);
     diamond(&app, Some(&store)).await;
 }
 
@@ -359,9 +349,9 @@ async fn failure(app: &App, memory: Option<&MemoryStore>, policy: OnParentFailur
 #[tokio::test]
 async fn a_failed_parent_cancels_its_dependents_or_lets_them_run() {
     for policy in [OnParentFailure::Cancel, OnParentFailure::Run] {
-        let (_db, app) = pg_app().await;
+        let (_db, app) = pg_app_with(build).await;
         failure(&app, None, policy).await;
-        let (store, app) = memory_app();
+        let (store, app) = memory_app_with(build);
         failure(&app, Some(&store), policy).await;
     }
 }
@@ -393,15 +383,15 @@ async fn cancelled_by_hand(app: &App, memory: Option<&MemoryStore>) {
 
 #[tokio::test]
 async fn a_cancelled_job_cancels_its_nodes_dependents() {
-    let (_db, app) = pg_app().await;
+    let (_db, app) = pg_app_with(build).await;
     cancelled_by_hand(&app, None).await;
-    let (store, app) = memory_app();
+    let (store, app) = memory_app_with(build);
     cancelled_by_hand(&app, Some(&store)).await;
 }
 
 #[tokio::test]
 async fn parent_results_outlive_the_delete_policy() {
-    let (db, app) = pg_app().await;
+    let (db, app) = pg_app_with(build).await;
     let workflow = Workflow::new("deleted")
         .node("a", app.configure(Add { value: 5 }), &[])
         .node("b", app.configure(Add { value: 1 }), &["a"])
@@ -448,7 +438,7 @@ async fn parent_results_outlive_the_delete_policy() {
 
 #[tokio::test]
 async fn a_workflow_deferred_in_a_transaction_exists_only_once_it_commits() {
-    let (db, app) = pg_app().await;
+    let (db, app) = pg_app_with(build).await;
     let mut client = db.client().await;
     fn make(app: &App) -> Workflow<'_> {
         Workflow::new("tx")
@@ -504,7 +494,7 @@ async fn a_workflow_deferred_in_an_sqlx_transaction_exists_only_once_it_commits(
             )
             .node("b", app.configure(Add { value: 2 }), &["a"])
     }
-    let (db, app) = pg_app().await;
+    let (db, app) = pg_app_with(build).await;
     let pool = crate::defer::sqlx_pool(&db).await;
     let mut tx = pool.begin().await.expect("begin");
     let rolled_back = app
@@ -576,7 +566,7 @@ async fn a_worker_idle_of_workflows_records_the_nodes_of_one_deferred_elsewhere(
 
 #[tokio::test]
 async fn two_workers_release_a_fan_in_child_once() {
-    let (db, app) = pg_app().await;
+    let (db, app) = pg_app_with(build).await;
     let other = build(App::builder().database_url(&db.url).expect("url"));
     let parents: Vec<String> = (0..40).map(|i| format!("p{i:02}")).collect();
     let names: Vec<&str> = parents.iter().map(String::as_str).collect();
@@ -631,7 +621,7 @@ async fn python_runs(client: &Client) -> Vec<String> {
 
 #[tokio::test]
 async fn a_python_worker_never_runs_a_waiting_node_and_its_parents_release_children() {
-    let (db, app) = pg_app().await;
+    let (db, app) = pg_app_with(build).await;
     let client = db.client().await;
     client.batch_execute(WF_RUNS).await.expect("wf_runs");
     fn on_wf<'a>(app: &'a App, node: &str, fail: bool) -> postpone::Configured<'a> {
@@ -758,7 +748,7 @@ fn random_dag(seed: u64, size: usize) -> Vec<(String, Vec<usize>, bool)> {
 
 #[tokio::test]
 async fn a_random_dag_of_1000_nodes_ends_as_its_parents_outcomes_say_with_python_on_the_queue() {
-    let (db, app) = pg_app().await;
+    let (db, app) = pg_app_with(build).await;
     let client = db.client().await;
     client.batch_execute(WF_RUNS).await.expect("wf_runs");
     let dag = random_dag(0x5eed_0015, 1000);
