@@ -504,6 +504,61 @@ async fn a_rate_limit_holds_in_every_window_across_two_workers() {
     assert!(most <= RATE as usize, "{most} starts within one period");
 }
 
+/// Periodic jobs carry their task's buckets too: ticks of 15 schedules of a rate-limited
+/// task, deferred at once, start at most `RATE` per period; on both stores.
+async fn periodic_ticks_keep_the_rate(app: App) {
+    let at = chrono::Utc::now();
+    let ids = app.defer_periodic_jobs(at).await.expect("ticks deferred");
+    assert_eq!(ids.len(), 15, "one job per schedule");
+    let gauge = Arc::new(Gauge::default());
+    drain(&[&app], 2, &gauge, &ids).await;
+    let manager = app.job_manager();
+    let mut starts = Vec::new();
+    for id in &ids {
+        let events = manager.list_events(*id, 100).await.expect("events");
+        starts.extend(
+            events
+                .iter()
+                .filter(|event| event.event_type == postpone::store::EventType::Started)
+                .map(|event| event.at),
+        );
+    }
+    assert_eq!(starts.len(), 15);
+    let most = most_in_a_window(&starts);
+    assert!(most <= RATE as usize, "{most} starts within one period");
+}
+
+/// 15 schedules of the rate-limited task, each a tick every minute.
+fn with_paced_schedules(builder: AppBuilder) -> AppBuilder {
+    (0..15).fold(builder, |builder, n| {
+        builder.periodic(
+            postpone::Periodic::new::<Paced>("* * * * *")
+                .with_periodic_id(format!("p{n}"))
+                .with_kwargs(serde_json::json!({ "n": n })),
+        )
+    })
+}
+
+#[tokio::test]
+async fn periodic_jobs_keep_their_tasks_rate_on_postgres() {
+    let db = schema_db().await;
+    let app = with_paced_schedules(builder())
+        .database_url(&db.url)
+        .expect("test url parses")
+        .build()
+        .expect("test app builds");
+    periodic_ticks_keep_the_rate(app).await;
+}
+
+#[tokio::test]
+async fn periodic_jobs_keep_their_tasks_rate_in_memory() {
+    let app = with_paced_schedules(builder())
+        .store(Arc::new(MemoryStore::new()))
+        .build()
+        .expect("test app builds");
+    periodic_ticks_keep_the_rate(app).await;
+}
+
 #[tokio::test]
 async fn a_rate_limit_holds_in_memory() {
     let app = memory_app();

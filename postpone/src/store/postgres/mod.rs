@@ -305,7 +305,8 @@ pub(crate) struct DeferExtras {
     pub(crate) flows: Vec<Option<String>>,
 }
 
-/// A job's flow-control buckets as `defer_jobs_with_extras` reads them: a JSON array of
+/// A job's flow-control buckets as `defer_jobs_with_extras` and `defer_periodic_job` read
+/// them: a JSON array of
 /// `{bucket, max_running, rate, period_ms}`; `None` for a job without any.
 fn flow_json(buckets: &[FlowBucket]) -> Option<String> {
     if buckets.is_empty() {
@@ -582,6 +583,7 @@ impl Store for PgStore {
     ) -> Result<Option<i64>> {
         let args = job.args.to_string();
         let timeout_ms = job.timeout.map(timeout_ms);
+        let flow = flow_json(&job.flow);
         let rows = self
             .query(
                 queries::DEFER_PERIODIC_JOB,
@@ -595,6 +597,7 @@ impl Store for PgStore {
                     &defer_timestamp,
                     &args,
                     &timeout_ms,
+                    &flow,
                 ],
             )
             .await?;
