@@ -128,12 +128,6 @@ impl<'a> Workflow<'a> {
                     "workflow {workflow:?}: node {name:?} has a queueing lock, which only a node without parents may have (a released job must not collide): remove it, or make the node a root"
                 )));
             }
-            if let Some(bucket) = job.flow.first() {
-                return Err(Error::InvalidInput(format!(
-                    "workflow {workflow:?}: node {name:?} is a job of task {:?} in queue {:?}, which has a flow limit ({}), and workflows do not carry flow limits yet (its jobs would run outside them): defer it outside the workflow, or give the node a task and queue without limits",
-                    job.task_name, job.queue_name, bucket.name
-                )));
-            }
             nodes.push(WorkflowNodeParams { name, parents, job });
         }
         Ok(WorkflowParams {

@@ -147,6 +147,7 @@ static MIGRATIONS: &[Migration] = &[
     migration!(pre "0007" "postpone_job_results"),
     migration!(pre "0008" "postpone_flow_control"),
     migration!(pre "0009" "postpone_workflows"),
+    migration!(pre "0010" "postpone_workflow_flow"),
 ];
 
 /// The migration that creates (or adopts) the Procrastinate 3.10 contract objects.

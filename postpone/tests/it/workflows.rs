@@ -208,9 +208,6 @@ async fn refusals(app: &App) -> Vec<String> {
         Workflow::new("queueing")
             .node("a", step(app, "a", false), &[])
             .node("b", step(app, "b", false).with_queueing_lock("q"), &["a"]),
-        Workflow::new("limited")
-            .node("a", step(app, "a", false), &[])
-            .node("b", step(app, "b", false).with_queue("limited"), &["a"]),
     ];
     let mut messages = Vec::new();
     for workflow in bad {
@@ -233,7 +230,6 @@ fn check_refusals(messages: &[String]) {
         ),
         ("empty", "has no node"),
         ("queueing", "node \"b\" has a queueing lock"),
-        ("limited", "workflows do not carry flow limits yet"),
     ];
     assert_eq!(messages.len(), expected.len(), "{messages:?}");
     for ((name, needle), message) in expected.iter().zip(messages) {
@@ -244,6 +240,79 @@ fn check_refusals(messages: &[String]) {
         assert!(!message.contains('\n'), "one line: {message}");
         assert!(message.contains(": "), "says how to fix it: {message}");
     }
+}
+
+/// Nodes in queue "limited" (at most 1 job running): two roots, and four children of a root
+/// elsewhere, released later.
+fn limited_workflow(app: &App) -> Workflow<'_> {
+    let mut workflow = Workflow::new("limited").node("r", step(app, "r", false), &[]);
+    for n in 0..2 {
+        let name = format!("l{n}");
+        workflow = workflow.node(&name, step(app, &name, false).with_queue("limited"), &[]);
+    }
+    for n in 0..4 {
+        let name = format!("c{n}");
+        workflow = workflow.node(&name, step(app, &name, false).with_queue("limited"), &["r"]);
+    }
+    workflow
+}
+
+/// Workflow nodes keep their flow limits, roots and released children alike: the jobs of
+/// queue "limited" never overlap between their start and their end (as written in the
+/// events: the claim counts `doing` jobs), though the worker has 4 slots.
+#[tokio::test]
+async fn flow_limited_nodes_run_within_their_limits() {
+    let (db, app) = pg_app_with(build).await;
+    let id = app
+        .defer_workflow(limited_workflow(&app))
+        .await
+        .expect("submitted");
+    let (workflow, _) = run_workflow(&app, None, id).await;
+    assert!(
+        workflow
+            .nodes
+            .iter()
+            .all(|n| n.status == NodeStatus::Succeeded),
+        "{workflow:?}"
+    );
+    let rows = db
+        .client()
+        .await
+        .query(
+            "SELECT job.id, min(event.at) FILTER (WHERE event.type = 'started'),
+                    max(event.at) FILTER (WHERE event.type = 'succeeded')
+               FROM procrastinate_jobs AS job
+               JOIN procrastinate_events AS event ON event.job_id = job.id
+              WHERE job.queue_name = 'limited'
+              GROUP BY job.id",
+            &[],
+        )
+        .await
+        .expect("events");
+    let mut spans: Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> =
+        rows.iter().map(|row| (row.get(1), row.get(2))).collect();
+    assert_eq!(spans.len(), 6);
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].0,
+            "two limited jobs ran at once: {pair:?}"
+        );
+    }
+
+    let (store, app) = memory_app_with(build);
+    let id = app
+        .defer_workflow(limited_workflow(&app))
+        .await
+        .expect("submitted");
+    let (workflow, _) = run_workflow(&app, Some(&store), id).await;
+    assert!(
+        workflow
+            .nodes
+            .iter()
+            .all(|n| n.status == NodeStatus::Succeeded),
+        "{workflow:?}"
+    );
 }
 
 #[tokio::test]

@@ -147,6 +147,7 @@ impl Transaction for sqlx::Transaction<'_, sqlx::Postgres> {
                 .bind(&c.args)
                 .bind(&c.scheduled_ats)
                 .bind(&c.timeouts_ms)
+                .bind(&c.flows)
                 .fetch_one(&mut **self)
                 .await
                 .map_err(|e| super::map_db_error(sqlx_error(e)))?;

@@ -8,14 +8,14 @@ use std::sync::atomic::Ordering;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::{PgStore, db, queries, timeout_ms};
+use super::{PgStore, db, flow_json, queries, timeout_ms};
 use crate::Result;
 use crate::store::{
     NodeParents, NodeStatus, OnParentFailure, ParentOutcome, WorkflowNodeRow, WorkflowParams,
     WorkflowRow,
 };
 
-/// The columns of `defer_workflow`, one array each (`$3` to `$12`), after its name and
+/// The columns of `defer_workflow`, one array each (`$3` to `$13`), after its name and
 /// policy.
 pub(crate) struct WorkflowColumns {
     pub(crate) name: String,
@@ -31,6 +31,8 @@ pub(crate) struct WorkflowColumns {
     pub(crate) args: Vec<String>,
     pub(crate) scheduled_ats: Vec<Option<chrono::DateTime<chrono::Utc>>>,
     pub(crate) timeouts_ms: Vec<Option<i64>>,
+    /// Each node's flow-control buckets, a JSON array (`None`: none).
+    pub(crate) flows: Vec<Option<String>>,
 }
 
 impl WorkflowColumns {
@@ -55,11 +57,12 @@ impl WorkflowColumns {
                 .iter()
                 .map(|n| n.job.timeout.map(timeout_ms))
                 .collect(),
+            flows: nodes.iter().map(|n| flow_json(&n.job.flow)).collect(),
         }
     }
 
-    /// `$1` to `$12`.
-    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 12] {
+    /// `$1` to `$13`.
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 13] {
         [
             &self.name,
             &self.on_parent_failure,
@@ -73,6 +76,7 @@ impl WorkflowColumns {
             &self.args,
             &self.scheduled_ats,
             &self.timeouts_ms,
+            &self.flows,
         ]
     }
 }

@@ -6,7 +6,8 @@
 -- * every waiting node whose parents all succeeded (under 'run': all ended, however) is
 --   released: its job is inserted into procrastinate_jobs (the triggers write its
 --   'deferred' event and send job_inserted, so Python and Rust workers alike see it),
---   with its timeout, under an id taken from the jobs' sequence first.
+--   with its timeout and flow-control buckets, under an id taken from the jobs' sequence
+--   first.
 -- Each parent is looked up by its key (workflow_id, name), one index probe, whatever the
 -- planner thinks of the table (a plan that reads the workflow's nodes per candidate is
 -- quadratic). A node is released once, whoever runs this and however many at once: the candidates are
@@ -80,7 +81,8 @@ WITH RECURSIVE flow AS (
      WHERE node.workflow_id = ready.workflow_id
        AND node.name = ready.name
     RETURNING node.job_id, node.queue_name, node.task_name, node.priority, node.lock,
-              node.queueing_lock, node.args, node.scheduled_at, node.timeout_ms
+              node.queueing_lock, node.args, node.scheduled_at, node.timeout_ms,
+              node.flow_buckets
 ), jobs AS (
     INSERT INTO procrastinate_jobs (id, queue_name, task_name, priority, lock, queueing_lock, args, scheduled_at)
     SELECT job_id, queue_name, task_name, priority, lock, queueing_lock, args, scheduled_at
@@ -92,5 +94,11 @@ WITH RECURSIVE flow AS (
     SELECT job_id, timeout_ms
       FROM released
      WHERE timeout_ms IS NOT NULL
+), flows AS (
+    -- Its flow-control buckets (migration 0010; their limits were kept at submit).
+    INSERT INTO postpone_job_flow (job_id, buckets)
+    SELECT job_id, flow_buckets
+      FROM released
+     WHERE flow_buckets IS NOT NULL
 )
 SELECT (SELECT count(*) FROM cancelled) AS cancelled, (SELECT count(*) FROM jobs) AS released

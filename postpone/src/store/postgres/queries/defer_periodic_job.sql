@@ -6,7 +6,7 @@
 -- set (milliseconds, NULL: none), kept in postpone_job_timeouts as defer_jobs does; $10
 -- the job's flow-control buckets (a JSON array of {bucket, max_running, rate, period_ms};
 -- NULL: none), kept in postpone_job_flow with each bucket's limits in
--- postpone_flow_limits, as defer_jobs_with_extras keeps them (migration 0008), in the
+-- postpone_flow_limits (postpone_keep_flow_limits_v1, migrations 0008 and 0010), in the
 -- same statement: the job is never claimable without them.
 WITH deferred AS (
     SELECT procrastinate_defer_periodic_job_v2($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb) AS id
@@ -19,22 +19,8 @@ WITH deferred AS (
       FROM deferred
      WHERE id IS NOT NULL AND $10::text IS NOT NULL
 ), limits AS (
-    SELECT DISTINCT ON (bucket ->> 'bucket')
-           bucket ->> 'bucket' AS bucket, (bucket ->> 'max_running')::int4 AS max_running,
-           (bucket ->> 'rate')::int4 AS rate, (bucket ->> 'period_ms')::int8 AS period_ms
-      FROM deferred, jsonb_array_elements($10::text::jsonb) AS bucket
-     WHERE deferred.id IS NOT NULL AND $10::text IS NOT NULL
-     ORDER BY bucket ->> 'bucket'
-), new_limits AS (
-    INSERT INTO postpone_flow_limits (bucket, max_running, rate, period_ms)
-    SELECT bucket, max_running, rate, period_ms FROM limits
-        ON CONFLICT (bucket) DO NOTHING
-), changed_limits AS (
-    UPDATE postpone_flow_limits AS flow_limit
-       SET max_running = limits.max_running, rate = limits.rate, period_ms = limits.period_ms
-      FROM limits
-     WHERE flow_limit.bucket = limits.bucket
-       AND (flow_limit.max_running, flow_limit.rate, flow_limit.period_ms)
-           IS DISTINCT FROM (limits.max_running, limits.rate, limits.period_ms)
+    SELECT postpone_keep_flow_limits_v1($10::text::jsonb)
+      FROM deferred
+     WHERE id IS NOT NULL AND $10::text IS NOT NULL
 )
-SELECT id FROM deferred
+SELECT id FROM deferred WHERE (SELECT count(*) FROM limits) >= 0
