@@ -548,6 +548,47 @@ async fn a_workflow_deferred_in_a_transaction_exists_only_once_it_commits() {
     assert_eq!(app.job_result::<i64>(b).await.expect("result"), Some(3));
 }
 
+/// The same in a transaction on the app's own deadpool pool (prepared statements cached per
+/// connection), a node of the flow-limited queue included.
+#[tokio::test]
+async fn a_workflow_deferred_in_a_deadpool_transaction_exists_only_once_it_commits() {
+    let (_db, app) = pg_app_with(build).await;
+    fn make(app: &App) -> Workflow<'_> {
+        Workflow::new("deadpool")
+            .node("a", app.configure(Add { value: 1 }), &[])
+            .node(
+                "b",
+                app.configure(Add { value: 2 }).with_queue("limited"),
+                &["a"],
+            )
+    }
+    let mut client = app
+        .pg()
+        .expect("the app runs on PostgreSQL")
+        .get()
+        .await
+        .expect("pooled connection");
+    let mut tx = client.transaction().await.expect("begin");
+    let rolled_back = app
+        .defer_workflow_in(&mut tx, make(&app))
+        .await
+        .expect("in tx");
+    tx.rollback().await.expect("rollback");
+    assert_eq!(
+        app.workflow_status(rolled_back).await.expect("status"),
+        None
+    );
+    let mut tx = client.transaction().await.expect("begin");
+    let id = app
+        .defer_workflow_in(&mut tx, make(&app))
+        .await
+        .expect("in tx");
+    tx.commit().await.expect("commit");
+    let (workflow, _) = run_workflow(&app, None, id).await;
+    let b = job_of(&workflow, "b").expect("b ran");
+    assert_eq!(app.job_result::<i64>(b).await.expect("result"), Some(3));
+}
+
 /// The same in an sqlx transaction, a node with a timeout of its own (the driver binds
 /// every column of the statement).
 #[cfg(feature = "sqlx")]
