@@ -10,8 +10,8 @@ use crate::protocol::JOB_FINISHED_CHANNEL;
 use crate::store::{AttemptResult, FinishJobParams, JobResultRow, Subscription};
 
 /// The results of successful attempts, one array per column of `postpone_job_results`:
-/// the last parameters of `finish_jobs_with_results` (`$9` to `$12`), sent only when a job
-/// has a result to keep.
+/// the last parameters of `finish_jobs.sql`'s results section (`$9` to `$12`), sent only
+/// when a job has a result to keep.
 #[derive(Default)]
 pub(super) struct ResultColumns<'a> {
     job_ids: Vec<i64>,
@@ -23,7 +23,7 @@ pub(super) struct ResultColumns<'a> {
 impl<'a> ResultColumns<'a> {
     /// The results of `jobs`: only a `succeeded` outcome has a result. A job the delete
     /// policy removes sends its result too, for its workflow node's copy only
-    /// (`finish_jobs_with_results` keeps no result row for it).
+    /// (the finish statement keeps no result row for it).
     pub(super) fn new(jobs: &'a [FinishJobParams]) -> Self {
         let mut columns = Self::default();
         for job in jobs {
