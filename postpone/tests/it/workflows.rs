@@ -257,17 +257,13 @@ fn limited_workflow(app: &App) -> Workflow<'_> {
     workflow
 }
 
-/// Workflow nodes keep their flow limits, roots and released children alike: the jobs of
-/// queue "limited" never overlap between their start and their end (as written in the
-/// events: the claim counts `doing` jobs), though the worker has 4 slots.
-#[tokio::test]
-async fn flow_limited_nodes_run_within_their_limits() {
-    let (db, app) = pg_app_with(build).await;
+/// Submits [`limited_workflow`] and runs it to its end: every node succeeds.
+async fn run_limited_workflow(app: &App, memory: Option<&MemoryStore>) {
     let id = app
-        .defer_workflow(limited_workflow(&app))
+        .defer_workflow(limited_workflow(app))
         .await
         .expect("submitted");
-    let (workflow, _) = run_workflow(&app, None, id).await;
+    let (workflow, _) = run_workflow(app, memory, id).await;
     assert!(
         workflow
             .nodes
@@ -275,6 +271,15 @@ async fn flow_limited_nodes_run_within_their_limits() {
             .all(|n| n.status == NodeStatus::Succeeded),
         "{workflow:?}"
     );
+}
+
+/// Workflow nodes keep their flow limits, roots and released children alike: the jobs of
+/// queue "limited" never overlap between their start and their end (as written in the
+/// events: the claim counts `doing` jobs), though the worker has 4 slots.
+#[tokio::test]
+async fn flow_limited_nodes_run_within_their_limits() {
+    let (db, app) = pg_app_with(build).await;
+    run_limited_workflow(&app, None).await;
     let rows = db
         .client()
         .await
@@ -301,18 +306,7 @@ async fn flow_limited_nodes_run_within_their_limits() {
     }
 
     let (store, app) = memory_app_with(build);
-    let id = app
-        .defer_workflow(limited_workflow(&app))
-        .await
-        .expect("submitted");
-    let (workflow, _) = run_workflow(&app, Some(&store), id).await;
-    assert!(
-        workflow
-            .nodes
-            .iter()
-            .all(|n| n.status == NodeStatus::Succeeded),
-        "{workflow:?}"
-    );
+    run_limited_workflow(&app, Some(&store)).await;
 }
 
 #[tokio::test]
@@ -505,133 +499,99 @@ async fn parent_results_outlive_the_delete_policy() {
     assert_eq!(stored, ["5", "6", "6"]);
 }
 
-#[tokio::test]
-async fn a_workflow_deferred_in_a_transaction_exists_only_once_it_commits() {
-    let (db, app) = pg_app_with(build).await;
-    let mut client = db.client().await;
-    fn make(app: &App) -> Workflow<'_> {
-        Workflow::new("tx")
-            .node("a", app.configure(Add { value: 1 }), &[])
-            .node("b", app.configure(Add { value: 2 }), &["a"])
-    }
-    let tx = client.transaction().await.expect("begin");
-    let mut tx = tx;
-    let rolled_back = app
-        .defer_workflow_in(&mut tx, make(&app))
-        .await
-        .expect("in tx");
-    tx.rollback().await.expect("rollback");
-    assert_eq!(
-        app.workflow_status(rolled_back).await.expect("status"),
-        None
-    );
-    assert_eq!(
-        db.count("SELECT count(*) FROM postpone_workflow_nodes")
-            .await,
-        0
-    );
-    assert_eq!(db.count("SELECT count(*) FROM procrastinate_jobs").await, 0);
-
-    let mut tx = client.transaction().await.expect("begin");
-    let id = app
-        .defer_workflow_in(&mut tx, make(&app))
-        .await
-        .expect("in tx");
-    assert_eq!(
-        app.workflow_status(id).await.expect("status"),
-        None,
-        "invisible before the commit"
-    );
-    tx.commit().await.expect("commit");
-    let (workflow, _) = run_workflow(&app, None, id).await;
-    let b = job_of(&workflow, "b").expect("b ran");
-    assert_eq!(app.job_result::<i64>(b).await.expect("result"), Some(3));
+/// The workflow the transaction tests defer: `b` adds 2 to `a`'s 1; `a` has a timeout of its
+/// own and `b` a flow-limited queue, so every column the drivers bind is in use.
+fn tx_workflow(app: &App) -> Workflow<'_> {
+    Workflow::new("tx")
+        .node(
+            "a",
+            app.configure(Add { value: 1 })
+                .with_timeout(Duration::from_secs(30)),
+            &[],
+        )
+        .node(
+            "b",
+            app.configure(Add { value: 2 }).with_queue("limited"),
+            &["a"],
+        )
 }
 
-/// The same in a transaction on the app's own deadpool pool (prepared statements cached per
-/// connection), a node of the flow-limited queue included.
-#[tokio::test]
-async fn a_workflow_deferred_in_a_deadpool_transaction_exists_only_once_it_commits() {
-    let (_db, app) = pg_app_with(build).await;
-    fn make(app: &App) -> Workflow<'_> {
-        Workflow::new("deadpool")
-            .node("a", app.configure(Add { value: 1 }), &[])
-            .node(
-                "b",
-                app.configure(Add { value: 2 }).with_queue("limited"),
-                &["a"],
-            )
+/// After the rollback of the transaction that deferred workflow `id`: nothing of it is left.
+async fn assert_rolled_back(db: &TestDb, app: &App, id: i64) {
+    assert_eq!(app.workflow_status(id).await.expect("status"), None);
+    for table in ["postpone_workflow_nodes", "procrastinate_jobs"] {
+        assert_eq!(
+            db.count(&format!("SELECT count(*) FROM {table}")).await,
+            0,
+            "{table}"
+        );
     }
-    let mut client = app
-        .pg()
-        .expect("the app runs on PostgreSQL")
-        .get()
-        .await
-        .expect("pooled connection");
-    let mut tx = client.transaction().await.expect("begin");
-    let rolled_back = app
-        .defer_workflow_in(&mut tx, make(&app))
-        .await
-        .expect("in tx");
-    tx.rollback().await.expect("rollback");
-    assert_eq!(
-        app.workflow_status(rolled_back).await.expect("status"),
-        None
-    );
-    let mut tx = client.transaction().await.expect("begin");
-    let id = app
-        .defer_workflow_in(&mut tx, make(&app))
-        .await
-        .expect("in tx");
-    tx.commit().await.expect("commit");
-    let (workflow, _) = run_workflow(&app, None, id).await;
-    let b = job_of(&workflow, "b").expect("b ran");
-    assert_eq!(app.job_result::<i64>(b).await.expect("result"), Some(3));
 }
 
-/// The same in an sqlx transaction, a node with a timeout of its own (the driver binds
-/// every column of the statement).
-#[cfg(feature = "sqlx")]
-#[tokio::test]
-async fn a_workflow_deferred_in_an_sqlx_transaction_exists_only_once_it_commits() {
-    fn make(app: &App) -> Workflow<'_> {
-        Workflow::new("sqlx")
-            .node(
-                "a",
-                app.configure(Add { value: 1 })
-                    .with_timeout(Duration::from_secs(30)),
-                &[],
-            )
-            .node("b", app.configure(Add { value: 2 }), &["a"])
-    }
-    let (db, app) = pg_app_with(build).await;
-    let pool = crate::defer::sqlx_pool(&db).await;
-    let mut tx = pool.begin().await.expect("begin");
-    let rolled_back = app
-        .defer_workflow_in(&mut tx, make(&app))
-        .await
-        .expect("in tx");
-    tx.rollback().await.expect("rollback");
-    assert_eq!(
-        app.workflow_status(rolled_back).await.expect("status"),
-        None
-    );
-    assert_eq!(db.count("SELECT count(*) FROM procrastinate_jobs").await, 0);
-
-    let mut tx = pool.begin().await.expect("begin");
-    let id = app
-        .defer_workflow_in(&mut tx, make(&app))
-        .await
-        .expect("in tx");
-    tx.commit().await.expect("commit");
+/// After the commit: workflow `id` runs to its end, `b` reading `a`'s result, `a` with its
+/// timeout.
+async fn assert_committed_runs(db: &TestDb, app: &App, id: i64) {
     assert_eq!(
         db.count("SELECT timeout_ms FROM postpone_job_timeouts")
             .await,
         30_000
     );
-    let (workflow, _) = run_workflow(&app, None, id).await;
+    let (workflow, _) = run_workflow(app, None, id).await;
     let b = job_of(&workflow, "b").expect("b ran");
     assert_eq!(app.job_result::<i64>(b).await.expect("result"), Some(3));
+}
+
+/// Defers [`tx_workflow`] in a transaction `$begin` opens and rolls it back: nothing is
+/// left; then in another, invisible until it commits, then run to its end.
+macro_rules! rolled_back_then_committed {
+    ($db:expr, $app:expr, $begin:expr) => {{
+        let mut tx = $begin;
+        let id = $app
+            .defer_workflow_in(&mut tx, tx_workflow(&$app))
+            .await
+            .expect("in tx");
+        tx.rollback().await.expect("rollback");
+        assert_rolled_back(&$db, &$app, id).await;
+        let mut tx = $begin;
+        let id = $app
+            .defer_workflow_in(&mut tx, tx_workflow(&$app))
+            .await
+            .expect("in tx");
+        assert_eq!(
+            $app.workflow_status(id).await.expect("status"),
+            None,
+            "invisible before the commit"
+        );
+        tx.commit().await.expect("commit");
+        assert_committed_runs(&$db, &$app, id).await;
+    }};
+}
+
+/// In the caller's tokio-postgres transaction.
+#[tokio::test]
+async fn a_workflow_deferred_in_a_transaction_exists_only_once_it_commits() {
+    let (db, app) = pg_app_with(build).await;
+    let mut client = db.client().await;
+    rolled_back_then_committed!(db, app, client.transaction().await.expect("begin"));
+}
+
+/// In a transaction on the app's own deadpool pool (prepared statements cached per
+/// connection).
+#[tokio::test]
+async fn a_workflow_deferred_in_a_deadpool_transaction_exists_only_once_it_commits() {
+    let (db, app) = pg_app_with(build).await;
+    let pool = app.pg().expect("the app runs on PostgreSQL");
+    let mut client = pool.get().await.expect("pooled connection");
+    rolled_back_then_committed!(db, app, client.transaction().await.expect("begin"));
+}
+
+/// In an sqlx transaction.
+#[cfg(feature = "sqlx")]
+#[tokio::test]
+async fn a_workflow_deferred_in_an_sqlx_transaction_exists_only_once_it_commits() {
+    let (db, app) = pg_app_with(build).await;
+    let pool = crate::defer::sqlx_pool(&db).await;
+    rolled_back_then_committed!(db, app, pool.begin().await.expect("begin"));
 }
 
 /// A worker whose pass saw no workflow running finishes jobs without the workflow tables;
