@@ -1,6 +1,8 @@
 //! Every SQL statement the PostgreSQL store runs, one named file each, named after
 //! Procrastinate's `queries.sql` entries so one name greps across Python and Rust.
-//! No SQL is assembled from strings anywhere else.
+//! No SQL is assembled from strings anywhere else; here, only the `LISTEN` family (an
+//! identifier cannot be a parameter) and the four finish statements cut from the one text
+//! of `finish_jobs.sql`, by its marked sections.
 
 /// Inserts a batch of jobs; the triggers write their events and notifications.
 pub const DEFER_JOBS: &str = include_str!("queries/defer_jobs.sql");
