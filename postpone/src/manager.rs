@@ -251,7 +251,9 @@ impl JobManager {
     }
 
     /// Deletes jobs that finished more than `nb_hours` ago: succeeded ones, and failed,
-    /// cancelled or aborted ones when asked. Returns how many.
+    /// cancelled or aborted ones when asked. Returns how many. Workflows go by the same
+    /// rule: one whose every node ended in those statuses (of `queue`, when given) more
+    /// than `nb_hours` ago is deleted with its nodes (`docs/workflows.md`).
     ///
     /// # Errors
     /// A database error.

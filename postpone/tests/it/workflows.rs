@@ -309,6 +309,87 @@ async fn flow_limited_nodes_run_within_their_limits() {
     run_limited_workflow(&app, Some(&store)).await;
 }
 
+/// `delete_old_jobs` takes the ended workflows its statuses cover (here, ended before now:
+/// 0 hours) with their nodes, and leaves a workflow with a failed node until failed jobs
+/// are included, and one still running.
+async fn old_workflows_go_with_their_jobs(app: &App, memory: Option<&MemoryStore>) {
+    let done = app
+        .defer_workflow(
+            Workflow::new("done")
+                .node("a", step(app, "a", false), &[])
+                .node("b", step(app, "b", false), &["a"]),
+        )
+        .await
+        .expect("submitted");
+    let failed = app
+        .defer_workflow(
+            Workflow::new("failed")
+                .node("a", step(app, "a", false), &[])
+                .node("b", step(app, "b", true), &["a"]),
+        )
+        .await
+        .expect("submitted");
+    let running = app
+        .defer_workflow(Workflow::new("running").node(
+            "later",
+            step(app, "later", false).schedule_in(Duration::from_secs(3600)),
+            &[],
+        ))
+        .await
+        .expect("submitted");
+    run_workflow(app, memory, done).await;
+    run_workflow(app, memory, failed).await;
+    let manager = app.job_manager();
+    let exists = async |id: i64| app.workflow_status(id).await.expect("status").is_some();
+    let mut options = postpone::manager::DeleteOldJobsOptions {
+        nb_hours: 0,
+        ..postpone::manager::DeleteOldJobsOptions::default()
+    };
+    manager.delete_old_jobs(&options).await.expect("delete");
+    assert!(
+        !exists(done).await,
+        "an ended workflow of succeeded nodes goes"
+    );
+    assert!(
+        exists(failed).await,
+        "failed nodes are kept without include_failed"
+    );
+    assert!(exists(running).await, "a running workflow stays");
+    options.include_failed = true;
+    manager.delete_old_jobs(&options).await.expect("delete");
+    assert!(
+        !exists(failed).await,
+        "with include_failed, the failed workflow goes"
+    );
+    assert!(exists(running).await, "a running workflow stays");
+    let listed: Vec<String> = app
+        .list_workflows(10)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|w| w.name)
+        .collect();
+    assert_eq!(listed, ["running"]);
+}
+
+#[tokio::test]
+async fn old_workflows_go_with_their_jobs_on_postgres() {
+    let (db, app) = pg_app_with(build).await;
+    old_workflows_go_with_their_jobs(&app, None).await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM postpone_workflow_nodes")
+            .await,
+        1,
+        "the deleted workflows' nodes went with them"
+    );
+}
+
+#[tokio::test]
+async fn old_workflows_go_with_their_jobs_in_memory() {
+    let (store, app) = memory_app_with(build);
+    old_workflows_go_with_their_jobs(&app, Some(&store)).await;
+}
+
 #[tokio::test]
 async fn bad_workflows_are_refused_at_submit_with_nothing_written() {
     let (db, app) = pg_app_with(build).await;

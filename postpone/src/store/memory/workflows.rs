@@ -284,6 +284,29 @@ impl State {
         Some(row)
     }
 
+    /// `delete_old_jobs.sql`'s workflows: those whose every node ended in one of
+    /// `statuses` (and is of `queue`, when given) before `threshold` go, with their nodes.
+    pub(super) fn delete_ended_workflows(
+        &mut self,
+        statuses: &[crate::job::JobStatus],
+        queue: Option<&str>,
+        threshold: DateTime<Utc>,
+    ) {
+        let ended = |node: &MemNode| {
+            statuses.iter().any(|s| s.as_str() == node.status.as_str())
+                && queue.is_none_or(|q| node.job.queue_name == q)
+                && node.ended_at.is_some_and(|at| at < threshold)
+        };
+        let workflows = &mut self.workflows;
+        workflows
+            .rows
+            .retain(|_, workflow| !workflow.nodes.values().all(ended));
+        let rows = &workflows.rows;
+        workflows
+            .by_job
+            .retain(|_, (workflow_id, _)| rows.contains_key(workflow_id));
+    }
+
     /// `list_workflows.sql`.
     pub(super) fn list_workflows(&self, limit: usize) -> Vec<WorkflowRow> {
         self.workflows
