@@ -258,6 +258,9 @@ impl Store for MemoryStore {
         state.results.retain(|id, _| !doomed_set.contains(id));
         state.timeouts.retain(|id, _| !doomed_set.contains(id));
         state.traces.retain(|id, _| !doomed_set.contains(id));
+        for id in &doomed {
+            state.flow.delete_job(*id);
+        }
         state.delete_ended_workflows(&params.statuses, params.queue.as_deref(), threshold);
         Ok(doomed.len() as u64)
     }
