@@ -313,22 +313,18 @@ async fn flow_limited_nodes_run_within_their_limits() {
 /// 0 hours) with their nodes, and leaves a workflow with a failed node until failed jobs
 /// are included, and one still running.
 async fn old_workflows_go_with_their_jobs(app: &App, memory: Option<&MemoryStore>) {
-    let done = app
-        .defer_workflow(
-            Workflow::new("done")
+    // `a`, then `b`, which fails when asked to.
+    let chain = async |name: &str, b_fails: bool| {
+        app.defer_workflow(
+            Workflow::new(name)
                 .node("a", step(app, "a", false), &[])
-                .node("b", step(app, "b", false), &["a"]),
+                .node("b", step(app, "b", b_fails), &["a"]),
         )
         .await
-        .expect("submitted");
-    let failed = app
-        .defer_workflow(
-            Workflow::new("failed")
-                .node("a", step(app, "a", false), &[])
-                .node("b", step(app, "b", true), &["a"]),
-        )
-        .await
-        .expect("submitted");
+        .expect("submitted")
+    };
+    let done = chain("done", false).await;
+    let failed = chain("failed", true).await;
     let running = app
         .defer_workflow(Workflow::new("running").node(
             "later",
