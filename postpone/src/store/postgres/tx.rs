@@ -65,6 +65,17 @@ impl Transaction for tokio_postgres::Transaction<'_> {
 
 impl sealed::Sealed for deadpool_postgres::Transaction<'_> {}
 
+/// `sql` prepared on the transaction's pooled connection, once per connection (deadpool's
+/// statement cache).
+async fn prepared(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+) -> Result<tokio_postgres::Statement> {
+    tx.prepare_cached(sql)
+        .await
+        .map_err(|e| super::map_db_error(e.into()))
+}
+
 impl Transaction for deadpool_postgres::Transaction<'_> {
     fn defer_jobs<'a>(&'a mut self, jobs: &'a [DeferJobParams]) -> BoxFuture<'a, Result<Vec<i64>>> {
         Box::pin(async move {
@@ -72,10 +83,7 @@ impl Transaction for deadpool_postgres::Transaction<'_> {
                 return Ok(Vec::new());
             }
             let columns = super::DeferColumns::new(jobs);
-            let statement = self
-                .prepare_cached(columns.statement())
-                .await
-                .map_err(|e| super::map_db_error(e.into()))?;
+            let statement = prepared(self, columns.statement()).await?;
             super::defer_jobs_on(&**self, &statement, &columns).await
         })
     }
@@ -86,10 +94,7 @@ impl Transaction for deadpool_postgres::Transaction<'_> {
     ) -> BoxFuture<'a, Result<i64>> {
         Box::pin(async move {
             let columns = super::workflows::WorkflowColumns::new(workflow);
-            let statement = self
-                .prepare_cached(super::queries::DEFER_WORKFLOW)
-                .await
-                .map_err(|e| super::map_db_error(e.into()))?;
+            let statement = prepared(self, super::queries::DEFER_WORKFLOW).await?;
             super::workflows::defer_workflow_on(&**self, &statement, &columns).await
         })
     }
