@@ -12,7 +12,7 @@ use postpone::manager::DeleteOldJobsOptions;
 use postpone::result::RESULT_NOT_SERIALIZABLE;
 use postpone::task::{JobContext, TaskError};
 use postpone::worker::{DeleteJobs, WorkerConfig};
-use postpone::{App, Error, JobStatus, MemoryStore, Task, TaskConfig};
+use postpone::{App, Error, JobStatus, MemoryStore, Task, TaskConfig, WorkerHandle};
 use serde::{Deserialize, Serialize};
 
 use crate::harness::{
@@ -143,6 +143,18 @@ struct Gated;
 /// A gate for [`Gated`] jobs, the worker's additional context.
 #[derive(Debug, Default)]
 struct Gate(tokio::sync::watch::Sender<bool>);
+
+/// A worker started on `app` as `config` says, with a closed [`Gate`] as its additional
+/// context.
+async fn gated_worker(app: &App, config: WorkerConfig) -> (Arc<Gate>, WorkerHandle) {
+    let gate = Arc::new(Gate::default());
+    let config = WorkerConfig {
+        additional_context: Some(gate.clone()),
+        ..config
+    };
+    let worker = app.start_worker(config).await.expect("worker");
+    (gate, worker)
+}
 
 impl Task for Gated {
     fn name() -> std::borrow::Cow<'static, str> {
@@ -394,13 +406,14 @@ fn a_result_size_limit_out_of_range_is_refused_at_build() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_handle_is_woken_by_the_workers_notification() {
     let (db, app) = pg_app().await;
-    let gate = Arc::new(Gate::default());
-    let config = WorkerConfig {
-        additional_context: Some(gate.clone()),
-        concurrency: 2,
-        ..WorkerConfig::default()
-    };
-    let worker = app.start_worker(config).await.expect("worker");
+    let (gate, worker) = gated_worker(
+        &app,
+        WorkerConfig {
+            concurrency: 2,
+            ..WorkerConfig::default()
+        },
+    )
+    .await;
     let handle = app.defer_and_track(Gated).await.expect("defer");
     let manager = app.job_manager();
     wait_status(&manager, handle.id(), JobStatus::Doing).await;
@@ -521,13 +534,14 @@ async fn a_poll_only_app_waits_by_polling() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waited_job_the_delete_policy_removes_is_reported_gone() {
     let (db, app) = pg_app().await;
-    let gate = Arc::new(Gate::default());
-    let config = WorkerConfig {
-        additional_context: Some(gate.clone()),
-        delete_jobs: DeleteJobs::Successful,
-        ..WorkerConfig::default()
-    };
-    let worker = app.start_worker(config).await.expect("worker");
+    let (gate, worker) = gated_worker(
+        &app,
+        WorkerConfig {
+            delete_jobs: DeleteJobs::Successful,
+            ..WorkerConfig::default()
+        },
+    )
+    .await;
     let handle = app
         .defer_and_track(Gated)
         .await
@@ -572,13 +586,14 @@ const FINISH_LISTENERS: &str = "SELECT count(*) FROM pg_stat_activity
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_handles_share_one_link_closed_after_the_last() {
     let (db, app) = pg_app().await;
-    let gate = Arc::new(Gate::default());
-    let config = WorkerConfig {
-        additional_context: Some(gate.clone()),
-        concurrency: 20,
-        ..WorkerConfig::default()
-    };
-    let worker = app.start_worker(config).await.expect("worker");
+    let (gate, worker) = gated_worker(
+        &app,
+        WorkerConfig {
+            concurrency: 20,
+            ..WorkerConfig::default()
+        },
+    )
+    .await;
     let mut waits = Vec::new();
     for _ in 0..20 {
         let handle = app
