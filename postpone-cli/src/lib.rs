@@ -40,6 +40,8 @@
 mod commands;
 pub mod flags;
 mod logging;
+#[cfg(feature = "otlp")]
+mod otlp;
 /// The command line's guides from `docs/`, compiled here so that their examples, which
 /// embed this crate, are tested (`cargo test --doc -p postpone-cli`).
 pub mod guide {

@@ -926,19 +926,59 @@ fn spans_go_over_otlp_when_the_otel_variables_say_where() {
         "{:?}",
         received.iter().map(|r| &r.0).collect::<Vec<_>>()
     );
-    let bodies: Vec<u8> = received.into_iter().flat_map(|(_, body)| body).collect();
-    let has = |needle: &str| bodies.windows(needle.len()).any(|w| w == needle.as_bytes());
-    for needle in [
-        "postpone-otlp-test",
-        "postpone.defer",
-        "postpone.claim",
-        "postpone.job",
-        "postpone.complete",
-        "tests.add",
-        "succeeded",
-    ] {
-        assert!(has(needle), "no {needle:?} in what the receiver got");
+    // Decoded by the generated OTLP types: every request is a valid export request.
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use prost::Message as _;
+    let mut spans = Vec::new();
+    for (_, body) in &received {
+        let request = ExportTraceServiceRequest::decode(body.as_slice()).expect("OTLP protobuf");
+        for resource_spans in request.resource_spans {
+            let resource = resource_spans.resource.expect("a resource");
+            assert!(
+                resource.attributes.iter().any(|kv| kv.key == "service.name"
+                    && kv.value.as_ref().and_then(|v| v.value.clone())
+                        == Some(Value::StringValue("postpone-otlp-test".to_owned()))),
+                "{resource:?}"
+            );
+            for scope_spans in resource_spans.scope_spans {
+                spans.extend(scope_spans.spans);
+            }
+        }
     }
+    let named = |name: &str| {
+        spans.iter().find(|s| s.name == name).unwrap_or_else(|| {
+            panic!(
+                "no {name} span in {:?}",
+                spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+            )
+        })
+    };
+    let attribute = |span: &opentelemetry_proto::tonic::trace::v1::Span, key: &str| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref().and_then(|v| v.value.clone()))
+    };
+    named("postpone.claim");
+    named("postpone.complete");
+    let (defer, job) = (named("postpone.defer"), named("postpone.job"));
+    assert_eq!(
+        attribute(job, "task"),
+        Some(Value::StringValue("tests.add".to_owned()))
+    );
+    assert_eq!(
+        attribute(job, "outcome"),
+        Some(Value::StringValue("succeeded".to_owned()))
+    );
+    assert!(job.end_time_unix_nano >= job.start_time_unix_nano && job.start_time_unix_nano > 0);
+    // The job's span runs in a trace of its own, linked to the span that deferred it.
+    assert_ne!(job.trace_id, defer.trace_id);
+    assert_eq!(job.links.len(), 1, "{job:?}");
+    assert_eq!(
+        (&job.links[0].trace_id, &job.links[0].span_id),
+        (&defer.trace_id, &defer.span_id)
+    );
 }
 
 #[test]
