@@ -562,7 +562,10 @@ fn large_ratio(figures: &[Figure], params: &Params) -> Option<Figure> {
 /// For each ceiling run without a cost (`<name>_no_triggers`, `<name>_no_notify`: triggers
 /// disabled; `<name>_async`: no wait for the WAL flush), the share of `<name>`'s time that
 /// went to it in the same run, `1 - rate with / rate without` (`<name>_trigger_share`,
-/// `<name>_notify_share`, `<name>_commit_wait_share`).
+/// `<name>_notify_share`, `<name>_commit_wait_share`); and for each drain with telemetry
+/// on (W3T), what it cost against the same drain off in the same run, `1 - rate on /
+/// rate off` (`<name>_telemetry_cost`; its median over `--runs` pairs each run's W3T with
+/// that run's W3, which the drift between runs on a shared machine does not sway).
 fn cost_shares(figures: &[Figure]) -> Vec<Figure> {
     let rate = |name: &str| {
         figures
@@ -572,6 +575,16 @@ fn cost_shares(figures: &[Figure]) -> Vec<Figure> {
     };
     let mut shares = Vec::new();
     for figure in figures.iter().filter(|f| f.unit == "jobs/s") {
+        // W3T against W3 of the same run: what telemetry costs, `1 - rate on / rate off`.
+        if let Some(base) = figure.workload.strip_suffix("_telemetry")
+            && let Some(off) = rate(base)
+        {
+            shares.push(Figure::new(
+                format!("{base}_telemetry_cost"),
+                1.0 - figure.value / off,
+                "ratio",
+            ));
+        }
         for (suffix, share) in [
             ("_no_triggers", "trigger"),
             ("_no_notify", "notify"),

@@ -61,6 +61,9 @@ fn quick_bench_reports_every_figure() {
         ("W3_drain_1x10_worker_cpu_per_job", "us/job"),
         ("W3_drain_2x10", "jobs/s"),
         ("W3_drain_2x10_worker_cpu_per_job", "us/job"),
+        ("W3_drain_1x10_telemetry", "jobs/s"),
+        ("W3_drain_1x10_telemetry_otlp_bytes_per_job", "B/job"),
+        ("W3_drain_2x10_telemetry", "jobs/s"),
         ("W3_drain_1x10_large", "jobs/s"),
         ("R1_drain_1x10_results", "jobs/s"),
         ("R1_drain_1x10_results_worker_cpu_per_job", "us/job"),
@@ -107,13 +110,13 @@ fn quick_bench_reports_every_figure() {
         }
     }
     // Every figure, optional ones included, is a finite number of the right sign; a
-    // share of time (the triggers' in a ceiling) is a difference of two timings, so it may
-    // come out below zero on a noisy machine.
+    // share of time (the triggers' in a ceiling) or a cost (telemetry's) is a difference of
+    // two timings, so it may come out below zero on a noisy machine.
     for f in figures {
         let value = f["value"].as_f64().unwrap_or(f64::NAN);
-        let share = f["workload"]
-            .as_str()
-            .is_some_and(|w| w.ends_with("_share") || w.ends_with("_deviation"));
+        let share = f["workload"].as_str().is_some_and(|w| {
+            w.ends_with("_share") || w.ends_with("_deviation") || w.ends_with("_cost")
+        });
         assert!(value.is_finite() && (share || value >= 0.0), "{f}");
     }
     for share in [
@@ -121,6 +124,8 @@ fn quick_bench_reports_every_figure() {
         "W2S_defer_batch_notify_share",
         "W3S_drain_b10_trigger_share",
         "W3S_drain_b10_commit_wait_share",
+        "W3_drain_1x10_telemetry_cost",
+        "W3_drain_2x10_telemetry_cost",
     ] {
         assert_eq!(figure(share)["unit"], "ratio");
     }
