@@ -6,10 +6,9 @@
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set (and neither `OTEL_SDK_DISABLED=true` nor
 //! `OTEL_TRACES_EXPORTER=none`), Postpone's spans (`postpone.defer`, `postpone.claim`,
 //! `postpone.job`, `postpone.complete`, and your tasks' own spans inside `postpone.job`)
-//! are exported over OTLP/HTTP (protobuf) in batches. The exporter reads the other
-//! standard variables itself (`OTEL_EXPORTER_OTLP_HEADERS`, `..._TIMEOUT`), the resource
-//! `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`. Spans are recorded at `info`,
-//! whatever the log level. See `docs/observability.md`.
+//! are exported over OTLP/HTTP (protobuf) in batches by [`crate::otlp`], which reads the
+//! other standard variables. Spans are recorded at `info`, whatever the log level. See
+//! `docs/observability.md`.
 
 /// Keeps the trace exporter alive; dropping it flushes the spans not sent yet.
 #[derive(Debug, Default)]
