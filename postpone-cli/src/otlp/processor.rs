@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opentelemetry::Context;
 use opentelemetry_sdk::Resource;
@@ -117,14 +117,25 @@ impl OtlpProcessor {
         })
     }
 
-    /// Sends `message` and waits for its answer.
+    /// Sends `message` and waits for its answer, `timeout` in all: a queue kept full by a
+    /// collector that hangs does not hold a flush, or the command's exit, past it.
     fn ask(&self, message: fn(SyncSender<()>) -> Message, timeout: Duration) -> OTelSdkResult {
+        let deadline = Instant::now() + timeout;
         let (answer, answered) = mpsc::sync_channel(1);
-        self.sender
-            .send(message(answer))
-            .map_err(|_| OTelSdkError::AlreadyShutdown)?;
+        let mut message = message(answer);
+        loop {
+            match self.sender.try_send(message) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return Err(OTelSdkError::AlreadyShutdown),
+                Err(TrySendError::Full(again)) if Instant::now() < deadline => {
+                    message = again;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(TrySendError::Full(_)) => return Err(OTelSdkError::Timeout(timeout)),
+            }
+        }
         answered
-            .recv_timeout(timeout)
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .map_err(|_| OTelSdkError::Timeout(timeout))
     }
 }
