@@ -7,8 +7,10 @@
 //! message structs are built. Its settings are the standard ones ([`Config`]): a batch
 //! goes when it holds `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` spans or when it is
 //! `OTEL_BSP_SCHEDULE_DELAY` old; when the collector falls behind by more than
-//! `OTEL_BSP_MAX_QUEUE_SIZE` spans, new batches are dropped and counted (a warning says
-//! so, once until export catches up), never blocking a job.
+//! `OTEL_BSP_MAX_QUEUE_SIZE` spans, new batches are dropped and counted, never blocking a
+//! job. The sender thread does all the reporting (one warning when spans start being
+//! dropped or requests start failing, one when export works again, the totals at
+//! shutdown), so that ending a span never logs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -103,6 +105,8 @@ impl OtlpProcessor {
             config,
             shared: shared.clone(),
             failing: false,
+            dropped_seen: 0,
+            dropping: false,
         };
         let thread = std::thread::Builder::new()
             .name("postpone-otlp".to_owned())
@@ -156,17 +160,8 @@ impl SpanProcessor for OtlpProcessor {
         drop(span);
         if let Some(batch) = full {
             let spans = batch.spans as u64;
-            match self.sender.try_send(Message::Batch(batch)) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                    let before = self.shared.dropped.fetch_add(spans, Ordering::Relaxed);
-                    if before == 0 {
-                        tracing::warn!(
-                            spans,
-                            "the trace exporter is behind its collector: spans dropped (counted; export goes on)"
-                        );
-                    }
-                }
+            if self.sender.try_send(Message::Batch(batch)).is_err() {
+                self.shared.dropped.fetch_add(spans, Ordering::Relaxed);
             }
         }
     }
@@ -200,12 +195,18 @@ struct Sender {
     shared: Arc<Shared>,
     /// The last request failed: the next success says export works again.
     failing: bool,
+    /// `Shared::dropped` when last looked at.
+    dropped_seen: u64,
+    /// Spans were dropped since the last look but one: already reported.
+    dropping: bool,
 }
 
 impl Sender {
     fn run(mut self, receiver: &Receiver<Message>) {
         loop {
-            match receiver.recv_timeout(self.config.schedule_delay) {
+            let message = receiver.recv_timeout(self.config.schedule_delay);
+            self.report_drops();
+            match message {
                 Ok(Message::Batch(batch)) => self.post(batch),
                 Ok(Message::Flush(answer)) => {
                     self.post_open();
@@ -213,12 +214,42 @@ impl Sender {
                 }
                 Ok(Message::Shutdown(answer)) => {
                     self.post_open();
+                    self.report_totals();
                     let _ = answer.send(());
                     return;
                 }
                 Err(RecvTimeoutError::Timeout) => self.post_open(),
                 Err(RecvTimeoutError::Disconnected) => return,
             }
+        }
+    }
+
+    /// Warns when spans start being dropped; a look that finds no new drop ends the
+    /// episode, so the next one is reported too.
+    fn report_drops(&mut self) {
+        let dropped = self.shared.dropped.load(Ordering::Relaxed);
+        if dropped > self.dropped_seen && !self.dropping {
+            tracing::warn!(
+                endpoint = %self.config.endpoint,
+                spans = dropped - self.dropped_seen,
+                "the trace exporter is behind its collector: spans dropped (export goes on)"
+            );
+        }
+        self.dropping = dropped > self.dropped_seen;
+        self.dropped_seen = dropped;
+    }
+
+    /// At shutdown: what did not reach the collector in this process's life, if anything.
+    fn report_totals(&self) {
+        let dropped = self.shared.dropped.load(Ordering::Relaxed);
+        let failed = self.shared.failed.load(Ordering::Relaxed);
+        if dropped + failed > 0 {
+            tracing::warn!(
+                endpoint = %self.config.endpoint,
+                dropped,
+                failed,
+                "spans not exported: dropped while the collector was behind, or in requests that failed"
+            );
         }
     }
 
