@@ -107,6 +107,7 @@ impl OtlpProcessor {
             failing: false,
             dropped_seen: 0,
             dropping: false,
+            reported: 0,
         };
         let thread = std::thread::Builder::new()
             .name("postpone-otlp".to_owned())
@@ -199,6 +200,21 @@ struct Sender {
     dropped_seen: u64,
     /// Spans were dropped since the last look but one: already reported.
     dropping: bool,
+    /// Spans the warnings so far have counted (the totals at shutdown add only news).
+    reported: u64,
+}
+
+/// An error and its causes, on one line: reqwest's own message names the URL, its
+/// sources say why (`Connection refused`).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 impl Sender {
@@ -229,6 +245,7 @@ impl Sender {
     fn report_drops(&mut self) {
         let dropped = self.shared.dropped.load(Ordering::Relaxed);
         if dropped > self.dropped_seen && !self.dropping {
+            self.reported += dropped - self.dropped_seen;
             tracing::warn!(
                 endpoint = %self.config.endpoint,
                 spans = dropped - self.dropped_seen,
@@ -239,11 +256,12 @@ impl Sender {
         self.dropped_seen = dropped;
     }
 
-    /// At shutdown: what did not reach the collector in this process's life, if anything.
+    /// At shutdown: what did not reach the collector in this process's life, when the
+    /// warnings so far did not already count it all.
     fn report_totals(&self) {
         let dropped = self.shared.dropped.load(Ordering::Relaxed);
         let failed = self.shared.failed.load(Ordering::Relaxed);
-        if dropped + failed > 0 {
+        if dropped + failed > self.reported {
             tracing::warn!(
                 endpoint = %self.config.endpoint,
                 dropped,
@@ -281,7 +299,7 @@ impl Sender {
                 Ok(())
             }
             Ok(response) => Err(format!("the collector answered {}", response.status())),
-            Err(error) => Err(error.to_string()),
+            Err(error) => Err(chain(&error)),
         };
         match outcome {
             Ok(()) if self.failing => {
@@ -299,6 +317,7 @@ impl Sender {
                     .fetch_add(batch.spans as u64, Ordering::Relaxed);
                 if !self.failing {
                     self.failing = true;
+                    self.reported += batch.spans as u64;
                     tracing::warn!(
                         endpoint = %self.config.endpoint,
                         spans = batch.spans,
