@@ -82,19 +82,21 @@ impl Config {
                 ));
             }
         }
+        // A setting and the variable it came from: the traces' own, else the common one.
+        let named = |name: String| var(&name).map(|value| (name, value));
         let signal = |name: &str| {
-            var(&format!("OTEL_EXPORTER_OTLP_TRACES_{name}"))
-                .or_else(|| var(&format!("OTEL_EXPORTER_OTLP_{name}")))
+            named(format!("OTEL_EXPORTER_OTLP_TRACES_{name}"))
+                .or_else(|| named(format!("OTEL_EXPORTER_OTLP_{name}")))
         };
-        if let Some(protocol) = signal("PROTOCOL").filter(|p| p != "http/protobuf") {
+        if let Some((name, protocol)) = signal("PROTOCOL").filter(|(_, p)| p != "http/protobuf") {
             return Err(format!(
-                "OTEL_EXPORTER_OTLP_PROTOCOL is {protocol:?}; this build exports http/protobuf only: unset it or set it to http/protobuf"
+                "{name} is {protocol:?}; this build exports http/protobuf only: unset it or set it to http/protobuf"
             ));
         }
         let mut warnings = Vec::new();
-        if let Some(compression) = signal("COMPRESSION").filter(|c| c != "none") {
+        if let Some((name, compression)) = signal("COMPRESSION").filter(|(_, c)| c != "none") {
             warnings.push(format!(
-                "OTEL_EXPORTER_OTLP_COMPRESSION={compression} is not supported; spans go uncompressed"
+                "{name}={compression} is not supported; spans go uncompressed"
             ));
         }
         let mut headers: Vec<(String, String)> = Vec::new();
@@ -115,9 +117,9 @@ impl Config {
                 }
             }
         }
-        let mut number = |name: &str, value: Option<String>, default: u64| match value {
+        let mut number = |setting: Option<(String, String)>, default: u64| match setting {
             None => default,
-            Some(text) => match text.parse::<u64>() {
+            Some((name, text)) => match text.parse::<u64>() {
                 Ok(n) if n > 0 => n,
                 _ => {
                     warnings.push(format!(
@@ -127,22 +129,10 @@ impl Config {
                 }
             },
         };
-        let timeout = number("OTEL_EXPORTER_OTLP_TIMEOUT", signal("TIMEOUT"), 10_000);
-        let batch_size = number(
-            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-            var("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"),
-            512,
-        );
-        let schedule_delay = number(
-            "OTEL_BSP_SCHEDULE_DELAY",
-            var("OTEL_BSP_SCHEDULE_DELAY"),
-            5_000,
-        );
-        let queue_size = number(
-            "OTEL_BSP_MAX_QUEUE_SIZE",
-            var("OTEL_BSP_MAX_QUEUE_SIZE"),
-            2_048,
-        );
+        let timeout = number(signal("TIMEOUT"), 10_000);
+        let batch_size = number(named("OTEL_BSP_MAX_EXPORT_BATCH_SIZE".into()), 512);
+        let schedule_delay = number(named("OTEL_BSP_SCHEDULE_DELAY".into()), 5_000);
+        let queue_size = number(named("OTEL_BSP_MAX_QUEUE_SIZE".into()), 2_048);
         Ok(Some(Self {
             endpoint,
             headers,
@@ -336,14 +326,14 @@ mod tests {
                     ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
                     ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
                 ],
-                "http/protobuf only",
+                "OTEL_EXPORTER_OTLP_PROTOCOL is \"grpc\"; this build exports http/protobuf only",
             ),
             (
                 vec![
                     ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
                     ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
                 ],
-                "http/protobuf only",
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL is \"http/json\"",
             ),
         ] {
             let error = from(&vars).expect_err("refused");
@@ -396,17 +386,18 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
             ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "3000"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip"),
             ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "0"),
             ("OTEL_BSP_SCHEDULE_DELAY", "1s"),
             ("OTEL_BSP_MAX_QUEUE_SIZE", "8192"),
-            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
         ]);
         assert_eq!(c.timeout, Duration::from_secs(3));
         assert_eq!(c.batch_size, 512);
         assert_eq!(c.schedule_delay, Duration::from_secs(5));
         assert_eq!(c.queue_size, 8_192);
         assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
-        assert!(c.warnings[0].contains("gzip"));
+        assert!(c.warnings[0].contains("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION=gzip"));
         assert!(c.warnings[1].contains("OTEL_BSP_MAX_EXPORT_BATCH_SIZE=\"0\""));
         assert!(c.warnings[2].contains("OTEL_BSP_SCHEDULE_DELAY=\"1s\""));
     }
