@@ -830,69 +830,12 @@ fn worker_refuses_a_metrics_address_it_cannot_serve_before_it_starts() {
     }
 }
 
-/// The requests an OTLP receiver got: path and body of each.
-type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
-
-/// A stand-in OTLP/HTTP receiver: keeps each request's path and body, answers 200.
-fn otlp_receiver() -> (String, Received) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the receiver");
-    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
-    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let keep = received.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let keep = keep.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let path = line
-                        .split_whitespace()
-                        .nth(1)
-                        .unwrap_or_default()
-                        .to_owned();
-                    let mut length = 0;
-                    loop {
-                        let mut header = String::new();
-                        if reader.read_line(&mut header).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let header = header.trim_end();
-                        if header.is_empty() {
-                            break;
-                        }
-                        if let Some((name, value)) = header.split_once(':') {
-                            if name.eq_ignore_ascii_case("content-length") {
-                                length = value.trim().parse().unwrap_or(0);
-                            }
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    keep.lock().expect("lock").push((path, body));
-                    let _ = stream.write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
-                    );
-                }
-            });
-        }
-    });
-    (endpoint, received)
-}
-
 #[test]
 fn spans_go_over_otlp_when_the_otel_variables_say_where() {
     let db = TestDb::with_schema();
-    let (endpoint, received) = otlp_receiver();
+    let receiver = postpone_testkit::OtlpReceiver::start();
     let otel = [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
         ("OTEL_SERVICE_NAME", "postpone-otlp-test"),
     ];
     let mut defer = db.command(
@@ -920,19 +863,19 @@ fn spans_go_over_otlp_when_the_otel_variables_say_where() {
         "succeeded"
     );
     // Each process flushed its spans before it exited.
-    let received = received.lock().expect("lock").clone();
+    let received = receiver.requests();
     assert!(
-        received.iter().all(|(path, _)| path == "/v1/traces"),
+        received.iter().all(|r| r.path == "/v1/traces"),
         "{:?}",
-        received.iter().map(|r| &r.0).collect::<Vec<_>>()
+        received.iter().map(|r| &r.path).collect::<Vec<_>>()
     );
     // Decoded by the generated OTLP types: every request is a valid export request.
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
     use prost::Message as _;
     let mut spans = Vec::new();
-    for (_, body) in &received {
-        let request = ExportTraceServiceRequest::decode(body.as_slice()).expect("OTLP protobuf");
+    for r in &received {
+        let request = ExportTraceServiceRequest::decode(r.body.as_slice()).expect("OTLP protobuf");
         for resource_spans in request.resource_spans {
             let resource = resource_spans.resource.expect("a resource");
             assert!(

@@ -22,12 +22,16 @@
 //! a watchdog when the process exits, and a [`Session`] of its own per test (a fresh
 //! profile, a 1280x900 window), with waits that have deadlines and screenshots to PNG files.
 //!
+//! [`OtlpReceiver`] stands in for an OpenTelemetry collector: it keeps each OTLP/HTTP
+//! request and answers it with the status the test chose.
+//!
 //! [`python`] returns the interpreter of a venv holding the pinned `procrastinate`, creating
 //! `<workspace>/.venv` when needed.
 
 mod browser;
 mod cluster;
 mod discover;
+mod otlp;
 mod pgbouncer;
 mod python;
 mod watchdog;
@@ -40,6 +44,7 @@ use tokio_postgres::{Client, NoTls};
 pub use browser::{
     APT_LOCK, Browser, CHROMEDRIVER, CHROMIUM, Session, WAIT_DEFAULT, WINDOW_SIZE, screenshot_path,
 };
+pub use otlp::{OtlpReceiver, ReceivedRequest};
 pub use pgbouncer::{PgBouncer, PoolMode};
 pub use python::{PROCRASTINATE_VERSION, pid_alive, python};
 

@@ -332,77 +332,18 @@ impl Sender {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-    use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use opentelemetry::KeyValue;
     use opentelemetry::trace::{Tracer as _, TracerProvider as _};
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_sdk::Resource;
     use opentelemetry_sdk::trace::SdkTracerProvider;
+    use postpone_testkit::OtlpReceiver;
     use prost::Message as _;
 
     use super::OtlpProcessor;
     use crate::otlp::Config;
-
-    /// One request a receiver got: its head (request line and headers) and its body.
-    type Requests = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
-
-    /// A stand-in collector: answers each request with the next of `statuses` (200 once
-    /// they run out) and keeps what it got.
-    fn receiver(statuses: &[u16]) -> (String, Requests) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let endpoint = format!(
-            "http://{}/v1/traces",
-            listener.local_addr().expect("address")
-        );
-        let requests = Requests::default();
-        let (kept, statuses) = (requests.clone(), Arc::new(Mutex::new(statuses.to_vec())));
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let (kept, statuses) = (kept.clone(), statuses.clone());
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                    loop {
-                        let (mut head, mut length) = (String::new(), 0);
-                        loop {
-                            let mut line = String::new();
-                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                                return;
-                            }
-                            if line.trim_end().is_empty() {
-                                break;
-                            }
-                            if let Some((name, value)) = line.split_once(':')
-                                && name.eq_ignore_ascii_case("content-length")
-                            {
-                                length = value.trim().parse().unwrap_or(0);
-                            }
-                            head.push_str(&line);
-                        }
-                        let mut body = vec![0; length];
-                        if reader.read_exact(&mut body).is_err() {
-                            return;
-                        }
-                        kept.lock().expect("lock").push((head, body));
-                        let status = {
-                            let mut statuses = statuses.lock().expect("lock");
-                            if statuses.is_empty() {
-                                200
-                            } else {
-                                statuses.remove(0)
-                            }
-                        };
-                        let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
-                        let _ = stream.write_all(answer.as_bytes());
-                    }
-                });
-            }
-        });
-        (endpoint, requests)
-    }
 
     fn config(endpoint: &str, batch_size: usize, schedule_delay: Duration) -> Config {
         Config {
@@ -434,26 +375,18 @@ mod tests {
         }
     }
 
-    /// Waits until `requests` holds `count` requests; panics at the deadline.
-    fn wait_for(requests: &Requests, count: usize) -> Vec<ExportTraceServiceRequest> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let got = requests.lock().expect("lock").clone();
-            if got.len() >= count {
-                return got
-                    .iter()
-                    .map(|(_, body)| {
-                        ExportTraceServiceRequest::decode(body.as_slice()).expect("protobuf")
-                    })
-                    .collect();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} of {count} requests came",
-                got.len()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+    /// Where `receiver` takes spans.
+    fn traces(receiver: &OtlpReceiver) -> String {
+        format!("{}/v1/traces", receiver.endpoint())
+    }
+
+    /// The export requests `receiver` has got once there are `count`, decoded.
+    fn decoded(receiver: &OtlpReceiver, count: usize) -> Vec<ExportTraceServiceRequest> {
+        receiver
+            .wait_for(count)
+            .iter()
+            .map(|r| ExportTraceServiceRequest::decode(r.body.as_slice()).expect("protobuf"))
+            .collect()
     }
 
     fn names(request: &ExportTraceServiceRequest) -> Vec<String> {
@@ -466,10 +399,10 @@ mod tests {
 
     #[test]
     fn full_batches_go_at_once_and_the_rest_on_flush_and_at_shutdown() {
-        let (endpoint, requests) = receiver(&[]);
-        let provider = provider(config(&endpoint, 3, Duration::from_secs(3_600)));
+        let receiver = OtlpReceiver::start();
+        let provider = provider(config(&traces(&receiver), 3, Duration::from_secs(3_600)));
         end_spans(&provider, &["a", "b", "c", "d", "e", "f", "g"]);
-        let got = wait_for(&requests, 2);
+        let got = decoded(&receiver, 2);
         assert_eq!(names(&got[0]), ["a", "b", "c"]);
         assert_eq!(names(&got[1]), ["d", "e", "f"]);
         // The resource is sent with each batch, and so are the configured headers.
@@ -484,7 +417,7 @@ mod tests {
                 .any(|kv| kv.key == "service.name"
                     && format!("{:?}", kv.value).contains("otlp-test"))
         );
-        let (head, _) = requests.lock().expect("lock")[0].clone();
+        let head = receiver.requests()[0].head.clone();
         assert!(head.starts_with("POST /v1/traces "), "{head}");
         assert!(
             head.to_ascii_lowercase()
@@ -496,32 +429,32 @@ mod tests {
             "{head}"
         );
         // "g" waits in the open batch until a flush.
-        assert_eq!(requests.lock().expect("lock").len(), 2);
+        assert_eq!(receiver.requests().len(), 2);
         provider.force_flush().expect("flushed");
-        assert_eq!(names(&wait_for(&requests, 3)[2]), ["g"]);
+        assert_eq!(names(&decoded(&receiver, 3)[2]), ["g"]);
         end_spans(&provider, &["h"]);
         provider.shutdown().expect("shut down");
-        assert_eq!(names(&wait_for(&requests, 4)[3]), ["h"]);
+        assert_eq!(names(&decoded(&receiver, 4)[3]), ["h"]);
         // Nothing is sent after shutdown, and nothing blocks.
         end_spans(&provider, &["i", "j", "k"]);
-        assert_eq!(requests.lock().expect("lock").len(), 4);
+        assert_eq!(receiver.requests().len(), 4);
     }
 
     #[test]
     fn a_partial_batch_goes_after_the_schedule_delay() {
-        let (endpoint, requests) = receiver(&[]);
-        let provider = provider(config(&endpoint, 512, Duration::from_millis(50)));
+        let receiver = OtlpReceiver::start();
+        let provider = provider(config(&traces(&receiver), 512, Duration::from_millis(50)));
         end_spans(&provider, &["alone"]);
-        assert_eq!(names(&wait_for(&requests, 1)[0]), ["alone"]);
+        assert_eq!(names(&decoded(&receiver, 1)[0]), ["alone"]);
         provider.shutdown().expect("shut down");
     }
 
     #[test]
     fn a_refused_batch_does_not_stop_the_next() {
-        let (endpoint, requests) = receiver(&[503]);
-        let provider = provider(config(&endpoint, 1, Duration::from_secs(3_600)));
+        let receiver = OtlpReceiver::answering(&[503]);
+        let provider = provider(config(&traces(&receiver), 1, Duration::from_secs(3_600)));
         end_spans(&provider, &["refused", "taken"]);
-        let got = wait_for(&requests, 2);
+        let got = decoded(&receiver, 2);
         assert_eq!(names(&got[0]), ["refused"]);
         assert_eq!(names(&got[1]), ["taken"]);
         provider.shutdown().expect("shut down");
