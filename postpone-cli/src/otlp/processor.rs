@@ -92,27 +92,43 @@ impl OtlpProcessor {
     /// # Errors
     /// The thread cannot be started, or the HTTP client cannot be built.
     pub(crate) fn start(config: Config) -> Result<Self, String> {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(config.timeout)
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let queued = (config.queue_size / config.batch_size).max(1);
         let (sender, receiver) = mpsc::sync_channel(queued);
         let shared = Arc::new(Shared::default());
         let (batch_size, timeout) = (config.batch_size, config.timeout);
-        let sending = Sender {
-            client,
-            config,
-            shared: shared.clone(),
-            failing: false,
-            dropped_seen: 0,
-            dropping: false,
-            reported: 0,
-        };
+        let (built, client_built) = mpsc::sync_channel(1);
+        let state = shared.clone();
+        // reqwest's blocking client runs a runtime of its own, which must be neither made
+        // nor dropped inside an async context: it lives and dies on the sender thread.
         let thread = std::thread::Builder::new()
             .name("postpone-otlp".to_owned())
-            .spawn(move || sending.run(&receiver))
+            .spawn(move || {
+                let client = match reqwest::blocking::Client::builder()
+                    .timeout(config.timeout)
+                    .build()
+                {
+                    Ok(client) => client,
+                    Err(error) => {
+                        let _ = built.send(Err(format!("cannot build the HTTP client: {error}")));
+                        return;
+                    }
+                };
+                let _ = built.send(Ok(()));
+                let sending = Sender {
+                    client,
+                    config,
+                    shared: state,
+                    failing: false,
+                    dropped_seen: 0,
+                    dropping: false,
+                    reported: 0,
+                };
+                sending.run(&receiver);
+            })
             .map_err(|e| format!("cannot start the exporting thread: {e}"))?;
+        client_built
+            .recv()
+            .map_err(|_| "the exporting thread stopped as it started".to_owned())??;
         Ok(Self {
             shared,
             batch_size,
@@ -458,6 +474,16 @@ mod tests {
         assert_eq!(names(&got[0]), ["refused"]);
         assert_eq!(names(&got[1]), ["taken"]);
         provider.shutdown().expect("shut down");
+    }
+
+    /// An application embedding the CLI may set up its tracing inside its own runtime.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn it_starts_and_stops_inside_an_async_context() {
+        let receiver = OtlpReceiver::start();
+        let provider = provider(config(&traces(&receiver), 512, Duration::from_secs(3_600)));
+        end_spans(&provider, &["in a runtime"]);
+        tokio::task::block_in_place(|| provider.shutdown()).expect("shut down");
+        assert_eq!(names(&decoded(&receiver, 1)[0]), ["in a runtime"]);
     }
 
     #[test]
