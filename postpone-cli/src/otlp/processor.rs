@@ -214,7 +214,7 @@ struct Sender {
     failing: bool,
     /// `Shared::dropped` when last looked at.
     dropped_seen: u64,
-    /// Spans were dropped since the last look but one: already reported.
+    /// The last look found new drops (a warning said so when they began).
     dropping: bool,
     /// Spans the warnings so far have counted (the totals at shutdown add only news).
     reported: u64,
