@@ -179,6 +179,16 @@ fn node_statuses(workflow: &WorkflowRow) -> BTreeMap<String, NodeStatus> {
         .collect()
 }
 
+fn assert_all_succeeded(workflow: &WorkflowRow) {
+    assert!(
+        workflow
+            .nodes
+            .iter()
+            .all(|n| n.status == NodeStatus::Succeeded),
+        "{workflow:?}"
+    );
+}
+
 fn job_of(workflow: &WorkflowRow, node: &str) -> Option<i64> {
     workflow
         .nodes
@@ -264,13 +274,7 @@ async fn run_limited_workflow(app: &App, memory: Option<&MemoryStore>) {
         .await
         .expect("submitted");
     let (workflow, _) = run_workflow(app, memory, id).await;
-    assert!(
-        workflow
-            .nodes
-            .iter()
-            .all(|n| n.status == NodeStatus::Succeeded),
-        "{workflow:?}"
-    );
+    assert_all_succeeded(&workflow);
 }
 
 /// Workflow nodes keep their flow limits, roots and released children alike: the jobs of
@@ -429,13 +433,7 @@ async fn diamond(app: &App, memory: Option<&MemoryStore>) {
     );
 
     let (workflow, _) = run_workflow(app, memory, id).await;
-    assert!(
-        workflow
-            .nodes
-            .iter()
-            .all(|n| n.status == NodeStatus::Succeeded),
-        "{workflow:?}"
-    );
+    assert_all_succeeded(&workflow);
     let d = job_of(&workflow, "d").expect("d ran");
     // d = 1000 + (10 + 1) + (100 + 1)
     assert_eq!(app.job_result::<i64>(d).await.expect("result"), Some(1112));
@@ -549,12 +547,7 @@ async fn parent_results_outlive_the_delete_policy() {
     handle.stop();
     handle.join().await.expect("the worker stops");
     let workflow = status(&app, id).await;
-    assert!(
-        workflow
-            .nodes
-            .iter()
-            .all(|n| n.status == NodeStatus::Succeeded)
-    );
+    assert_all_succeeded(&workflow);
     assert_eq!(
         db.count("SELECT count(*) FROM procrastinate_jobs").await,
         0,
